@@ -1,0 +1,314 @@
+"""Plugins: the unit every daemon is built from, loaded, unloaded and reloaded at run time.
+
+A plugin is a subclass of :class:`Plugin` with the lifecycle ``init(ctx)`` -> ``start()`` ->
+``stop()``. Its spec says where the class comes from:
+
+- ``sim_feed`` -- an entry point of the ``hft.plugins`` group (installed packages);
+- ``package.module:Class`` -- an importable module;
+- ``/path/to/file.py`` or ``file.py:Class`` -- a source file; without ``:Class`` the file must
+  define exactly one Plugin subclass.
+
+Everything a plugin hooks into the host (bus subscriptions, pollers, timers, metrics) goes
+through its :class:`PluginContext`, which remembers it, so unloading a plugin releases all of
+it. A plugin that fails to import, init or start is recorded as FAILED with its error and the
+host goes on; a reload whose new code does not import leaves the old instance running.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+import pydantic
+
+from hft.daemons.runtime.bus import EventBus, Handler
+
+ENTRY_POINT_GROUP = "hft.plugins"
+
+Poller = Callable[[], int]
+"""Called from the host's main loop; returns how many events it handled (0 = idle)."""
+
+
+class HostServices(Protocol):
+    """What the daemon host offers plugins besides the bus."""
+
+    def add_poller(self, poller: Poller) -> None: ...
+
+    def remove_poller(self, poller: Poller) -> None: ...
+
+    def call_every(self, interval_s: float, callback: Callable[[], object]) -> int: ...
+
+    def cancel_timer(self, timer_id: int) -> None: ...
+
+
+class PluginError(Exception):
+    """A plugin spec that cannot be resolved to a Plugin class."""
+
+
+class Plugin:
+    """Base class of every plugin; override what you need.
+
+    A subclass may declare a nested ``Config`` pydantic model: its ``[plugins.NAME.config]``
+    table is validated against it (a bad key is refused with its name) and handed over as
+    ``ctx.config``; without one, ``ctx.config`` is the plain mapping.
+    """
+
+    Config: type[pydantic.BaseModel] | None = None
+
+    def init(self, ctx: PluginContext) -> None:
+        """Called once after loading: subscribe, allocate, validate. Must not block."""
+        self.ctx = ctx
+
+    def start(self) -> None:
+        """Begin work (connect, open journals). Called after every plugin's init."""
+
+    def stop(self) -> None:
+        """Release what start() took. Called on unload, reload and shutdown."""
+
+
+@dataclass
+class PluginContext:
+    """A plugin's view of its host; records every hook so unload can undo it."""
+
+    name: str
+    config: Any
+    bus: EventBus
+    host: HostServices
+    log: logging.Logger
+    _subscriptions: list[tuple[int, Handler]] = field(default_factory=list)
+    _pollers: list[Poller] = field(default_factory=list)
+    _timers: list[int] = field(default_factory=list)
+
+    def subscribe(self, event_type: int, handler: Handler) -> None:
+        self.bus.subscribe(event_type, handler)
+        self._subscriptions.append((event_type, handler))
+
+    def unsubscribe(self, event_type: int, handler: Handler) -> None:
+        self.bus.unsubscribe(event_type, handler)
+        self._subscriptions.remove((event_type, handler))
+
+    def add_poller(self, poller: Poller) -> None:
+        self.host.add_poller(poller)
+        self._pollers.append(poller)
+
+    def call_every(self, interval_s: float, callback: Callable[[], object]) -> int:
+        timer_id = self.host.call_every(interval_s, callback)
+        self._timers.append(timer_id)
+        return timer_id
+
+    def release(self) -> None:
+        """Undo every hook this plugin made (called by the manager on unload)."""
+        for event_type, handler in self._subscriptions:
+            self.bus.unsubscribe(event_type, handler)
+        for poller in self._pollers:
+            self.host.remove_poller(poller)
+        for timer_id in self._timers:
+            self.host.cancel_timer(timer_id)
+        self._subscriptions.clear()
+        self._pollers.clear()
+        self._timers.clear()
+
+
+class PluginState(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+@dataclass
+class LoadedPlugin:
+    """What the manager knows of one plugin: shown by ``hftctl plugins``."""
+
+    name: str
+    spec: str
+    config: Mapping[str, Any]
+    state: PluginState = PluginState.STOPPED
+    error: str = ""
+    instance: Plugin | None = None
+    context: PluginContext | None = None
+
+
+class PluginManager:
+    """Loads plugins into a host and drives their lifecycle; never lets one take it down."""
+
+    def __init__(self, bus: EventBus, host: HostServices, log: logging.Logger) -> None:
+        self._bus = bus
+        self._host = host
+        self._log = log
+        self._plugins: dict[str, LoadedPlugin] = {}
+        self._file_modules = 0
+
+    def __iter__(self) -> Any:
+        return iter(list(self._plugins.values()))
+
+    def get(self, name: str) -> LoadedPlugin:
+        try:
+            return self._plugins[name]
+        except KeyError:
+            raise KeyError(f"no plugin named {name!r}; loaded: {sorted(self._plugins)}") from None
+
+    def load(self, name: str, spec: str, config: Mapping[str, Any] | None = None) -> LoadedPlugin:
+        """Resolve, init and start a plugin. Its own failures are recorded, not raised."""
+        if name in self._plugins:
+            raise ValueError(f"a plugin named {name!r} is already loaded; unload it first")
+        entry = LoadedPlugin(name=name, spec=spec, config=dict(config or {}))
+        self._plugins[name] = entry
+        try:
+            cls = self._resolve(spec, reload=False)
+        except Exception as exc:  # any import-time error belongs to the plugin, not the host
+            self._fail(entry, "load", exc)
+            return entry
+        self._init_and_start(entry, cls)
+        return entry
+
+    def unload(self, name: str) -> LoadedPlugin:
+        entry = self.get(name)
+        self._stop(entry)
+        del self._plugins[name]
+        return entry
+
+    def reload(self, name: str) -> LoadedPlugin:
+        """Re-import the plugin's code and restart it; if the new code does not import,
+        the running instance is left as it was and the error is returned."""
+        entry = self.get(name)
+        try:
+            cls = self._resolve(entry.spec, reload=True)
+        except Exception as exc:
+            entry.error = _describe("reload", exc)
+            self._log.error("plugin reload refused, the running instance goes on",
+                            extra={"plugin": name, "error": entry.error})
+            return entry
+        self._stop(entry)
+        entry.error = ""
+        self._init_and_start(entry, cls)
+        return entry
+
+    def stop_all(self) -> None:
+        """Stop every plugin, the last loaded first."""
+        for entry in reversed(list(self._plugins.values())):
+            self._stop(entry)
+
+    def _init_and_start(self, entry: LoadedPlugin, cls: type[Plugin]) -> None:
+        ctx = PluginContext(name=entry.name, config=entry.config, bus=self._bus, host=self._host,
+                            log=self._log.getChild(entry.name))
+        entry.context = ctx
+        step = "config"
+        try:
+            if cls.Config is not None:
+                ctx.config = cls.Config.model_validate(entry.config)
+            step = "init"
+            instance = cls()
+            instance.init(ctx)
+            entry.instance = instance
+            step = "start"
+            instance.start()
+        except Exception as exc:
+            ctx.release()
+            self._fail(entry, step, exc)
+            return
+        entry.state = PluginState.RUNNING
+        self._log.info("plugin started", extra={"plugin": entry.name, "spec": entry.spec})
+
+    def _stop(self, entry: LoadedPlugin) -> None:
+        if entry.state is PluginState.RUNNING and entry.instance is not None:
+            try:
+                entry.instance.stop()
+            except Exception as exc:
+                entry.error = _describe("stop", exc)
+                self._log.error("plugin stop raised", extra={"plugin": entry.name, "error": entry.error})
+        if entry.context is not None:
+            entry.context.release()
+        if entry.state is PluginState.RUNNING:
+            entry.state = PluginState.STOPPED
+        entry.instance = None
+
+    def _fail(self, entry: LoadedPlugin, step: str, exc: BaseException) -> None:
+        entry.state = PluginState.FAILED
+        entry.error = _describe(step, exc)
+        entry.instance = None
+        self._log.error("plugin failed; the host goes on",
+                        extra={"plugin": entry.name, "spec": entry.spec, "error": entry.error,
+                               "traceback": traceback.format_exc()})
+
+    def _resolve(self, spec: str, *, reload: bool) -> type[Plugin]:
+        path, _, attr = spec.partition(":") if not _is_file_spec(spec) else _split_file_spec(spec)
+        if _is_file_spec(spec):
+            module = self._import_file(Path(path))
+        elif attr:
+            module = _import_module(path, reload=reload)
+        else:
+            matches = entry_points(group=ENTRY_POINT_GROUP, name=spec)
+            if not matches:
+                raise PluginError(f"no entry point {spec!r} in group {ENTRY_POINT_GROUP!r}; "
+                                  "use 'module:Class' or a file path")
+            target = next(iter(matches)).value
+            path, _, attr = target.partition(":")
+            module = _import_module(path, reload=reload)
+        return _plugin_class(module, attr, spec)
+
+    def _import_file(self, path: Path) -> ModuleType:
+        if not path.is_file():
+            raise PluginError(f"plugin file {str(path)!r} does not exist")
+        self._file_modules += 1
+        module_name = f"hft_plugin_file_{self._file_modules}_{path.stem}"
+        module_spec = importlib.util.spec_from_file_location(module_name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise PluginError(f"cannot load {str(path)!r} as a Python module")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
+        return module
+
+
+def _is_file_spec(spec: str) -> bool:
+    return "/" in spec or spec.partition(":")[0].endswith(".py")
+
+
+def _split_file_spec(spec: str) -> tuple[str, str, str]:
+    path, sep, attr = spec.rpartition(":")
+    if not sep or not path.endswith(".py"):
+        return spec, "", ""
+    return path, sep, attr
+
+
+def _import_module(name: str, *, reload: bool) -> ModuleType:
+    if reload and name in sys.modules:
+        return importlib.reload(sys.modules[name])
+    return importlib.import_module(name)
+
+
+def _plugin_class(module: ModuleType, attr: str, spec: str) -> type[Plugin]:
+    if attr:
+        cls = getattr(module, attr, None)
+        if cls is None:
+            raise PluginError(f"{spec!r}: module {module.__name__!r} has no attribute {attr!r}")
+    else:
+        found = [v for v in vars(module).values()
+                 if isinstance(v, type) and issubclass(v, Plugin) and v is not Plugin
+                 and v.__module__ == module.__name__]
+        if len(found) != 1:
+            names = [c.__name__ for c in found]
+            raise PluginError(f"{spec!r} defines {len(found)} Plugin subclasses {names}; "
+                              "name one as 'file.py:Class'")
+        cls = found[0]
+    if not (isinstance(cls, type) and issubclass(cls, Plugin)):
+        raise PluginError(f"{spec!r}: {cls!r} is not a subclass of hft.daemons.runtime.plugins.Plugin")
+    return cls
+
+
+def _describe(step: str, exc: BaseException) -> str:
+    return f"{step} failed: {type(exc).__name__}: {exc}"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up everything hft needs on a fresh Debian machine (run as root from anywhere):
+# the zh_CN.GB18030 locale openctp-ctp needs at import, and the virtual environment .venv
+# with hft and its Python dependencies. Idempotent: a second run only checks.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+if ! locale -a 2>/dev/null | grep -qi '^zh_CN\.gb18030$'; then
+    echo "setup: installing the zh_CN.GB18030 locale (openctp-ctp aborts without it)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq locales >/dev/null
+    localedef -c -f GB18030 -i zh_CN zh_CN.GB18030
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $($python --version)"
+    "$python" -m venv .venv
+fi
+echo "setup: installing hft and its dependencies into .venv"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[dev]"
+# The benchmark peer: vn.py's EventEngine needs only the standard library, so its
+# dependency tree (Qt, ta-lib, ...) is not installed.
+.venv/bin/python -m pip install -q --no-deps "vnpy==4.5.0"
+echo "setup: done (.venv/bin/hftctl --help)"
