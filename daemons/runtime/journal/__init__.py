@@ -1,0 +1,12 @@
+"""The mmap journal: one writer, many readers in any process, each with its own cursor."""
+
+from hft.daemons.runtime.journal.format import (
+    JournalError,
+    JournalFormatError,
+    JournalLapped,
+)
+from hft.daemons.runtime.journal.reader import JournalReader, WaitMode
+from hft.daemons.runtime.journal.writer import JournalWriter
+
+__all__ = ["JournalError", "JournalFormatError", "JournalLapped", "JournalReader", "JournalWriter",
+           "WaitMode"]

@@ -1,0 +1,66 @@
+"""Cross-process sleep and wake-up on a word of shared memory (Linux futex, via ctypes).
+
+A blocking journal reader sleeps in ``futex_wait`` on the journal's ``wake_word``; the writer
+bumps the word on each commit and calls ``futex_wake`` only when a reader has raised its
+sleeper flag. The operations are the shared (not process-private) ones, so they work on a
+MAP_SHARED file mapping across processes.
+
+``full_fence`` issues a locked instruction (through ``pthread_spin_trylock``), the one ordering
+point pure Python cannot otherwise express: a sleeper must make its flag visible before it
+re-reads the commit counter (a store then a load, which x86 may reorder).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import mmap
+import platform
+
+_SYS_FUTEX = {"x86_64": 202, "aarch64": 98}.get(platform.machine())
+_FUTEX_WAIT = 0
+_FUTEX_WAKE = 1
+_WAKE_ALL = 0x7FFFFFFF
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_fence_word = ctypes.c_int(0)
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class FutexWord:
+    """A 32-bit word inside a shared mmap that processes can sleep on."""
+
+    def __init__(self, buffer: mmap.mmap, offset: int) -> None:
+        if _SYS_FUTEX is None:
+            raise OSError(f"futex wait is not supported on {platform.machine()}")
+        self._word = ctypes.c_uint32.from_buffer(buffer, offset)
+        self._address = ctypes.c_void_p(ctypes.addressof(self._word))
+
+    def wait(self, expected: int, timeout_s: float) -> None:
+        """Sleep while the word equals ``expected``, at most ``timeout_s`` (returns early on a
+        wake-up, a signal, or when the word already differs)."""
+        whole = int(timeout_s)
+        timeout = _Timespec(whole, int((timeout_s - whole) * 1e9))
+        result = _libc.syscall(_SYS_FUTEX, self._address, _FUTEX_WAIT, ctypes.c_uint32(expected),
+                               ctypes.byref(timeout), None, 0)
+        if result == -1:
+            err = ctypes.get_errno()
+            if err not in (errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR):
+                raise OSError(err, f"futex wait failed: {errno.errorcode.get(err, err)}")
+
+    def wake_all(self) -> None:
+        _libc.syscall(_SYS_FUTEX, self._address, _FUTEX_WAKE, _WAKE_ALL, None, None, 0)
+
+    def release(self) -> None:
+        """Drop the reference into the mmap so it can be closed."""
+        del self._word
+
+
+def full_fence() -> None:
+    """A full memory barrier: a locked read-modify-write on a private word."""
+    if _libc.pthread_spin_trylock(ctypes.byref(_fence_word)) == 0:
+        _libc.pthread_spin_unlock(ctypes.byref(_fence_word))

@@ -1,0 +1,182 @@
+"""Memory-mapped views of a journal's meta file and segments, shared by writer and readers.
+
+Hot-path accesses go through ``memoryview.cast`` word views (a Python int in, a single aligned
+8-byte store or load out), which cost a fraction of a numpy scalar access.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hft.daemons.runtime.events import DTYPES, HEADER_DTYPE, MAX_EVENT_TYPE, RECORD_SIZE
+from hft.daemons.runtime.journal.format import (
+    MAX_BLOCKING_READERS,
+    META_DTYPE,
+    META_LAST_SEQ,
+    META_MAGIC,
+    META_SLEEPERS,
+    META_WAKE_WORD,
+    PAGE,
+    SEGMENT_DTYPE,
+    SEGMENT_MAGIC,
+    JournalError,
+    check_identity,
+    check_size,
+    new_header,
+    segment_bytes,
+)
+
+WORDS_PER_RECORD = RECORD_SIZE // 8
+_HEADER_WORDS = PAGE // 8
+_COUNT_WORD = SEGMENT_DTYPE.fields["count"][1] // 8  # type: ignore[index]
+_SEALED_HALF = SEGMENT_DTYPE.fields["sealed"][1] // 4  # type: ignore[index]
+
+
+def _map(path: Path, *, writable: bool) -> tuple[int, mmap.mmap]:
+    try:
+        fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+    except FileNotFoundError:
+        raise JournalError(f"{path}: no such journal file") from None
+    try:
+        size = os.fstat(fd).st_size
+        check_size(path, size, PAGE)
+        access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
+        return fd, mmap.mmap(fd, size, access=access)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class MappedMeta:
+    """The ``NAME.meta`` file: identity, commit hint and wake-up words."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd, self.mm = _map(path, writable=True)
+        self.header = np.frombuffer(self.mm, META_DTYPE, count=1)[0]
+        check_identity(path, self.header, META_MAGIC)
+        self.words = memoryview(self.mm).cast("Q")
+        self.bytes = memoryview(self.mm)
+
+    @staticmethod
+    def create(path: Path, segment_records: int) -> None:
+        """Write a new meta file atomically (temp file, then rename)."""
+        header = new_header(META_DTYPE, META_MAGIC)
+        header["segment_records"] = segment_records
+        header["created_ns"] = time.time_ns()
+        _write_atomically(path, header.tobytes(), PAGE)
+
+    @property
+    def last_seq(self) -> int:
+        return int(self.words[META_LAST_SEQ // 8])
+
+    @property
+    def segment_records(self) -> int:
+        return int(self.header["segment_records"])
+
+    def close(self) -> None:
+        del self.header
+        self.words.release()
+        self.bytes.release()
+        self.mm.close()
+        os.close(self.fd)
+
+
+class MappedSegment:
+    """One ``.dat`` segment: header page plus ``capacity`` record slots."""
+
+    def __init__(self, path: Path, *, writable: bool) -> None:
+        self.path = path
+        self.fd, self.mm = _map(path, writable=writable)
+        try:
+            header = np.frombuffer(self.mm, SEGMENT_DTYPE, count=1)[0]
+            check_identity(path, header, SEGMENT_MAGIC)
+            self.index = int(header["index"])
+            self.first_seq = int(header["first_seq"])
+            self.capacity = int(header["capacity"])
+            self.trading_day = int(header["trading_day"])
+            check_size(path, len(self.mm), segment_bytes(self.capacity))
+            if self.first_seq < 1:
+                raise JournalError(f"{path}: corrupted header (first_seq {self.first_seq})")
+        except BaseException:
+            self.mm.close()
+            os.close(self.fd)
+            raise
+        self.header = header
+        self.words = memoryview(self.mm).cast("Q")
+        self.halves = memoryview(self.mm).cast("I")
+        self.slots = np.frombuffer(self.mm, HEADER_DTYPE, count=self.capacity, offset=PAGE)
+        self.seqs = np.ndarray(self.capacity, "<u8", buffer=self.mm, offset=PAGE,
+                               strides=(RECORD_SIZE,))
+        """Every slot's seq field, as one strided view (recovery scans, batch commits)."""
+
+    @staticmethod
+    def create(path: Path, *, index: int, first_seq: int, capacity: int, trading_day: int) -> None:
+        header = new_header(SEGMENT_DTYPE, SEGMENT_MAGIC)
+        header["index"] = index
+        header["first_seq"] = first_seq
+        header["capacity"] = capacity
+        header["trading_day"] = trading_day
+        header["created_ns"] = time.time_ns()
+        _write_atomically(path, header.tobytes(), segment_bytes(capacity))
+
+    def seq_at(self, slot: int) -> int:
+        return self.words[_HEADER_WORDS + slot * WORDS_PER_RECORD]  # type: ignore[no-any-return]
+
+    @property
+    def sealed(self) -> bool:
+        return bool(self.halves[_SEALED_HALF])
+
+    @property
+    def count(self) -> int:
+        """Records in a sealed segment."""
+        return self.words[_COUNT_WORD]  # type: ignore[no-any-return]
+
+    def seal(self, count: int) -> None:
+        self.words[_COUNT_WORD] = count
+        self.halves[_SEALED_HALF] = 1
+
+    def committed_count(self) -> int:
+        """How many slots from the start hold their expected seq (recovery after a crash)."""
+        expected = np.arange(self.first_seq, self.first_seq + self.capacity, dtype=np.uint64)
+        mismatch = np.flatnonzero(self.seqs != expected)
+        return int(mismatch[0]) if mismatch.size else self.capacity
+
+    def typed_views(self) -> list[np.ndarray]:
+        """The slots viewed as each event type, indexed by type (0: the bare header)."""
+        views = [self.slots] * MAX_EVENT_TYPE
+        for event_type, dtype in DTYPES.items():
+            views[event_type] = np.frombuffer(self.mm, dtype, count=self.capacity, offset=PAGE)
+        return views
+
+    def close(self) -> None:
+        del self.header, self.slots, self.seqs
+        self.words.release()
+        self.halves.release()
+        try:
+            self.mm.close()
+        except BufferError:
+            pass  # a record view handed out is still alive; the GC unmaps with it
+        os.close(self.fd)
+
+
+def _write_atomically(path: Path, header: bytes, size: int) -> None:
+    """Create ``path`` complete or not at all: a reader never sees a half-made header."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.ftruncate(fd, size)
+        os.pwrite(fd, header, 0)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+META_LAST_SEQ_WORD = META_LAST_SEQ // 8
+META_WAKE_HALF = META_WAKE_WORD // 4
+META_SLEEPERS_SLICE = slice(META_SLEEPERS, META_SLEEPERS + MAX_BLOCKING_READERS)

@@ -1,0 +1,247 @@
+"""The single writer of a journal: append records, roll segments, survive SIGKILL.
+
+Commit protocol for each record: copy the record into its slot except the first 8 bytes,
+then store ``seq`` into them (one aligned 8-byte store), then store the journal's
+``last_seq`` hint and bump the futex ``wake_word``. A reader trusts a slot only once it
+sees the seq it expects, so a record is visible only when complete, and a writer killed at
+any instruction leaves at most one torn, uncommitted slot that the next writer overwrites.
+Ordering relies on x86-64 TSO (stores become visible in program order); see
+docs/ARCHITECTURE.md for the assumption and what would be needed elsewhere.
+
+Exclusivity: the writer holds ``flock(LOCK_EX)`` on the meta file for its lifetime; the kernel
+drops it when the process dies, so a restarted writer can take over at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from hft.daemons.runtime.events import DTYPES, RECORD_SIZE, EventType
+from hft.daemons.runtime.journal.format import (
+    MAX_BLOCKING_READERS,
+    PAGE,
+    JournalError,
+    meta_path,
+    segment_indices,
+    segment_path,
+)
+from hft.daemons.runtime.journal.futex import FutexWord
+from hft.daemons.runtime.journal.mapped import (
+    _HEADER_WORDS,
+    META_LAST_SEQ_WORD,
+    META_SLEEPERS_SLICE,
+    META_WAKE_HALF,
+    WORDS_PER_RECORD,
+    MappedMeta,
+    MappedSegment,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEGMENT_RECORDS = 1 << 20  # 384 MiB a segment, allocated sparsely
+DEFAULT_KEEP_SEGMENTS = 8
+_NO_SLEEPERS = bytes(MAX_BLOCKING_READERS)
+
+
+class JournalWriter:
+    """Appends records to ``DIRECTORY/NAME.*``; the only process allowed to."""
+
+    def __init__(self, directory: Path | str, name: str, *,
+                 segment_records: int = DEFAULT_SEGMENT_RECORDS,
+                 keep_segments: int = DEFAULT_KEEP_SEGMENTS, trading_day: int = 0) -> None:
+        if segment_records < 1 or keep_segments < 1:
+            raise ValueError("segment_records and keep_segments must be >= 1")
+        self.directory = Path(directory)
+        self.name = name
+        self.keep_segments = keep_segments
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = meta_path(self.directory, name)
+        if not path.exists():
+            MappedMeta.create(path, segment_records)
+        self._meta = MappedMeta(path)
+        try:
+            fcntl.flock(self._meta.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = int(self._meta.header["writer_pid"])
+            self._meta.close()
+            raise JournalError(f"journal {path} is already being written by pid {pid}") from None
+        self._segment_records = self._meta.segment_records
+        self._wake = FutexWord(self._meta.mm, META_WAKE_HALF * 4)
+        self._wake_value = self._meta.bytes.cast("I")[META_WAKE_HALF]
+        self._meta_words = self._meta.words
+        self._meta_halves = self._meta.bytes.cast("I")
+        self._sleepers = self._meta.bytes[META_SLEEPERS_SLICE]
+        self._segment = self._recover()
+        self._meta.header["writer_pid"] = os.getpid()
+        if trading_day and trading_day != self._segment.trading_day:
+            self.roll(trading_day)
+
+    @property
+    def last_seq(self) -> int:
+        """The highest committed sequence number (0 for an empty journal)."""
+        return self._next_seq - 1
+
+    @property
+    def trading_day(self) -> int:
+        return self._segment.trading_day
+
+    def append(self, record: np.void | np.ndarray) -> int:
+        """Commit one record (any event dtype) and return its seq. The caller's record is
+        not modified; its ``seq`` field is ignored."""
+        if self._slot == self._capacity:
+            self._roll_segment(self._segment.trading_day)
+        data = record.tobytes()
+        if len(data) != RECORD_SIZE:
+            raise ValueError(f"a record is {RECORD_SIZE} bytes, got {len(data)}")
+        offset = self._slot_offset + self._slot * RECORD_SIZE
+        self._bytes[offset + 8:offset + RECORD_SIZE] = data[8:]
+        return self._commit_one()
+
+    def claim(self, event_type: EventType) -> np.void:
+        """The next slot itself, typed, for a producer that fills fields in place (no copy).
+        Every field must be set (the slot is zeroed); then call :meth:`commit`."""
+        if self._slot == self._capacity:
+            self._roll_segment(self._segment.trading_day)
+        record: np.void = self._typed[event_type][self._slot]
+        record["type"] = event_type
+        return record
+
+    def commit(self) -> int:
+        """Publish the slot returned by :meth:`claim`; returns its seq."""
+        return self._commit_one()
+
+    def append_batch(self, records: np.ndarray) -> int:
+        """Commit many records with one seq store pass and one wake-up; returns the last seq."""
+        if records.dtype.itemsize != RECORD_SIZE or records.ndim != 1:
+            raise ValueError(f"expected a 1-d array of {RECORD_SIZE}-byte records, "
+                             f"got {records.dtype.itemsize}-byte records of shape {records.shape}")
+        source = np.ascontiguousarray(records).view(np.uint8).reshape(-1, RECORD_SIZE)
+        done = 0
+        while done < len(source):
+            if self._slot == self._capacity:
+                self._roll_segment(self._segment.trading_day)
+            take = min(len(source) - done, self._capacity - self._slot)
+            raw = self._raw[self._slot:self._slot + take]
+            raw[:, 8:] = source[done:done + take, 8:]
+            first = self._next_seq
+            self._segment.seqs[self._slot:self._slot + take] = np.arange(
+                first, first + take, dtype=np.uint64)
+            self._slot += take
+            self._next_seq += take
+            done += take
+        self._announce(self._next_seq - 1)
+        return self._next_seq - 1
+
+    def roll(self, trading_day: int) -> None:
+        """Start the segment of a new trading day (an empty current segment is relabelled)."""
+        if self._slot == 0:
+            self._segment.header["trading_day"] = trading_day
+            self._segment.trading_day = trading_day
+        else:
+            self._roll_segment(trading_day)
+
+    def close(self) -> None:
+        self._typed.clear()
+        self._raw = np.empty((0, RECORD_SIZE), np.uint8)
+        self._bytes.release()
+        self._segment.close()
+        self._wake.release()
+        self._sleepers.release()
+        self._meta_halves.release()
+        self._meta.close()  # closing the fd drops the flock
+
+    def __enter__(self) -> JournalWriter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _commit_one(self) -> int:
+        seq = self._next_seq
+        self._words[self._seq_word + self._slot * WORDS_PER_RECORD] = seq
+        self._slot += 1
+        self._next_seq = seq + 1
+        self._announce(seq)
+        return seq
+
+    def _announce(self, seq: int) -> None:
+        self._meta_words[META_LAST_SEQ_WORD] = seq
+        self._wake_value = (self._wake_value + 1) & 0xFFFFFFFF
+        self._meta_halves[META_WAKE_HALF] = self._wake_value
+        if self._sleepers != _NO_SLEEPERS:
+            self._wake.wake_all()
+
+    def _recover(self) -> MappedSegment:
+        """Find where the last writer stopped: seal segments it left open, count the committed
+        prefix of the newest one, drop torn temp files."""
+        for leftover in self.directory.glob(f"{self.name}.*.tmp"):
+            leftover.unlink()
+        indices = segment_indices(self.directory, self.name)
+        if not indices:
+            last = self._meta.last_seq
+            index = int(self._meta.header["head_segment"]) + 1 if last else 0
+            MappedSegment.create(segment_path(self.directory, self.name, index), index=index,
+                                 first_seq=last + 1, capacity=self._segment_records,
+                                 trading_day=0)
+            indices = [index]
+        expected_first = 0
+        for index in indices[:-1]:
+            segment = MappedSegment(segment_path(self.directory, self.name, index), writable=True)
+            try:
+                _check_continuity(segment, expected_first)
+                if not segment.sealed:
+                    segment.seal(segment.committed_count())
+                expected_first = segment.first_seq + segment.count
+            finally:
+                segment.close()
+        segment = MappedSegment(segment_path(self.directory, self.name, indices[-1]), writable=True)
+        _check_continuity(segment, expected_first)
+        self._use(segment, segment.committed_count())
+        self._meta_words[META_LAST_SEQ_WORD] = self._next_seq - 1
+        self._meta.header["head_segment"] = segment.index
+        if self._next_seq > 1:
+            log.info("journal recovered", extra={"journal": str(segment.path),
+                                                 "last_seq": self._next_seq - 1})
+        return segment
+
+    def _use(self, segment: MappedSegment, committed: int) -> None:
+        self._segment = segment
+        self._capacity = segment.capacity
+        self._slot = committed
+        self._next_seq = segment.first_seq + committed
+        self._bytes = memoryview(segment.mm)
+        self._words = segment.words
+        self._slot_offset = PAGE
+        self._seq_word = _HEADER_WORDS
+        self._raw = np.frombuffer(segment.mm, np.uint8, count=segment.capacity * RECORD_SIZE,
+                                  offset=self._slot_offset).reshape(-1, RECORD_SIZE)
+        self._typed = {t: np.frombuffer(segment.mm, d, count=segment.capacity,
+                                        offset=self._slot_offset) for t, d in DTYPES.items()}
+
+    def _roll_segment(self, trading_day: int) -> None:
+        """Create the next segment before sealing this one, so a reader that sees the seal
+        always finds its successor; then apply retention."""
+        old = self._segment
+        index = old.index + 1
+        MappedSegment.create(segment_path(self.directory, self.name, index), index=index,
+                             first_seq=self._next_seq, capacity=self._segment_records,
+                             trading_day=trading_day)
+        new = MappedSegment(segment_path(self.directory, self.name, index), writable=True)
+        self._meta.header["head_segment"] = index
+        old.seal(self._slot)
+        self._use(new, 0)
+        old.close()
+        for stale in segment_indices(self.directory, self.name):
+            if stale <= index - self.keep_segments:
+                segment_path(self.directory, self.name, stale).unlink(missing_ok=True)
+
+
+def _check_continuity(segment: MappedSegment, expected_first: int) -> None:
+    if expected_first and segment.first_seq != expected_first:
+        raise JournalError(f"{segment.path}: starts at seq {segment.first_seq} but the segment "
+                           f"before it ends at {expected_first - 1}; the journal is corrupted")

@@ -1,0 +1,226 @@
+"""The latest tick of every instrument in shared memory, O(1) by instrument, under a SeqLock.
+
+One writer (hft_md) and any number of lock-free readers in other processes (risk, monitor).
+The file (by default under /dev/shm) holds a header page, a directory of instrument ids and
+one slot per instrument::
+
+    slot = [version u64][56 bytes padding][record, RECORD_SIZE bytes]
+
+SeqLock protocol. Writer: version += 1 (odd: write in progress), copy the record, version
++= 1 (even). Reader: v1 = version; if odd, retry; copy the record; v2 = version; if v1 != v2
+the copy may be torn, retry.
+
+Memory ordering: this is correct when the writer's three stores become visible in program
+order and the reader's three loads are performed in program order. x86-64 (TSO) guarantees
+both for ordinary loads and stores, and each step here is a separate C call from the
+interpreter, which the C compiler cannot reorder across. It is not guaranteed on weakly
+ordered CPUs (aarch64), which need release/acquire fences that pure Python cannot issue;
+``SnapshotWriter`` refuses to start there.
+
+A writer killed between the two version stores leaves an odd version: readers give up on
+that slot after ``max_retries`` (raising SnapshotBusy) and a restarted writer repairs it.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from hft.daemons.runtime.events import DTYPES, HEADER_DTYPE, LAYOUT_HASH, RECORD_SIZE
+
+MAGIC = b"HFTSNAP1"
+VERSION = 1
+PAGE = 4096
+ID_SIZE = 32
+SLOT_SIZE = 64 + RECORD_SIZE
+DEFAULT_CAPACITY = 4096
+_HEADER = np.dtype({"names": ["magic", "version", "record_size", "layout_hash", "capacity", "count"],
+                    "formats": ["S8", "<u4", "<u4", "<u8", "<u8", "<u8"],
+                    "offsets": [0, 8, 12, 16, 24, 32], "itemsize": PAGE})
+_COUNT_WORD = 32 // 8
+
+
+class SnapshotError(Exception):
+    """A snapshot file that cannot be used as asked."""
+
+
+class SnapshotBusy(SnapshotError):
+    """A slot stayed mid-write for every retry (its writer died in the middle of an update)."""
+
+
+def _layout(capacity: int) -> tuple[int, int]:
+    """(offset of the first slot, file size)."""
+    directory = -(-capacity * ID_SIZE // PAGE) * PAGE
+    return PAGE + directory, PAGE + directory + capacity * SLOT_SIZE
+
+
+class _Mapped:
+    """The mapped file and its word/byte views, shared by writer and reader."""
+
+    def __init__(self, path: Path, *, writable: bool) -> None:
+        self.path = path
+        try:
+            fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+        except FileNotFoundError:
+            raise SnapshotError(f"{path}: no snapshot file (is hft_md running?)") from None
+        try:
+            size = os.fstat(fd).st_size
+            if size < PAGE:
+                raise SnapshotError(f"{path}: truncated ({size} bytes), not a snapshot file")
+            self.mm = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        header = np.frombuffer(self.mm, _HEADER, count=1)[0]
+        identity = (bytes(header["magic"]), int(header["version"]), int(header["record_size"]),
+                    int(header["layout_hash"]))
+        if identity != (MAGIC, VERSION, RECORD_SIZE, LAYOUT_HASH):
+            self.mm.close()
+            raise SnapshotError(f"{path}: not a snapshot of this build (magic, version, record "
+                                f"size, layout hash = {identity[0]!r}, {identity[1]}, "
+                                f"{identity[2]}, {identity[3]:#x})")
+        self.capacity = int(header["capacity"])
+        self.slot0, expected_size = _layout(self.capacity)
+        if size < expected_size:
+            self.mm.close()
+            raise SnapshotError(f"{path}: truncated to {size} bytes, {expected_size} expected")
+        self.words = memoryview(self.mm).cast("Q")
+        self.bytes = memoryview(self.mm)
+        self.ids = np.frombuffer(self.mm, f"S{ID_SIZE}", count=self.capacity, offset=PAGE)
+
+    def count(self) -> int:
+        return int(self.words[_COUNT_WORD])
+
+    def version_word(self, index: int) -> int:
+        return (self.slot0 + index * SLOT_SIZE) // 8
+
+    def close(self) -> None:
+        del self.ids
+        self.words.release()
+        self.bytes.release()
+        self.mm.close()
+
+
+class SnapshotWriter:
+    """The single writer: registers instruments and stores their latest record."""
+
+    def __init__(self, path: Path | str, capacity: int = DEFAULT_CAPACITY) -> None:
+        if platform.machine() not in ("x86_64", "AMD64"):
+            raise SnapshotError(f"the SeqLock snapshot needs x86-64 store ordering, "
+                                f"this is {platform.machine()}")
+        self.path = Path(path)
+        if not self.path.exists():
+            _create(self.path, capacity)
+        self._map = _Mapped(self.path, writable=True)
+        self._index = {bytes(i): n for n, i in enumerate(self._map.ids[: self._map.count()])}
+        self._versions = [self._map.words[self._map.version_word(i)] for i in range(self._map.capacity)]
+        for index, version in enumerate(self._versions):
+            if version & 1:  # a writer died mid-update: the slot may be torn, mark it usable
+                self._versions[index] = version + 1
+                self._map.words[self._map.version_word(index)] = version + 1
+
+    def index_of(self, instrument: bytes) -> int:
+        """The instrument's slot, registering it on first use (publish the id, then the count)."""
+        index = self._index.get(instrument)
+        if index is None:
+            index = len(self._index)
+            if index >= self._map.capacity:
+                raise SnapshotError(f"{self.path}: all {self._map.capacity} instrument slots are "
+                                    "used; raise snapshot capacity")
+            self._map.ids[index] = instrument
+            self._map.words[_COUNT_WORD] = index + 1
+            self._index[instrument] = index
+        return index
+
+    def update(self, index: int, record: np.void | np.ndarray) -> None:
+        """Store ``record`` as the latest of instrument ``index`` (SeqLock write)."""
+        data = record.tobytes()
+        word = self._map.version_word(index)
+        version = self._versions[index] + 1
+        self._map.words[word] = version
+        offset = word * 8 + 64
+        self._map.bytes[offset:offset + RECORD_SIZE] = data
+        self._map.words[word] = version + 1
+        self._versions[index] = version + 1
+
+    def close(self) -> None:
+        self._map.close()
+
+
+class SnapshotReader:
+    """Lock-free reads of the latest record per instrument, from any process."""
+
+    def __init__(self, path: Path | str, max_retries: int = 100_000) -> None:
+        self._map = _Mapped(Path(path), writable=False)
+        self.max_retries = max_retries
+        self._index: dict[bytes, int] = {}
+        self._known = 0
+
+    def instruments(self) -> list[bytes]:
+        self._refresh()
+        return list(self._index)
+
+    def index_of(self, instrument: bytes) -> int | None:
+        index = self._index.get(instrument)
+        if index is None and self._refresh():
+            index = self._index.get(instrument)
+        return index
+
+    def read_into(self, index: int, out: np.ndarray) -> bool:
+        """Copy instrument ``index``'s latest record into ``out`` (one record); False if it
+        was never written."""
+        words, word = self._map.words, self._map.version_word(index)
+        offset = word * 8 + 64
+        target = out.view(np.uint8)
+        source = self._map.bytes[offset:offset + RECORD_SIZE]
+        for _ in range(self.max_retries):
+            before = words[word]
+            if before & 1:
+                continue
+            target[:] = source
+            if words[word] == before:
+                return before != 0
+        raise SnapshotBusy(f"{self._map.path}: slot {index} stayed mid-write for "
+                           f"{self.max_retries} tries")
+
+    def read(self, instrument: bytes) -> np.void | None:
+        """A copy of the instrument's latest record, typed by its event type; None if unknown."""
+        index = self.index_of(instrument)
+        if index is None:
+            return None
+        out = np.zeros(1, dtype=HEADER_DTYPE)
+        if not self.read_into(index, out):
+            return None
+        return out.view(DTYPES.get(int(out["type"][0]), HEADER_DTYPE))[0]  # type: ignore[call-overload, no-any-return]
+
+    def close(self) -> None:
+        self._map.close()
+
+    def _refresh(self) -> bool:
+        count = self._map.count()
+        if count == self._known:
+            return False
+        for index in range(self._known, count):
+            self._index[bytes(self._map.ids[index])] = index
+        self._known = count
+        return True
+
+
+def _create(path: Path, capacity: int) -> None:
+    """Create the file complete, then rename it into place."""
+    _, size = _layout(capacity)
+    header = np.zeros(1, _HEADER)
+    header["magic"], header["version"], header["record_size"] = MAGIC, VERSION, RECORD_SIZE
+    header["layout_hash"], header["capacity"] = LAYOUT_HASH, capacity
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.ftruncate(fd, size)
+        os.pwrite(fd, header.tobytes(), 0)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
