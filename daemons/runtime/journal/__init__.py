@@ -4,9 +4,10 @@ from hft.daemons.runtime.journal.format import (
     JournalError,
     JournalFormatError,
     JournalLapped,
+    JournalNotFound,
 )
 from hft.daemons.runtime.journal.reader import JournalReader, WaitMode
 from hft.daemons.runtime.journal.writer import JournalWriter
 
-__all__ = ["JournalError", "JournalFormatError", "JournalLapped", "JournalReader", "JournalWriter",
+__all__ = ["JournalError", "JournalFormatError", "JournalLapped", "JournalNotFound", "JournalReader", "JournalWriter",
            "WaitMode"]

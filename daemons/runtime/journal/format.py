@@ -64,6 +64,10 @@ class JournalError(Exception):
     """A journal that cannot be opened or written as asked."""
 
 
+class JournalNotFound(JournalError, FileNotFoundError):
+    """A journal file that does not exist (yet, or any more)."""
+
+
 class JournalFormatError(JournalError):
     """A file that is not a journal of this build: foreign, corrupted, truncated or stale."""
 

@@ -25,6 +25,7 @@ from hft.daemons.runtime.journal.format import (
     SEGMENT_DTYPE,
     SEGMENT_MAGIC,
     JournalError,
+    JournalNotFound,
     check_identity,
     check_size,
     new_header,
@@ -41,7 +42,7 @@ def _map(path: Path, *, writable: bool) -> tuple[int, mmap.mmap]:
     try:
         fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
     except FileNotFoundError:
-        raise JournalError(f"{path}: no such journal file") from None
+        raise JournalNotFound(f"{path}: no such journal file") from None
     try:
         size = os.fstat(fd).st_size
         check_size(path, size, PAGE)
@@ -58,8 +59,8 @@ class MappedMeta:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd, self.mm = _map(path, writable=True)
+        _checked_header(self, META_DTYPE, META_MAGIC)
         self.header = np.frombuffer(self.mm, META_DTYPE, count=1)[0]
-        check_identity(path, self.header, META_MAGIC)
         self.words = memoryview(self.mm).cast("Q")
         self.bytes = memoryview(self.mm)
 
@@ -93,21 +94,20 @@ class MappedSegment:
     def __init__(self, path: Path, *, writable: bool) -> None:
         self.path = path
         self.fd, self.mm = _map(path, writable=writable)
+        header = _checked_header(self, SEGMENT_DTYPE, SEGMENT_MAGIC)
+        self.index = int(header["index"])
+        self.first_seq = int(header["first_seq"])
+        self.capacity = int(header["capacity"])
+        self.trading_day = int(header["trading_day"])
         try:
-            header = np.frombuffer(self.mm, SEGMENT_DTYPE, count=1)[0]
-            check_identity(path, header, SEGMENT_MAGIC)
-            self.index = int(header["index"])
-            self.first_seq = int(header["first_seq"])
-            self.capacity = int(header["capacity"])
-            self.trading_day = int(header["trading_day"])
             check_size(path, len(self.mm), segment_bytes(self.capacity))
             if self.first_seq < 1:
                 raise JournalError(f"{path}: corrupted header (first_seq {self.first_seq})")
-        except BaseException:
+        except JournalError:
             self.mm.close()
             os.close(self.fd)
             raise
-        self.header = header
+        self.header = np.frombuffer(self.mm, SEGMENT_DTYPE, count=1)[0]
         self.words = memoryview(self.mm).cast("Q")
         self.halves = memoryview(self.mm).cast("I")
         self.slots = np.frombuffer(self.mm, HEADER_DTYPE, count=self.capacity, offset=PAGE)
@@ -163,6 +163,19 @@ class MappedSegment:
         except BufferError:
             pass  # a record view handed out is still alive; the GC unmaps with it
         os.close(self.fd)
+
+
+def _checked_header(mapped: MappedMeta | MappedSegment, dtype: np.dtype[np.void],
+                    magic: bytes) -> np.void:
+    """A copy of the file's header once its identity checks out; the file is closed if not."""
+    header: np.void = np.frombuffer(mapped.mm[:PAGE], dtype, count=1)[0]
+    try:
+        check_identity(mapped.path, header, magic)
+    except JournalError:
+        mapped.mm.close()
+        os.close(mapped.fd)
+        raise
+    return header
 
 
 def _write_atomically(path: Path, header: bytes, size: int) -> None:

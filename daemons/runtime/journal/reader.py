@@ -36,6 +36,7 @@ from hft.daemons.runtime.journal.format import (
     PAGE,
     JournalError,
     JournalLapped,
+    JournalNotFound,
     meta_path,
     segment_indices,
     segment_path,
@@ -241,9 +242,8 @@ class JournalReader:
                         self._use(segment)
                         return
                     segment.close()
-            except JournalError:
-                if not os.path.exists(meta_path(self.directory, self.name)):
-                    raise
+            except JournalNotFound:
+                continue
         raise JournalError(f"journal {self.directory / self.name}: segments keep vanishing")
 
     def _use(self, segment: MappedSegment) -> None:
@@ -272,7 +272,7 @@ class JournalReader:
         try:
             successor = MappedSegment(segment_path(self.directory, self.name, later[0]),
                                       writable=False)
-        except JournalError:
+        except JournalNotFound:
             return False  # removed meanwhile: the next call looks again
         self._use(successor)
         segment.close()
