@@ -74,7 +74,7 @@ class _Mapped:
             self.mm = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
         finally:
             os.close(fd)
-        header = np.frombuffer(self.mm, _HEADER, count=1)[0]
+        header = np.frombuffer(self.mm[:PAGE], _HEADER, count=1)[0]  # a copy: close() stays possible
         identity = (bytes(header["magic"]), int(header["version"]), int(header["record_size"]),
                     int(header["layout_hash"]))
         if identity != (MAGIC, VERSION, RECORD_SIZE, LAYOUT_HASH):
