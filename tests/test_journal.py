@@ -178,9 +178,9 @@ def test_start_positions(tmp_path: Path) -> None:
 
 
 def test_a_second_writer_is_refused_while_the_first_lives(tmp_path: Path) -> None:
-    with JournalWriter(tmp_path, "j"):
-        with pytest.raises(JournalError, match=f"already being written by pid {os.getpid()}"):
-            JournalWriter(tmp_path, "j")
+    refused = pytest.raises(JournalError, match=f"already being written by pid {os.getpid()}")
+    with JournalWriter(tmp_path, "j"), refused:
+        JournalWriter(tmp_path, "j")
     JournalWriter(tmp_path, "j").close()  # free again once the first has gone
 
 

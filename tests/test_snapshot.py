@@ -76,7 +76,7 @@ def test_writer_killed_mid_update_blocks_readers_until_restart_repairs(tmp_path:
     word = writer._map.version_word(index)
     writer._map.words[word] += 1  # odd: what a writer killed between its two stores leaves
     writer.close()
-    reader = SnapshotReader(path, max_retries=1000)
+    reader = SnapshotReader(path, max_wait_s=0.05)
     with pytest.raises(SnapshotBusy, match="stayed mid-write"):
         reader.read(b"IF2101")
     SnapshotWriter(path).close()
@@ -110,10 +110,9 @@ from hft.daemons.runtime.snapshot import SnapshotWriter
 w = SnapshotWriter(sys.argv[1], capacity=4)
 index = w.index_of(b'IF2101')
 record = empty(EventType.MARKET_DATA)
-print('ready', flush=True)
-n = 0
-while True:
-    n += 1
+
+
+def put(n):
     # every numeric field carries the same counter: a torn copy mixes two counters
     record['volume'] = n
     record['last_price'] = n
@@ -121,6 +120,14 @@ while True:
     record['ask_volume'] = n % 1_000_000
     record['exchange_ts_ns'] = n
     w.update(index, record)
+
+
+put(0)
+print('ready', flush=True)
+n = 0
+while True:
+    n += 1
+    put(n)
 """
 
 

@@ -17,8 +17,10 @@ interpreter, which the C compiler cannot reorder across. It is not guaranteed on
 ordered CPUs (aarch64), which need release/acquire fences that pure Python cannot issue;
 ``SnapshotWriter`` refuses to start there.
 
-A writer killed between the two version stores leaves an odd version: readers give up on
-that slot after ``max_retries`` (raising SnapshotBusy) and a restarted writer repairs it.
+A writer preempted between its two version stores holds readers of that slot until it runs
+again: readers spin briefly, then yield the CPU (on 2 cores the writer may need theirs). A
+writer killed there leaves an odd version: readers give up on that slot after ``max_wait_s``
+(raising SnapshotBusy) and a restarted writer repairs it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import mmap
 import os
 import platform
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +45,7 @@ _HEADER = np.dtype({"names": ["magic", "version", "record_size", "layout_hash", 
                     "formats": ["S8", "<u4", "<u4", "<u8", "<u8", "<u8"],
                     "offsets": [0, 8, 12, 16, 24, 32], "itemsize": PAGE})
 _COUNT_WORD = 32 // 8
+_SPINS = 200  # tries before a reader starts yielding the CPU to a preempted writer
 
 
 class SnapshotError(Exception):
@@ -153,9 +157,9 @@ class SnapshotWriter:
 class SnapshotReader:
     """Lock-free reads of the latest record per instrument, from any process."""
 
-    def __init__(self, path: Path | str, max_retries: int = 100_000) -> None:
+    def __init__(self, path: Path | str, max_wait_s: float = 1.0) -> None:
         self._map = _Mapped(Path(path), writable=False)
-        self.max_retries = max_retries
+        self.max_wait_s = max_wait_s
         self._index: dict[bytes, int] = {}
         self._known = 0
 
@@ -176,15 +180,22 @@ class SnapshotReader:
         offset = word * 8 + 64
         target = out.view(np.uint8)
         source = self._map.bytes[offset:offset + RECORD_SIZE]
-        for _ in range(self.max_retries):
+        for _ in range(_SPINS):
             before = words[word]
-            if before & 1:
-                continue
-            target[:] = source
-            if words[word] == before:
-                return before != 0
+            if not before & 1:
+                target[:] = source
+                if words[word] == before:
+                    return before != 0
+        deadline = time.monotonic() + self.max_wait_s
+        while time.monotonic() < deadline:
+            os.sched_yield()
+            before = words[word]
+            if not before & 1:
+                target[:] = source
+                if words[word] == before:
+                    return before != 0
         raise SnapshotBusy(f"{self._map.path}: slot {index} stayed mid-write for "
-                           f"{self.max_retries} tries")
+                           f"{self.max_wait_s} s (its writer died during an update?)")
 
     def read(self, instrument: bytes) -> np.void | None:
         """A copy of the instrument's latest record, typed by its event type; None if unknown."""

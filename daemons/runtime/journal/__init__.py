@@ -9,5 +9,12 @@ from hft.daemons.runtime.journal.format import (
 from hft.daemons.runtime.journal.reader import JournalReader, WaitMode
 from hft.daemons.runtime.journal.writer import JournalWriter
 
-__all__ = ["JournalError", "JournalFormatError", "JournalLapped", "JournalNotFound", "JournalReader", "JournalWriter",
-           "WaitMode"]
+__all__ = [
+    "JournalError",
+    "JournalFormatError",
+    "JournalLapped",
+    "JournalNotFound",
+    "JournalReader",
+    "JournalWriter",
+    "WaitMode",
+]

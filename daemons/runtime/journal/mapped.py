@@ -6,6 +6,7 @@ Hot-path accesses go through ``memoryview.cast`` word views (a Python int in, a 
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import time
@@ -126,7 +127,7 @@ class MappedSegment:
         _write_atomically(path, header.tobytes(), segment_bytes(capacity))
 
     def seq_at(self, slot: int) -> int:
-        return self.words[_HEADER_WORDS + slot * WORDS_PER_RECORD]  # type: ignore[no-any-return]
+        return self.words[_HEADER_WORDS + slot * WORDS_PER_RECORD]
 
     @property
     def sealed(self) -> bool:
@@ -135,7 +136,7 @@ class MappedSegment:
     @property
     def count(self) -> int:
         """Records in a sealed segment."""
-        return self.words[_COUNT_WORD]  # type: ignore[no-any-return]
+        return self.words[_COUNT_WORD]
 
     def seal(self, count: int) -> None:
         self.words[_COUNT_WORD] = count
@@ -158,10 +159,8 @@ class MappedSegment:
         del self.header, self.slots, self.seqs
         self.words.release()
         self.halves.release()
-        try:
-            self.mm.close()
-        except BufferError:
-            pass  # a record view handed out is still alive; the GC unmaps with it
+        with contextlib.suppress(BufferError):  # a record view handed out is still alive;
+            self.mm.close()  # the mapping then goes when the last view does
         os.close(self.fd)
 
 

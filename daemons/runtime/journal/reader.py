@@ -67,6 +67,16 @@ class WaitMode(StrEnum):
 class JournalReader:
     """Follows ``DIRECTORY/NAME.*`` from ``start``: ``"begin"``, ``"end"`` or a seq."""
 
+    # the current segment and its views, set by _use()
+    _segment: MappedSegment
+    _first_seq: int
+    _capacity: int
+    _words: memoryview
+    _halves: memoryview
+    _typed: list[np.ndarray]
+    _released: int
+    _release_at: int
+
     def __init__(self, directory: Path | str, name: str, *, start: int | str = "begin",
                  wait_mode: WaitMode | str = WaitMode.BLOCK, spin_s: float = 50e-6) -> None:
         self.directory = Path(directory)

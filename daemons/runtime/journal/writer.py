@@ -51,6 +51,16 @@ _NO_SLEEPERS = bytes(MAX_BLOCKING_READERS)
 class JournalWriter:
     """Appends records to ``DIRECTORY/NAME.*``; the only process allowed to."""
 
+    # the current segment and its views, set by _use()
+    _segment: MappedSegment
+    _capacity: int
+    _slot: int
+    _next_seq: int
+    _bytes: memoryview
+    _words: memoryview
+    _raw: np.ndarray
+    _typed: dict[int, np.ndarray]
+
     def __init__(self, directory: Path | str, name: str, *,
                  segment_records: int = DEFAULT_SEGMENT_RECORDS,
                  keep_segments: int = DEFAULT_KEEP_SEGMENTS, trading_day: int = 0) -> None:
@@ -98,7 +108,7 @@ class JournalWriter:
         data = record.tobytes()
         if len(data) != RECORD_SIZE:
             raise ValueError(f"a record is {RECORD_SIZE} bytes, got {len(data)}")
-        offset = self._slot_offset + self._slot * RECORD_SIZE
+        offset = PAGE + self._slot * RECORD_SIZE
         self._bytes[offset + 8:offset + RECORD_SIZE] = data[8:]
         return self._commit_one()
 
@@ -163,7 +173,7 @@ class JournalWriter:
 
     def _commit_one(self) -> int:
         seq = self._next_seq
-        self._words[self._seq_word + self._slot * WORDS_PER_RECORD] = seq
+        self._words[_HEADER_WORDS + self._slot * WORDS_PER_RECORD] = seq
         self._slot += 1
         self._next_seq = seq + 1
         self._announce(seq)
@@ -216,12 +226,10 @@ class JournalWriter:
         self._next_seq = segment.first_seq + committed
         self._bytes = memoryview(segment.mm)
         self._words = segment.words
-        self._slot_offset = PAGE
-        self._seq_word = _HEADER_WORDS
         self._raw = np.frombuffer(segment.mm, np.uint8, count=segment.capacity * RECORD_SIZE,
-                                  offset=self._slot_offset).reshape(-1, RECORD_SIZE)
-        self._typed = {t: np.frombuffer(segment.mm, d, count=segment.capacity,
-                                        offset=self._slot_offset) for t, d in DTYPES.items()}
+                                  offset=PAGE).reshape(-1, RECORD_SIZE)
+        self._typed = {t: np.frombuffer(segment.mm, d, count=segment.capacity, offset=PAGE)
+                       for t, d in DTYPES.items()}
 
     def _roll_segment(self, trading_day: int) -> None:
         """Create the next segment before sealing this one, so a reader that sees the seal
