@@ -5,15 +5,19 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from openctp_ctp import mdapi
 
 from hft.daemons.md.csvfile import CSV_COLUMNS, CsvTickError, read_ticks, tick_rows
-from hft.daemons.md.normalize import TickError, TickNormalizer, resolve_days
+from hft.daemons.md.ctpstruct import RawStructReader
+from hft.daemons.md.normalize import DEPTH_FIELDS, TickError, TickNormalizer, resolve_days
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
 from hft.daemons.runtime.events import TICK_DTYPE, TickFlag
 
+READER = RawStructReader(mdapi.CThostFtdcDepthMarketDataField, DEPTH_FIELDS)
 IF_DAY = Path(__file__).resolve().parents[2] / "shared" / "data" / "IF2101_20210104_ticks.csv"
 DBL_MAX = 1.7976931348623157e308
 
@@ -28,12 +32,10 @@ def instruments(products: ProductTable) -> InstrumentTable:
     return InstrumentTable(products)
 
 
-def ctp_tick(instrument: str = "ag2106", *, trading_day: str = "20210105", action_day: str = "20210105",
-             time: str = "10:00:00", ms: int = 500, last: float = 5000.0, volume: int = 10,
-             exchange: str = "SHFE") -> object:
+def ctp_struct(instrument: str = "ag2106", *, trading_day: str = "20210105",
+               action_day: str = "20210105", time: str = "10:00:00", ms: int = 500,
+               last: float = 5000.0, volume: int = 10, exchange: str = "SHFE") -> Any:
     """A real openctp-ctp CThostFtdcDepthMarketDataField, empty fields left as CTP sends them."""
-    from openctp_ctp import mdapi
-
     md = mdapi.CThostFtdcDepthMarketDataField()
     md.InstrumentID, md.ExchangeID = instrument, exchange
     md.TradingDay, md.ActionDay, md.UpdateTime, md.UpdateMillisec = trading_day, action_day, time, ms
@@ -47,11 +49,30 @@ def ctp_tick(instrument: str = "ag2106", *, trading_day: str = "20210105", actio
     return md
 
 
-def normalized(normalizer: TickNormalizer, md: object, received_ns: int | None = None) -> np.void | None:
+@pytest.fixture(scope="module")
+def raw_reader() -> RawStructReader:
+    return RawStructReader(mdapi.CThostFtdcDepthMarketDataField, DEPTH_FIELDS)
+
+
+def ctp_tick(**fields: Any) -> tuple[Any, ...]:
+    """A snapshot as the CTP adapter hands it over: a real struct, read from its memory."""
+    return READER.read(ctp_struct(**fields))
+
+
+def normalized(normalizer: TickNormalizer, md: tuple[Any, ...], received_ns: int | None = None) -> np.void | None:
     out = bytearray(TICK_DTYPE.itemsize)
-    if not normalizer.normalize(md, received_ns, out):  # type: ignore[arg-type]
+    if not normalizer.normalize(md, received_ns, out):
         return None
     return np.frombuffer(bytes(out), TICK_DTYPE)[0]
+
+
+def test_raw_struct_reader_agrees_with_the_swig_getters(raw_reader: RawStructReader) -> None:
+    md = ctp_struct(instrument="IO2101-C-5000", exchange="CFFEX", ms=387)
+    md.Volume, md.BidVolume5, md.AskPrice3, md.PreOpenInterest = 123456, 77, 4321.5, 9.5e4
+    values = raw_reader.read(md)
+    for name, value in zip(DEPTH_FIELDS, values, strict=True):
+        expected = getattr(md, name)
+        assert value == (expected.encode() if isinstance(expected, str) else expected), name
 
 
 # --- the real IF day -------------------------------------------------------------------------
@@ -149,7 +170,8 @@ def test_action_day_is_derived_where_the_exchange_gets_it_wrong(
         exchange: str, trading_day: str, action_day: str, time: str,
         expected: tuple[int, int, bool]) -> None:
     hours, minutes, seconds = (int(p) for p in time.split(":"))
-    assert resolve_days(exchange, trading_day, action_day, (hours * 3600 + minutes * 60 + seconds) * 1000) == expected
+    update_ms = (hours * 3600 + minutes * 60 + seconds) * 1000
+    assert resolve_days(exchange.encode(), trading_day.encode(), action_day.encode(), update_ms) == expected
 
 
 @pytest.mark.parametrize(
@@ -160,10 +182,10 @@ def test_action_day_is_derived_where_the_exchange_gets_it_wrong(
 )
 def test_unreadable_fields_are_named(instruments: InstrumentTable, field: str, value: object,
                                      message: str) -> None:
-    md = ctp_tick()
+    md = ctp_struct()
     setattr(md, field, value)
     with pytest.raises(TickError, match=message):
-        TickNormalizer(instruments).normalize(md, None, bytearray(384))  # type: ignore[arg-type]
+        TickNormalizer(instruments).normalize(READER.read(md), None, bytearray(384))
 
 
 # --- CSV import errors and optional columns -----------------------------------------------------

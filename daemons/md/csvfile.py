@@ -14,31 +14,30 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
-from hft.daemons.md.normalize import TickError, TickNormalizer
+from hft.daemons.md.normalize import DEPTH_FIELDS, DepthValues, TickError, TickNormalizer
 from hft.daemons.refdata.instruments import InstrumentTable
 from hft.daemons.runtime.events import DEPTH, TICK_DTYPE, TickFlag
 
 _VOLUME_BACKWARDS = int(TickFlag.VOLUME_BACKWARDS)
 EMPTY = 1.7976931348623157e308  # what CTP sends for a missing price; normalized to NaN
 
-_PRICES = ("LastPrice", "OpenPrice", "HighestPrice", "LowestPrice", "ClosePrice",
-           "SettlementPrice", "PreClosePrice", "PreSettlementPrice", "UpperLimitPrice",
-           "LowerLimitPrice", "AveragePrice",
-           *(f"{side}Price{level}" for side in ("Bid", "Ask") for level in range(1, DEPTH + 1)))
-_COUNTS = ("UpdateMillisec", "Volume",
-           *(f"{side}Volume{level}" for side in ("Bid", "Ask") for level in range(1, DEPTH + 1)))
-_AMOUNTS = ("Turnover", "OpenInterest", "PreOpenInterest")
-_TEXTS = ("TradingDay", "ActionDay", "UpdateTime", "InstrumentID", "ExchangeID")
+_TEXTS = frozenset(DEPTH_FIELDS[:5])
+_INTEGERS = frozenset(("UpdateMillisec", "Volume", *(f"{side}Volume{level}" for side in ("Bid", "Ask")
+                                                      for level in range(1, DEPTH + 1))))
+_AMOUNTS = frozenset(("Turnover", "OpenInterest", "PreOpenInterest"))  # NaN when missing
 _DELTAS = ("VolumeDelta", "TurnoverDelta", "OpenInterestDelta")
-KNOWN_COLUMNS = frozenset(_PRICES + _COUNTS + _AMOUNTS + _TEXTS + _DELTAS)
+KNOWN_COLUMNS = frozenset(DEPTH_FIELDS) | frozenset(_DELTAS)
 REQUIRED = ("InstrumentID", "UpdateTime", "LastPrice")
+_VOLUME = DEPTH_FIELDS.index("Volume")
+_TURNOVER = DEPTH_FIELDS.index("Turnover")
+_AVERAGE = DEPTH_FIELDS.index("AveragePrice")
+_INSTRUMENT = DEPTH_FIELDS.index("InstrumentID")
 
 
 class CsvTickError(ValueError):
@@ -70,15 +69,14 @@ def _read(path: Path, handle: IO[str], normalizer: TickNormalizer) -> np.ndarray
     records = np.zeros(1024, dtype=TICK_DTYPE)
     raw = records.view(np.uint8)
     count = 0
-    cumulative = _Cumulative()
-    last_ts: dict[str, int] = {}
+    parser = _RowParser(columns)
+    last_ts: dict[bytes, int] = {}
     for line, values in enumerate(reader, start=2):
         if not values:
             continue
         if len(values) != len(columns):
             raise CsvTickError(path, line, f"{len(values)} fields, the header has {len(columns)}")
-        row = _row(path, line, dict(zip(columns, values, strict=True)), cumulative,
-                   normalizer.instruments)
+        row = parser.values(path, line, values, normalizer.instruments)
         if count == len(records):  # grow (np.concatenate would drop the dtype's padding)
             grown = np.zeros(2 * len(records), dtype=TICK_DTYPE)
             grown[:count] = records
@@ -114,76 +112,89 @@ def _check_header(path: Path, columns: list[str]) -> list[str]:
     return columns
 
 
-class _Cumulative:
-    """Running sums for files that carry only the delta columns."""
+class _RowParser:
+    """Turns a CSV row into DEPTH_FIELDS values, with one converter per field chosen from the
+    header once: present columns are parsed, missing ones get their empty value."""
 
-    def __init__(self) -> None:
-        self.volume = 0
-        self.turnover = 0.0
-        self.day = ""
+    def __init__(self, columns: list[str]) -> None:
+        self.columns = columns
+        position = {name: i for i, name in enumerate(columns)}
+        self._plan = [(position.get(name), _converter(name), _empty(name)) for name in DEPTH_FIELDS]
+        self._volume_delta = position.get("VolumeDelta") if "Volume" not in position else None
+        self._turnover_delta = position.get("TurnoverDelta") if "Turnover" not in position else None
+        self._derive_turnover = "Turnover" not in position and self._turnover_delta is None
+        self._day = b""
+        self._volume = 0
+        self._turnover = 0.0
+
+    def values(self, path: Path, line: int, row: list[str], instruments: InstrumentTable) -> DepthValues:
+        try:
+            values = [convert(row[i]) if i is not None and row[i] else empty
+                      for i, convert, empty in self._plan]
+        except ValueError:
+            raise CsvTickError(path, line, _bad_field(dict(zip(self.columns, row, strict=True)))) from None
+        if values[DEPTH_FIELDS.index("LastPrice")] >= EMPTY:
+            raise CsvTickError(path, line, "LastPrice is empty")
+        day = values[0] or values[1]
+        if day != self._day:
+            self._day, self._volume, self._turnover = day, 0, 0.0
+        if self._volume_delta is not None:
+            self._volume += int(row[self._volume_delta] or 0)
+            values[_VOLUME] = self._volume
+        if self._turnover_delta is not None:
+            self._turnover += float(row[self._turnover_delta] or 0)
+            values[_TURNOVER] = self._turnover
+        elif self._derive_turnover and values[_AVERAGE] < EMPTY:
+            values[_TURNOVER] = _turnover_from_average(values, instruments)
+        return tuple(values)
 
 
-def _row(path: Path, line: int, fields: dict[str, str], cumulative: _Cumulative,
-         instruments: InstrumentTable) -> SimpleNamespace:
-    """The row with CTP's attribute names and types, the shape the normalizer reads."""
-    try:
-        row = SimpleNamespace(
-            **{name: float(fields[name]) if fields.get(name) else EMPTY for name in _PRICES},
-            **{name: int(fields[name]) if fields.get(name) else 0 for name in _COUNTS},
-            **{name: float(fields[name]) if fields.get(name) else math.nan for name in _AMOUNTS},
-            **{name: fields.get(name, "").strip() for name in _TEXTS},
-        )
-    except ValueError:
-        raise CsvTickError(path, line, _bad_field(fields)) from None
-    if row.LastPrice >= EMPTY:
-        raise CsvTickError(path, line, "LastPrice is empty")
-    day = row.TradingDay or row.ActionDay
-    if day != cumulative.day:
-        cumulative.day, cumulative.volume, cumulative.turnover = day, 0, 0.0
-    if "Volume" not in fields:
-        cumulative.volume += int(fields["VolumeDelta"] or 0)
-        row.Volume = cumulative.volume
-    if "Turnover" not in fields:
-        if "TurnoverDelta" in fields:
-            cumulative.turnover += float(fields["TurnoverDelta"] or 0)
-            row.Turnover = cumulative.turnover
-        elif row.AveragePrice < EMPTY:
-            row.Turnover = _turnover_from_average(row, instruments)
-    return row
+def _converter(name: str) -> Callable[[str], Any]:
+    if name in _TEXTS:
+        return lambda text: text.strip().encode()
+    return int if name in _INTEGERS else float
 
 
-def _turnover_from_average(row: SimpleNamespace, instruments: InstrumentTable) -> float:
+def _empty(name: str) -> Any:
+    if name in _TEXTS:
+        return b""
+    if name in _INTEGERS:
+        return 0
+    return math.nan if name in _AMOUNTS else EMPTY
+
+
+def _turnover_from_average(values: list[Any], instruments: InstrumentTable) -> float:
     """CTP's AveragePrice is turnover per lot (per unit on CZCE, which needs the multiplier)."""
-    product = instruments.products.product_of(row.InstrumentID)
-    per_lot = row.AveragePrice * (product.multiplier if product.exchange == "CZCE" else 1)
-    return float(per_lot * row.Volume)
+    product = instruments.products.product_of(values[DEPTH_FIELDS.index("InstrumentID")].decode())
+    per_lot = values[_AVERAGE] * (product.multiplier if product.exchange == "CZCE" else 1)
+    return float(per_lot * values[_VOLUME])
 
 
 def _bad_field(fields: dict[str, str]) -> str:
-    for name in (*_PRICES, *_AMOUNTS):
+    """Which field failed to parse, and why (only called on the error path)."""
+    for name in DEPTH_FIELDS:
         text = fields.get(name, "")
+        if not text or name in _TEXTS:
+            continue
         try:
-            float(text or 0)
+            _converter(name)(text)
         except ValueError:
-            return f"{name}={text!r} is not a number"
-    for name in _COUNTS:
-        text = fields.get(name, "")
-        if text and not text.lstrip("-").isdigit():
-            return f"{name}={text!r} is not an integer"
+            kind = "an integer" if name in _INTEGERS else "a number"
+            return f"{name}={text!r} is not {kind}"
     return "a field is malformed"
 
 
-def _check_consistent(path: Path, line: int, row: SimpleNamespace, normalizer: TickNormalizer,
-                      last_ts: dict[str, int]) -> None:
+def _check_consistent(path: Path, line: int, row: DepthValues, normalizer: TickNormalizer,
+                      last_ts: dict[bytes, int]) -> None:
     """Refuse a file that contradicts itself: an import is history, and a broken file should
     be fixed rather than half trusted (a live feed only flags the same faults)."""
     if normalizer.last_flags & _VOLUME_BACKWARDS:
-        raise CsvTickError(path, line, f"Volume {row.Volume} is below the previous tick's of "
+        raise CsvTickError(path, line, f"Volume {row[_VOLUME]} is below the previous tick's of "
                                        "the same trading day")
-    ts = normalizer.last_exchange_ts
-    if ts < last_ts.get(row.InstrumentID, ts):
-        raise CsvTickError(path, line, f"time goes backwards for {row.InstrumentID}")
-    last_ts[row.InstrumentID] = ts
+    instrument, ts = row[_INSTRUMENT], normalizer.last_exchange_ts
+    if ts < last_ts.get(instrument, ts):
+        raise CsvTickError(path, line, f"time goes backwards for {instrument.decode()}")
+    last_ts[instrument] = ts
 
 
 CSV_COLUMNS = ("TradingDay", "ActionDay", "LocalTime", "TimestampNs", "ExchangeID",

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any
 
 from hft.daemons.refdata import calendar
 from hft.daemons.refdata.instruments import Instrument, InstrumentTable
@@ -36,7 +36,7 @@ EMPTY_PRICE = 1e300
 NAN = float("nan")
 CHINA_UTC_OFFSET_NS = 8 * 3600 * 10**9
 _EPOCH = dt.date(1970, 1, 1)
-_NIGHT_EXCHANGE_KEEPS_ACTION_DAY = frozenset({"CZCE"})
+_NIGHT_EXCHANGE_KEEPS_ACTION_DAY = frozenset({b"CZCE"})
 """Exchanges whose TradingDay is wrong at night (their ActionDay is right)."""
 TICK_STRUCT = record_struct(EventType.MARKET_DATA)
 _MARKET_DATA = int(EventType.MARKET_DATA)  # plain ints: enum attribute access is slow
@@ -44,51 +44,22 @@ _STALE, _VOLUME_BACKWARDS = int(TickFlag.STALE), int(TickFlag.VOLUME_BACKWARDS)
 _DAYS_DERIVED, _OUT_OF_SESSION = int(TickFlag.DAYS_DERIVED), int(TickFlag.OUT_OF_SESSION)
 
 
-class DepthMarketData(Protocol):
-    """The fields of CTP's CThostFtdcDepthMarketDataField this module reads (the real struct
-    from openctp-ctp, or a CSV row adapter, satisfy it)."""
+DEPTH_FIELDS = (
+    "TradingDay", "ActionDay", "UpdateTime", "InstrumentID", "ExchangeID", "UpdateMillisec",
+    "LastPrice", "OpenPrice", "HighestPrice", "LowestPrice", "ClosePrice", "SettlementPrice",
+    "PreClosePrice", "PreSettlementPrice", "UpperLimitPrice", "LowerLimitPrice", "AveragePrice",
+    "Volume", "Turnover", "OpenInterest", "PreOpenInterest",
+    "BidPrice1", "BidPrice2", "BidPrice3", "BidPrice4", "BidPrice5",
+    "AskPrice1", "AskPrice2", "AskPrice3", "AskPrice4", "AskPrice5",
+    "BidVolume1", "BidVolume2", "BidVolume3", "BidVolume4", "BidVolume5",
+    "AskVolume1", "AskVolume2", "AskVolume3", "AskVolume4", "AskVolume5",
+)
+"""The CThostFtdcDepthMarketDataField fields a snapshot is made of, in the order the
+normalizer takes them: five texts (as bytes), UpdateMillisec, then the numbers in the order of
+the MARKET_DATA record's body."""
 
-    TradingDay: str
-    ActionDay: str
-    UpdateTime: str
-    UpdateMillisec: int
-    InstrumentID: str
-    ExchangeID: str
-    LastPrice: float
-    OpenPrice: float
-    HighestPrice: float
-    LowestPrice: float
-    ClosePrice: float
-    SettlementPrice: float
-    PreClosePrice: float
-    PreSettlementPrice: float
-    UpperLimitPrice: float
-    LowerLimitPrice: float
-    AveragePrice: float
-    Volume: int
-    Turnover: float
-    OpenInterest: float
-    PreOpenInterest: float
-    BidPrice1: float
-    BidPrice2: float
-    BidPrice3: float
-    BidPrice4: float
-    BidPrice5: float
-    AskPrice1: float
-    AskPrice2: float
-    AskPrice3: float
-    AskPrice4: float
-    AskPrice5: float
-    BidVolume1: int
-    BidVolume2: int
-    BidVolume3: int
-    BidVolume4: int
-    BidVolume5: int
-    AskVolume1: int
-    AskVolume2: int
-    AskVolume3: int
-    AskVolume4: int
-    AskVolume5: int
+DepthValues = tuple[Any, ...]
+"""One snapshot: the values of DEPTH_FIELDS, in that order."""
 
 
 class TickError(ValueError):
@@ -123,24 +94,29 @@ class TickNormalizer:
         """Exchange time (ns) of the last record kept."""
         self._last_body: dict[int, bytes] = {}
         self._last_volume: dict[int, tuple[int, int]] = {}
-        self._second_ms: dict[str, int] = {}
-        self._days: dict[tuple[str, str, str, int], tuple[int, int, bool]] = {}
+        self._second_ms: dict[bytes, int] = {}
+        self._days: dict[tuple[bytes, bytes, bytes, int], tuple[int, int, bool]] = {}
+        self._by_raw_id: dict[bytes, Instrument] = {}
         self._midnight_ns: dict[int, int] = {}
 
-    def normalize(self, md: DepthMarketData, received_ns: int | None, out: bytearray | memoryview,
+    def normalize(self, md: DepthValues, received_ns: int | None, out: bytearray | memoryview,
                   offset: int = 0) -> bool:
-        """Pack ``md`` into ``out[offset:offset+RECORD_SIZE]``; False if it is to be dropped
-        (a duplicate, or stale with drop_stale). ``received_ns`` None (historical data) stamps
-        the record with its exchange time and skips the staleness check. Raises TickError for
-        unreadable fields."""
-        instrument = self._instrument(md.InstrumentID)
+        """Pack snapshot ``md`` (DEPTH_FIELDS values) into ``out[offset:offset+RECORD_SIZE]``;
+        False if it is to be dropped (a duplicate, or stale with drop_stale). ``received_ns``
+        None (historical data) stamps the record with its exchange time and skips the staleness
+        check. Raises TickError for unreadable fields."""
+        (trading_day_text, action_day_text, update_time, instrument_id, exchange, millisec,
+         last, open_, high, low, close, settlement, pre_close, pre_settlement, upper, lower,
+         average, volume, turnover, open_interest, pre_open_interest,
+         bid1, bid2, bid3, bid4, bid5, ask1, ask2, ask3, ask4, ask5,
+         bv1, bv2, bv3, bv4, bv5, av1, av2, av3, av4, av5) = md
+        instrument = self._instrument(instrument_id)
         index = instrument.index
-        exchange = md.ExchangeID or instrument.exchange
-        update_ms = self._update_ms(md.UpdateTime, md.UpdateMillisec)
-        trading_day, action_day, derived = self._resolve_days(exchange, md.TradingDay, md.ActionDay,
-                                                              update_ms)
+        exchange = exchange or instrument.exchange_id
+        update_ms = self._update_ms(update_time, millisec)
+        trading_day, action_day, derived = self._resolve_days(exchange, trading_day_text,
+                                                              action_day_text, update_ms)
         exchange_ts = self._midnight(action_day) + update_ms * 1_000_000
-        volume = md.Volume
         flags = _DAYS_DERIVED if derived else 0
         previous = self._last_volume.get(index)
         if previous is not None and previous[0] == trading_day and volume < previous[1]:
@@ -154,33 +130,19 @@ class TickNormalizer:
             flags |= _STALE
         e = EMPTY_PRICE
         TICK_STRUCT.pack_into(
-            out, offset, 0, received_ns, _MARKET_DATA, flags, trading_day, index,
-            self.source, md.InstrumentID.encode(), exchange.encode(), action_day, update_ms,
-            exchange_ts,
-            md.LastPrice if md.LastPrice < e else NAN,
-            md.OpenPrice if md.OpenPrice < e else NAN,
-            md.HighestPrice if md.HighestPrice < e else NAN,
-            md.LowestPrice if md.LowestPrice < e else NAN,
-            md.ClosePrice if md.ClosePrice < e else NAN,
-            md.SettlementPrice if md.SettlementPrice < e else NAN,
-            md.PreClosePrice if md.PreClosePrice < e else NAN,
-            md.PreSettlementPrice if md.PreSettlementPrice < e else NAN,
-            md.UpperLimitPrice if md.UpperLimitPrice < e else NAN,
-            md.LowerLimitPrice if md.LowerLimitPrice < e else NAN,
-            md.AveragePrice if md.AveragePrice < e else NAN,
-            volume, md.Turnover, md.OpenInterest, md.PreOpenInterest,
-            md.BidPrice1 if md.BidPrice1 < e else NAN,
-            md.BidPrice2 if md.BidPrice2 < e else NAN,
-            md.BidPrice3 if md.BidPrice3 < e else NAN,
-            md.BidPrice4 if md.BidPrice4 < e else NAN,
-            md.BidPrice5 if md.BidPrice5 < e else NAN,
-            md.AskPrice1 if md.AskPrice1 < e else NAN,
-            md.AskPrice2 if md.AskPrice2 < e else NAN,
-            md.AskPrice3 if md.AskPrice3 < e else NAN,
-            md.AskPrice4 if md.AskPrice4 < e else NAN,
-            md.AskPrice5 if md.AskPrice5 < e else NAN,
-            md.BidVolume1, md.BidVolume2, md.BidVolume3, md.BidVolume4, md.BidVolume5,
-            md.AskVolume1, md.AskVolume2, md.AskVolume3, md.AskVolume4, md.AskVolume5,
+            out, offset, 0, received_ns, _MARKET_DATA, flags, trading_day, index, self.source,
+            instrument_id, exchange, action_day, update_ms, exchange_ts,
+            last if last < e else NAN, open_ if open_ < e else NAN, high if high < e else NAN,
+            low if low < e else NAN, close if close < e else NAN,
+            settlement if settlement < e else NAN, pre_close if pre_close < e else NAN,
+            pre_settlement if pre_settlement < e else NAN, upper if upper < e else NAN,
+            lower if lower < e else NAN, average if average < e else NAN,
+            volume, turnover, open_interest, pre_open_interest,
+            bid1 if bid1 < e else NAN, bid2 if bid2 < e else NAN, bid3 if bid3 < e else NAN,
+            bid4 if bid4 < e else NAN, bid5 if bid5 < e else NAN,
+            ask1 if ask1 < e else NAN, ask2 if ask2 < e else NAN, ask3 if ask3 < e else NAN,
+            ask4 if ask4 < e else NAN, ask5 if ask5 < e else NAN,
+            bv1, bv2, bv3, bv4, bv5, av1, av2, av3, av4, av5,
         )
         body = bytes(out[offset + 32:offset + TICK_STRUCT.size])
         if body == self._last_body.get(index):
@@ -201,20 +163,21 @@ class TickNormalizer:
             self.stats.days_derived += 1
         return True
 
-    def _instrument(self, instrument_id: str) -> Instrument:
-        try:
-            return self.instruments[instrument_id]
-        except KeyError:
+    def _instrument(self, instrument_id: bytes) -> Instrument:
+        instrument = self._by_raw_id.get(instrument_id)
+        if instrument is None:
             try:
-                return self.instruments.register(instrument_id)
+                instrument = self.instruments.register(instrument_id.decode("ascii"))
             except (KeyError, ValueError) as exc:
                 raise TickError(f"instrument {instrument_id!r}: {exc}") from None
+            self._by_raw_id[instrument_id] = instrument
+        return instrument
 
-    def _update_ms(self, update_time: str, millisec: int) -> int:
+    def _update_ms(self, update_time: bytes, millisec: int) -> int:
         second = self._second_ms.get(update_time)
         if second is None:
             try:
-                hours, minutes, seconds = (int(part) for part in update_time.split(":"))
+                hours, minutes, seconds = (int(part) for part in update_time.split(b":"))
             except ValueError:
                 raise TickError(f"UpdateTime {update_time!r} is not HH:MM:SS") from None
             if not (0 <= hours < 24 and 0 <= minutes < 60 and 0 <= seconds < 60):
@@ -225,7 +188,7 @@ class TickNormalizer:
             raise TickError(f"UpdateMillisec {millisec} is not in 0..999")
         return second + millisec
 
-    def _resolve_days(self, exchange: str, trading_day: str, action_day: str,
+    def _resolve_days(self, exchange: bytes, trading_day: bytes, action_day: bytes,
                       update_ms: int) -> tuple[int, int, bool]:
         """(TradingDay, ActionDay, whether one was derived), cached per day pair and part."""
         part = 1 if update_ms >= calendar.NIGHT_START_MS else 2 if update_ms < calendar.MORNING_END_MS else 0
@@ -245,7 +208,8 @@ class TickNormalizer:
         return ns
 
 
-def resolve_days(exchange: str, trading_day: str, action_day: str, update_ms: int) -> tuple[int, int, bool]:
+def resolve_days(exchange: bytes, trading_day: bytes, action_day: bytes,
+                 update_ms: int) -> tuple[int, int, bool]:
     """The (TradingDay, ActionDay) a tick really has, and whether either field was replaced.
 
     By day both are the trading day. At night the field the exchange gets right is kept (CZCE:
@@ -269,7 +233,7 @@ def resolve_days(exchange: str, trading_day: str, action_day: str, update_ms: in
     return given_trading, derived_action, derived_action != given_action
 
 
-def _parse_day(text: str, name: str) -> int:
+def _parse_day(text: bytes, name: str) -> int:
     if not text:
         return 0
     if len(text) != 8 or not text.isdigit():

@@ -39,6 +39,10 @@ class Instrument:
     def exchange(self) -> str:
         return self.product.exchange
 
+    @property
+    def exchange_id(self) -> bytes:
+        return self.product.exchange.encode()
+
 
 def product_code(instrument_id: str) -> str:
     """'IF2101' -> 'IF', 'rb2105' -> 'rb', 'SR101' -> 'SR' (CZCE's three-digit months)."""

@@ -121,8 +121,15 @@ class JournalWriter:
         record["type"] = event_type
         return record
 
+    def next_slot(self) -> tuple[memoryview, int]:
+        """The next slot as (buffer, byte offset), for a producer that packs a whole record in
+        place (``struct.pack_into``); then :meth:`commit`, or simply don't to drop it."""
+        if self._slot == self._capacity:
+            self._roll_segment(self._segment.trading_day)
+        return self._bytes, PAGE + self._slot * RECORD_SIZE
+
     def commit(self) -> int:
-        """Publish the slot returned by :meth:`claim`; returns its seq."""
+        """Publish the slot returned by :meth:`claim` or :meth:`next_slot`; returns its seq."""
         return self._commit_one()
 
     def append_batch(self, records: np.ndarray) -> int:

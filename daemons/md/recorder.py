@@ -1,0 +1,119 @@
+"""hft_md's write path: a source's raw snapshot -> normalized record in the md journal and the
+latest-tick snapshot.
+
+Each source (CTP, sim) owns one recorder, called from the source's own thread (for CTP, the
+API's callback thread). The normalizer packs the record straight into the journal's next mmap
+slot and the commit publishes it, so the path has no queue, no copy and no lock: the journal
+is the lock-free ring the callback writes into, and the one writer per journal is the one
+callback thread per source.
+
+A gap in the feed (the source disconnected, or hft_md restarted) is journaled as a FEED_GAP
+record, so readers can tell missing data from a quiet market.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from hft.daemons.md.normalize import DEPTH_FIELDS, DepthValues, TickError, TickNormalizer
+from hft.daemons.refdata.instruments import InstrumentTable
+from hft.daemons.runtime.events import RECORD_SIZE, EventType, empty
+from hft.daemons.runtime.journal import JournalReader, JournalWriter
+from hft.daemons.runtime.snapshot import SnapshotWriter
+
+log = logging.getLogger(__name__)
+_INSTRUMENT = DEPTH_FIELDS.index("InstrumentID")
+
+
+class Recorder:
+    """Normalizes one source's snapshots into its md journal and the SHM snapshot."""
+
+    def __init__(self, feed: str, writer: JournalWriter, snapshot: SnapshotWriter | None,
+                 normalizer: TickNormalizer) -> None:
+        self.feed = feed
+        self.writer = writer
+        self.snapshot = snapshot
+        self.normalizer = normalizer
+        self.errors = 0
+        self.last_lag_ns = 0
+        """Receive time minus exchange time of the last tick (feed latency plus clock skew)."""
+        self.last_received_ns = 0
+        self._snapshot_slots: dict[int, int] = {}
+        self.gap("recorder started", _last_ts(writer))
+
+    @classmethod
+    def open(cls, feed: str, journal_dir: Path, journal: str, instruments: InstrumentTable, *,
+             snapshot_path: Path | None, stale_after_s: float | None = 30.0,
+             drop_stale: bool = False, trading_day: int = 0) -> Recorder:
+        writer = JournalWriter(journal_dir, journal, trading_day=trading_day)
+        snapshot = SnapshotWriter(snapshot_path) if snapshot_path is not None else None
+        normalizer = TickNormalizer(instruments, stale_after_s=stale_after_s, drop_stale=drop_stale)
+        return cls(feed, writer, snapshot, normalizer)
+
+    def on_depth(self, md: DepthValues, received_ns: int | None = None) -> bool:
+        """Record one snapshot (DEPTH_FIELDS values); False if it was dropped (a duplicate,
+        stale, unreadable)."""
+        if received_ns is None:
+            received_ns = time.time_ns()
+        buffer, offset = self.writer.next_slot()
+        try:
+            kept = self.normalizer.normalize(md, received_ns, buffer, offset)
+        except TickError as exc:
+            self.errors += 1
+            log.warning("snapshot refused", extra={"feed": self.feed, "error": str(exc)})
+            return False
+        if not kept:
+            return False
+        trading_day = int.from_bytes(buffer[offset + 20:offset + 24], "little", signed=True)
+        if trading_day != self.writer.trading_day:
+            buffer, offset = self._roll(trading_day, buffer, offset)
+        self.writer.commit()
+        self.last_received_ns = received_ns
+        self.last_lag_ns = received_ns - self.normalizer.last_exchange_ts
+        if self.snapshot is not None:
+            self.snapshot.update(self._snapshot_slot(md[_INSTRUMENT], buffer, offset),
+                                 buffer[offset:offset + RECORD_SIZE])
+        return True
+
+    def gap(self, reason: str, last_ns: int | None = None) -> None:
+        """Journal that data may be missing from ``last_ns`` (default: the last tick) on."""
+        marker = empty(EventType.FEED_GAP)
+        marker["ts_ns"] = time.time_ns()
+        marker["feed"] = self.feed.encode()[:16]
+        marker["reason"] = reason.encode()[:64]
+        marker["last_ns"] = self.last_received_ns if last_ns is None else last_ns
+        self.writer.append(marker)
+        log.info("feed gap recorded", extra={"feed": self.feed, "reason": reason})
+
+    def close(self) -> None:
+        self.writer.close()
+        if self.snapshot is not None:
+            self.snapshot.close()
+
+    def _roll(self, trading_day: int, buffer: memoryview, offset: int) -> tuple[memoryview, int]:
+        """A new trading day starts a new segment: move the packed record over to it."""
+        record = bytes(buffer[offset:offset + RECORD_SIZE])
+        self.writer.roll(trading_day)
+        buffer, offset = self.writer.next_slot()
+        buffer[offset:offset + RECORD_SIZE] = record
+        return buffer, offset
+
+    def _snapshot_slot(self, instrument: bytes, buffer: memoryview, offset: int) -> int:
+        index = int.from_bytes(buffer[offset + 24:offset + 28], "little", signed=True)
+        slot = self._snapshot_slots.get(index)
+        if slot is None:
+            assert self.snapshot is not None
+            slot = self._snapshot_slots[index] = self.snapshot.index_of(instrument)
+        return slot
+
+
+def _last_ts(writer: JournalWriter) -> int:
+    """Creation time of the journal's last record, 0 if empty: where a restart's gap begins."""
+    if writer.last_seq == 0:
+        return 0
+    with JournalReader(writer.directory, writer.name, start=writer.last_seq) as reader:
+        record = reader.read()
+        return int(record["ts_ns"]) if record is not None else 0
+
