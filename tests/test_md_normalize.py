@@ -59,7 +59,8 @@ def ctp_tick(**fields: Any) -> tuple[Any, ...]:
     return READER.read(ctp_struct(**fields))
 
 
-def normalized(normalizer: TickNormalizer, md: tuple[Any, ...], received_ns: int | None = None) -> np.void | None:
+def normalized(normalizer: TickNormalizer, md: tuple[Any, ...],
+               received_ns: int | None = None) -> np.void | None:
     out = bytearray(TICK_DTYPE.itemsize)
     if not normalizer.normalize(md, received_ns, out):
         return None
