@@ -1,0 +1,176 @@
+"""A simulated futures market that produces CTP-like depth snapshots.
+
+Each instrument follows its product's session template and the trading calendar: snapshots
+carry exchange times inside the sessions only (the call-auction print included), a night
+session only where the calendar has one, prices on the product's tick grid inside the limit
+band, and cumulative Volume/Turnover that restart each trading day while OpenInterest carries
+over, like the real fields. Snapshots come every ``interval_ms`` per instrument (CTP sends
+about two a second), on a simulated exchange clock that skips the hours when every instrument
+is closed, so a demo always has data. Everything is deterministic for a given seed and start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hft.daemons.md.normalize import DepthValues
+from hft.daemons.refdata import calendar
+from hft.daemons.refdata.instruments import Instrument
+from hft.daemons.refdata.sessions import tday_minute
+
+CHINA = dt.timezone(dt.timedelta(hours=8))
+EMPTY = 1.7976931348623157e308
+_MS_PER_MINUTE = 60_000
+_LIMIT_BAND = 0.08  # daily limit: +-8% of the previous settlement
+
+
+@dataclass
+class _Book:
+    """One instrument's state across snapshots."""
+
+    instrument: Instrument
+    rng: np.random.Generator
+    ticks: int  # last price in price ticks (integers keep prices on the grid)
+    pre_settlement: int
+    pre_close: int
+    open_interest: int
+    trading_day: int = 0
+    open: int = 0
+    high: int = 0
+    low: int = 0
+    volume: int = 0
+    turnover: float = 0.0
+    pre_open_interest: int = 0
+    upper: int = 0
+    lower: int = 0
+    last_emit_ms: int = field(default=-1)
+
+
+class SimulatedMarket:
+    """Generates snapshots for ``instruments`` from exchange time ``start`` on."""
+
+    def __init__(self, instruments: list[Instrument], start: dt.datetime, *, seed: int = 0,
+                 interval_ms: int = 500, start_prices: dict[str, float] | None = None) -> None:
+        if interval_ms < 1:
+            raise ValueError(f"interval_ms must be >= 1, not {interval_ms}")
+        self.interval_ms = interval_ms
+        self.now_ms = _to_ms(start) // interval_ms * interval_ms
+        """The simulated exchange clock, ms since the epoch."""
+        rng = np.random.default_rng(seed)
+        prices = start_prices or {}
+        self._books = []
+        for instrument in instruments:
+            tick = instrument.product.price_tick
+            price = prices.get(instrument.id, _DEFAULT_PRICES.get(instrument.product.code, 5000.0))
+            ticks = round(price / tick)
+            self._books.append(_Book(instrument, np.random.default_rng(rng.integers(2**32)), ticks,
+                                     ticks, ticks, int(rng.integers(20_000, 200_000))))
+
+    def advance(self, until_ms: int) -> Iterator[DepthValues]:
+        """Snapshots with exchange times up to ``until_ms``, in time order. When every
+        instrument is closed the clock jumps to the next open minute."""
+        while self.now_ms <= until_ms:
+            local = dt.datetime.fromtimestamp(self.now_ms / 1000, CHINA)
+            action_day = calendar.to_day(local.date())
+            day_ms = (local.hour * 3600 + local.minute * 60 + local.second) * 1000 + local.microsecond // 1000
+            trading_day = _trading_day(action_day, day_ms)
+            emitted = False
+            for book in self._books:
+                if self._is_open(book.instrument, trading_day, action_day, day_ms):
+                    yield self._snapshot(book, trading_day, action_day, day_ms)
+                    emitted = True
+            if emitted:
+                self.now_ms += self.interval_ms
+            else:  # nothing open: on to the next whole minute, so closed hours pass quickly
+                self.now_ms += _MS_PER_MINUTE - day_ms % _MS_PER_MINUTE
+
+    def _is_open(self, instrument: Instrument, trading_day: int, action_day: int, day_ms: int) -> bool:
+        """In a section; or the first snapshot of an auction or section-end minute (the
+        exchange prints once there: 09:29:00.4, 11:30:00.4 ...)."""
+        if not trading_day or not calendar.is_trading_day(trading_day):
+            return False
+        session = instrument.product.session
+        minute = tday_minute(day_ms // _MS_PER_MINUTE)
+        bar = session.bar_of_minute[minute]
+        if bar < 0:
+            return False
+        if session.bar_starts[bar] != minute and day_ms % _MS_PER_MINUTE >= self.interval_ms:
+            return False
+        night = day_ms >= calendar.NIGHT_START_MS or day_ms < calendar.MORNING_END_MS
+        # a night session runs only on the evening the calendar gives it (Friday for Monday)
+        return not night or (calendar.has_night_session(trading_day)
+                             and calendar.action_day(trading_day, day_ms) == action_day)
+
+    def _snapshot(self, book: _Book, trading_day: int, action_day: int, day_ms: int) -> DepthValues:
+        if book.trading_day != trading_day:
+            self._new_trading_day(book, trading_day)
+        rng = book.rng
+        trades = int(rng.poisson(3.0))
+        if trades:
+            book.ticks = min(book.upper, max(book.lower, book.ticks + int(rng.integers(-2, 3))))
+            if book.volume == 0:
+                book.open = book.high = book.low = book.ticks
+            lots = trades * int(rng.integers(1, 6))
+            book.volume += lots
+            tick_size = book.instrument.product.price_tick
+            book.turnover += book.ticks * tick_size * lots * book.instrument.product.multiplier
+            book.open_interest = max(0, book.open_interest + int(rng.integers(-lots, lots + 1)))
+            # the session extremes may trade between two snapshots, as in a real feed
+            book.high = max(book.high, book.ticks + int(rng.random() < 0.05))
+            book.low = min(book.low, book.ticks - int(rng.random() < 0.05))
+        tick = book.instrument.product.price_tick
+        traded = book.volume > 0
+
+        def price(ticks: int) -> float:
+            return round(ticks * tick, 6)
+
+        bids = [price(book.ticks - 1 - level) if book.ticks - 1 - level >= book.lower else EMPTY
+                for level in range(5)]
+        asks = [price(book.ticks + 1 + level) if book.ticks + 1 + level <= book.upper else EMPTY
+                for level in range(5)]
+        depth = [int(v) for v in rng.integers(1, 60, size=10)]
+        update = dt.timedelta(milliseconds=day_ms)
+        hours, rest = divmod(int(update.total_seconds()), 3600)
+        update_time = f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}".encode()
+        return (
+            str(trading_day).encode(), str(action_day).encode(), update_time,
+            book.instrument.id.encode(), book.instrument.exchange_id, day_ms % 1000,
+            price(book.ticks), price(book.open) if traded else EMPTY,
+            price(book.high) if traded else EMPTY, price(book.low) if traded else EMPTY,
+            EMPTY, EMPTY, price(book.pre_close), price(book.pre_settlement), price(book.upper),
+            price(book.lower),
+            book.turnover / (book.volume * book.instrument.product.multiplier) if traded else EMPTY,
+            book.volume, book.turnover, float(book.open_interest), float(book.pre_open_interest),
+            *bids, *asks, *depth,
+        )
+
+    @staticmethod
+    def _new_trading_day(book: _Book, trading_day: int) -> None:
+        """Cumulative fields restart; yesterday's close becomes the reference prices."""
+        if book.trading_day:
+            book.pre_close = book.pre_settlement = book.ticks
+        book.trading_day = trading_day
+        book.volume, book.turnover = 0, 0.0
+        book.pre_open_interest = book.open_interest
+        band = max(1, round(book.pre_settlement * _LIMIT_BAND))
+        book.upper, book.lower = book.pre_settlement + band, book.pre_settlement - band
+        book.open = book.high = book.low = book.ticks
+
+
+def _trading_day(action_day: int, day_ms: int) -> int:
+    try:
+        return calendar.trading_day_of(action_day, day_ms)
+    except ValueError:
+        return 0
+
+
+def _to_ms(moment: dt.datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+_DEFAULT_PRICES = {"IF": 4000.0, "IC": 6000.0, "IH": 2700.0, "rb": 3500.0, "cu": 75000.0,
+                   "ag": 7500.0, "au": 550.0, "SR": 5500.0, "m": 3000.0, "i": 800.0}
