@@ -75,7 +75,8 @@ def test_prices_on_the_tick_grid_inside_the_limits_and_cumulative_fields_behave(
         tick_size = table[instrument_id.decode()].product.price_tick
         last = np.array([s[F["LastPrice"]] for s in ticks])
         assert np.allclose(np.round(last / tick_size) * tick_size, last)
-        assert (last <= ticks[0][F["UpperLimitPrice"]]).all() and (last >= ticks[0][F["LowerLimitPrice"]]).all()
+        assert (last <= ticks[0][F["UpperLimitPrice"]]).all()
+        assert (last >= ticks[0][F["LowerLimitPrice"]]).all()
         volume = np.array([s[F["Volume"]] for s in ticks])
         turnover = np.array([s[F["Turnover"]] for s in ticks])
         assert (np.diff(volume) >= 0).all() and (np.diff(turnover) >= 0).all()
@@ -106,4 +107,5 @@ def test_the_same_seed_gives_the_same_ticks_and_they_normalize_cleanly() -> None
     for snapshot in first:
         assert normalizer.normalize(snapshot, None, out)
         tick = np.frombuffer(bytes(out), TICK_DTYPE)[0]
-        assert not tick["flags"] & (TickFlag.OUT_OF_SESSION | TickFlag.VOLUME_BACKWARDS | TickFlag.DAYS_DERIVED)
+        bad = TickFlag.OUT_OF_SESSION | TickFlag.VOLUME_BACKWARDS | TickFlag.DAYS_DERIVED
+        assert not tick["flags"] & bad
