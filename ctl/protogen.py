@@ -61,10 +61,10 @@ def generate(out_root: Path = SOURCE_ROOT) -> list[Path]:
     return [out_root / p for p in generated_files(protos)]
 
 
-def stale_files() -> list[Path]:
-    """Generated files under SOURCE_ROOT that are missing or differ from a fresh generation."""
+def stale_files(root: Path = SOURCE_ROOT) -> list[Path]:
+    """Generated files below ``root`` that are missing or differ from a fresh generation."""
     with tempfile.TemporaryDirectory(prefix="hft-protos-") as scratch:
         generate(Path(scratch))
-        return [SOURCE_ROOT / rel for rel in generated_files(proto_files())
-                if not (SOURCE_ROOT / rel).is_file()
-                or not filecmp.cmp(Path(scratch, rel), SOURCE_ROOT / rel, shallow=False)]
+        return [root / rel for rel in generated_files(proto_files())
+                if not (root / rel).is_file()
+                or not filecmp.cmp(Path(scratch, rel), root / rel, shallow=False)]

@@ -67,7 +67,7 @@ def _read(path: Path, handle: IO[str], normalizer: TickNormalizer) -> np.ndarray
         raise CsvTickError(path, 1, "empty file: expected a header row of CTP field names")
     columns = _check_header(path, [name.strip() for name in header])
     records = np.zeros(1024, dtype=TICK_DTYPE)
-    raw = records.view(np.uint8)
+    raw = records.view(np.uint8).data
     count = 0
     parser = _RowParser(columns)
     last_ts: dict[bytes, int] = {}
@@ -80,7 +80,7 @@ def _read(path: Path, handle: IO[str], normalizer: TickNormalizer) -> np.ndarray
         if count == len(records):  # grow (np.concatenate would drop the dtype's padding)
             grown = np.zeros(2 * len(records), dtype=TICK_DTYPE)
             grown[:count] = records
-            records, raw = grown, grown.view(np.uint8)
+            records, raw = grown, grown.view(np.uint8).data
         try:
             kept = normalizer.normalize(row, None, raw, count * TICK_DTYPE.itemsize)
         except TickError as exc:

@@ -83,7 +83,7 @@ class EventBus:
             )
 
 
-def handler_name(handler: Handler) -> str:
+def handler_name(handler: Callable[..., object]) -> str:
     """A stable, readable name for metrics and logs: ``module.Class.method``."""
     target = getattr(handler, "__func__", handler)
     module = getattr(target, "__module__", "?")

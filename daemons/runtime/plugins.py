@@ -17,6 +17,7 @@ host goes on; a reload whose new code does not import leaves the old instance ru
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import logging
 import sys
@@ -261,7 +262,8 @@ class PluginManager:
             raise PluginError(f"plugin file {str(path)!r} does not exist")
         self._file_modules += 1
         module_name = f"hft_plugin_file_{self._file_modules}_{path.stem}"
-        module_spec = importlib.util.spec_from_file_location(module_name, path)
+        module_spec = importlib.util.spec_from_file_location(
+            module_name, path, loader=_FreshSourceLoader(module_name, str(path)))
         if module_spec is None or module_spec.loader is None:
             raise PluginError(f"cannot load {str(path)!r} as a Python module")
         module = importlib.util.module_from_spec(module_spec)
@@ -272,6 +274,15 @@ class PluginManager:
             del sys.modules[module_name]
             raise
         return module
+
+
+class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the file every time, never using or writing __pycache__: bytecode is
+    validated by mtime in whole seconds and size, so a plugin file rewritten within the
+    same second at the same size would otherwise reload its old code."""
+
+    def path_stats(self, path: str) -> Mapping[str, Any]:
+        raise OSError("the bytecode cache is bypassed for plugin files")
 
 
 def _is_file_spec(spec: str) -> bool:

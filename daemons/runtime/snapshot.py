@@ -139,7 +139,7 @@ class SnapshotWriter:
             self._index[instrument] = index
         return index
 
-    def update(self, index: int, record: np.void | np.ndarray) -> None:
+    def update(self, index: int, record: np.void | np.ndarray | memoryview) -> None:
         """Store ``record`` as the latest of instrument ``index`` (SeqLock write)."""
         data = record.tobytes()
         word = self._map.version_word(index)

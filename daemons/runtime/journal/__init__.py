@@ -6,8 +6,9 @@ from hft.daemons.runtime.journal.format import (
     JournalLapped,
     JournalNotFound,
 )
-from hft.daemons.runtime.journal.reader import JournalReader, WaitMode
+from hft.daemons.runtime.journal.reader import JournalReader
 from hft.daemons.runtime.journal.writer import JournalWriter
+from hft.daemons.runtime.waitmode import WaitMode
 
 __all__ = [
     "JournalError",

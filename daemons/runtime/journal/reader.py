@@ -25,7 +25,6 @@ import mmap
 import os
 import struct
 import time
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -51,17 +50,12 @@ from hft.daemons.runtime.journal.mapped import (
     MappedMeta,
     MappedSegment,
 )
+from hft.daemons.runtime.waitmode import WaitMode
 
 _TYPE_HALF = 16 // 2  # the record header's ``type`` field, in 16-bit words
 _HALVES_PER_RECORD = RECORD_SIZE // 2
 _RELEASE_EVERY = 4096  # records between MADV_DONTNEED calls (1.5 MiB)
 _MAX_SLEEP_S = 0.02  # bound on one futex sleep: a safety net, not the wake-up path
-
-
-class WaitMode(StrEnum):
-    BUSY = "busy"
-    YIELD = "yield"
-    BLOCK = "block"
 
 
 class JournalReader:

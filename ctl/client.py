@@ -1,0 +1,103 @@
+"""A typed client for one daemon's control socket (used by hftctl, the watchdog and tests).
+
+Every failure comes out as :class:`ControlError` with the gRPC status name and the daemon's
+message, and an unreachable daemon as its subclass :class:`DaemonUnavailableError`, so
+callers never handle ``grpc.RpcError`` themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from hft.protos import control_pb2, control_pb2_grpc
+
+DEFAULT_TIMEOUT_S = 5.0
+
+
+class ControlError(Exception):
+    """A control call failed; ``code`` is the gRPC status name, e.g. ``NOT_FOUND``."""
+
+    def __init__(self, socket_path: Path, code: str, details: str) -> None:
+        self.code = code
+        self.details = details
+        super().__init__(f"{socket_path}: {code}: {details}")
+
+
+class DaemonUnavailableError(ControlError):
+    """Nothing answers on the socket (the daemon is not running or not reachable)."""
+
+
+class DaemonClient:
+    """Calls to the daemon serving ``socket_path``; use as a context manager or ``close()``."""
+
+    def __init__(self, socket_path: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.socket_path = socket_path
+        self.timeout_s = timeout_s
+        self._channel = grpc.insecure_channel(f"unix:{socket_path}")
+        self._control = control_pb2_grpc.ControlStub(self._channel)  # type: ignore[no-untyped-call]
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def health(self) -> str:
+        """The overall grpc.health.v1 status name: ``SERVING``, ``NOT_SERVING``, ..."""
+        response = self._call(self._health.Check, health_pb2.HealthCheckRequest(service=""))
+        name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        return name
+
+    def status(self) -> control_pb2.StatusResponse:
+        response: control_pb2.StatusResponse = self._call(self._control.Status,
+                                                          control_pb2.StatusRequest())
+        return response
+
+    def list_plugins(self) -> list[control_pb2.PluginInfo]:
+        response: control_pb2.ListPluginsResponse = self._call(
+            self._control.ListPlugins, control_pb2.ListPluginsRequest())
+        return list(response.plugins)
+
+    def load_plugin(self, name: str, spec: str,
+                    config: Mapping[str, Any] | None = None) -> control_pb2.PluginInfo:
+        request = control_pb2.LoadPluginRequest(name=name, spec=spec,
+                                                config_json=json.dumps(dict(config or {})))
+        info: control_pb2.PluginInfo = self._call(self._control.LoadPlugin, request)
+        return info
+
+    def unload_plugin(self, name: str) -> control_pb2.PluginInfo:
+        info: control_pb2.PluginInfo = self._call(self._control.UnloadPlugin,
+                                                  control_pb2.UnloadPluginRequest(name=name))
+        return info
+
+    def reload_plugin(self, name: str) -> control_pb2.PluginInfo:
+        info: control_pb2.PluginInfo = self._call(self._control.ReloadPlugin,
+                                                  control_pb2.ReloadPluginRequest(name=name))
+        return info
+
+    def stop(self) -> int:
+        """Ask the daemon to stop; returns its pid (to wait for the process to exit)."""
+        response: control_pb2.StopResponse = self._call(self._control.Stop,
+                                                        control_pb2.StopRequest())
+        return response.pid
+
+    def _call(self, method: Callable[..., Any], request: Any) -> Any:
+        try:
+            return method(request, timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            code = exc.code()
+            error = (DaemonUnavailableError if code == grpc.StatusCode.UNAVAILABLE
+                     else ControlError)
+            raise error(self.socket_path, code.name, exc.details() or "") from None

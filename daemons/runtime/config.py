@@ -1,0 +1,284 @@
+"""The suite configuration: one TOML file describes every daemon of the suite.
+
+::
+
+    [paths]
+    home = "~/.hft"              # HFT_HOME overrides; run/, journal/, log/ live below it
+
+    [logging]
+    level = "INFO"
+
+    [daemons.engine]
+    enabled = true
+    metrics_port = 9102          # on 127.0.0.1; 0 = any free port
+    # grpc_socket = "run/engine.sock"   (default <home>/run/engine.sock)
+    heartbeat_interval_s = 1.0
+    wait_mode = "block"
+
+    [daemons.engine.plugins.strategy]
+    spec = "my_strategies.trend:Trend"
+    config = { instrument = "IF2101" }
+
+Validation is strict (no unknown keys, no silent type coercion) so a typo is refused with
+the key path, the reason and the file name instead of being ignored. Relative paths in a
+file are relative to the file's directory (``paths.home``) or to ``home`` (``grpc_socket``).
+"""
+
+from __future__ import annotations
+
+import os
+import reprlib
+import tomllib
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from hft.daemons.runtime.waitmode import WaitMode
+
+DAEMON_NAMES = ("hft_md", "engine", "risk", "monitor")
+DEFAULT_METRICS_PORTS = dict(zip(DAEMON_NAMES, range(9101, 9105), strict=True))
+HOME_ENV = "HFT_HOME"
+PLUGIN_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
+MAX_UNIX_SOCKET_PATH = 107
+"""sun_path holds 108 bytes including the terminating NUL."""
+
+PluginName = Annotated[str, StringConstraints(pattern=PLUGIN_NAME_PATTERN)]
+LoosePath = Annotated[Path, Field(strict=False)]
+"""TOML has no path type: accept a string where a path is expected."""
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; ``problems`` holds (key path, reason) pairs."""
+
+    def __init__(self, source: Path | str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"  {key}: {reason}" if key else f"  {reason}" for key, reason in problems]
+        super().__init__(f"invalid config {source}:\n" + "\n".join(lines))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class PathsConfig(_Strict):
+    home: LoosePath = Path("~/.hft")
+
+    @field_validator("home")
+    @classmethod
+    def _absolute(cls, home: Path, info: ValidationInfo) -> Path:
+        base = Path((info.context or {}).get("base_dir", "."))
+        return (base / home.expanduser()).absolute()
+
+
+class LoggingConfig(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    stderr: bool = True
+    """JSON lines to stderr (``hftctl start`` sends a daemon's stderr to <home>/log/NAME.log)."""
+    file: bool = False
+    """JSON lines to <home>/log/NAME.jsonl as well."""
+
+
+class PluginConfig(_Strict):
+    spec: Annotated[str, StringConstraints(min_length=1)]
+    """Entry point name, ``module:Class`` or a file path (see hft.daemons.runtime.plugins)."""
+    config: dict[str, Any] = Field(default_factory=dict)
+    """Handed to the plugin (validated by its ``Config`` model if it has one)."""
+
+
+class DaemonConfig(_Strict):
+    enabled: bool = True
+    metrics_port: int = Field(ge=0, le=65535)
+    """Prometheus /metrics on 127.0.0.1; 0 picks a free port (see Control.Status)."""
+    grpc_socket: LoosePath | None = None
+    """Control socket; default <home>/run/NAME.sock, relative paths are below home."""
+    heartbeat_interval_s: float = Field(default=1.0, gt=0, le=60)
+    wait_mode: Annotated[WaitMode, Field(strict=False)] = WaitMode.BLOCK
+    spin_us: int = Field(default=50, ge=0, le=1_000_000)
+    """How long the loop keeps polling after the last work before it yields or blocks."""
+    idle_block_s: float = Field(default=0.0005, gt=0, le=1)
+    """Longest block while pollers are registered: the idle pollers' latency bound."""
+    plugins: dict[PluginName, PluginConfig] = Field(default_factory=dict)
+
+    @field_validator("grpc_socket")
+    @classmethod
+    def _expand_user(cls, path: Path | None) -> Path | None:
+        return None if path is None else path.expanduser()
+
+
+class DaemonsConfig(_Strict):
+    hft_md: DaemonConfig
+    engine: DaemonConfig
+    risk: DaemonConfig
+    monitor: DaemonConfig
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_ports(cls, data: Any) -> Any:
+        """Each daemon has its own default metrics port, so fill it in by name."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, port in DEFAULT_METRICS_PORTS.items():
+            table = data.get(name, {})
+            if isinstance(table, dict) and "metrics_port" not in table:
+                data[name] = {**table, "metrics_port": port}
+        return data
+
+
+class SuiteConfig(_Strict):
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    daemons: DaemonsConfig = Field(default_factory=lambda: DaemonsConfig.model_validate({}))
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this config was loaded from (the built-in default's path if none given)."""
+        return self._source
+
+    @property
+    def home(self) -> Path:
+        return self.paths.home
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "log"
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.home / "journal"
+
+    def daemon(self, name: str) -> DaemonConfig:
+        if name not in DAEMON_NAMES:
+            raise KeyError(f"unknown daemon {name!r}; expected one of {', '.join(DAEMON_NAMES)}")
+        config: DaemonConfig = getattr(self.daemons, name)
+        return config
+
+    def enabled_daemons(self) -> list[str]:
+        return [name for name in DAEMON_NAMES if self.daemon(name).enabled]
+
+    def socket_path(self, name: str) -> Path:
+        configured = self.daemon(name).grpc_socket
+        return self.run_dir / f"{name}.sock" if configured is None else self.home / configured
+
+    def heartbeat_path(self, name: str) -> Path:
+        return self.run_dir / f"{name}.hb"
+
+    def output_log_path(self, name: str) -> Path:
+        """Where ``hftctl start`` sends the daemon's stdout and stderr."""
+        return self.log_dir / f"{name}.log"
+
+    def json_log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.jsonl"
+
+
+def default_config_path() -> Path:
+    """The built-in config shipped with the package (daemons/default.toml)."""
+    return Path(str(resources.files("hft.daemons") / "default.toml"))
+
+
+def load_config(path: Path | None = None) -> SuiteConfig:
+    """Read and validate the suite config (the built-in default when ``path`` is None).
+
+    ``HFT_HOME`` in the environment overrides ``paths.home``. Raises ConfigError naming the
+    file and, per problem, the key path and the reason.
+    """
+    source = default_config_path() if path is None else path
+    try:
+        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(source, [("", "the file does not exist")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [("", f"cannot read the file: {exc}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [("", f"TOML syntax error: {exc}")]) from None
+    if home := os.environ.get(HOME_ENV):
+        paths = raw.setdefault("paths", {})
+        if isinstance(paths, dict):
+            paths["home"] = str(Path(home).expanduser().absolute())
+    try:
+        config = SuiteConfig.model_validate(raw, context={"base_dir": source.parent})
+    except ValidationError as exc:
+        raise ConfigError(source, [_explain(error) for error in exc.errors()]) from None
+    problems = list(_cross_check(config))
+    if problems:
+        raise ConfigError(source, problems)
+    config._source = source.absolute()
+    return config
+
+
+def _cross_check(config: SuiteConfig) -> Iterator[tuple[str, str]]:
+    """What no single field can check: shared ports and sockets, socket path length."""
+    ports: dict[int, str] = {}
+    sockets: dict[Path, str] = {}
+    for name in DAEMON_NAMES:
+        daemon = config.daemon(name)
+        port = daemon.metrics_port
+        if port and port in ports:
+            yield f"daemons.{name}.metrics_port", f"port {port} is also daemons.{ports[port]}'s"
+        ports.setdefault(port, name)
+        socket = config.socket_path(name)
+        if socket in sockets:
+            yield f"daemons.{name}.grpc_socket", f"{socket} is also daemons.{sockets[socket]}'s"
+        sockets.setdefault(socket, name)
+        if len(os.fsencode(socket)) > MAX_UNIX_SOCKET_PATH:
+            yield (f"daemons.{name}.grpc_socket",
+                   f"socket path {socket} is {len(os.fsencode(socket))} bytes, Unix sockets "
+                   f"allow {MAX_UNIX_SOCKET_PATH}; shorten paths.home or set grpc_socket")
+
+
+def _explain(error: Any) -> tuple[str, str]:
+    """One pydantic error as (dotted key path, reason with the offending value)."""
+    loc: tuple[int | str, ...] = error["loc"]
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        return _key_path(loc), "unknown key" + (f"; expected one of: {', '.join(allowed)}"
+                                                if allowed else "")
+    reason = error["msg"]
+    if error["type"] != "missing":
+        reason += f" (got {reprlib.repr(error['input'])})"
+    return _key_path(loc), reason
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The field names of the model found at ``loc`` (dict levels match any key)."""
+    node: Any = SuiteConfig
+    for part in loc:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(str(part))
+            if field is None:
+                return []
+            node = field.annotation
+        else:
+            node = getattr(node, "__args__", (None,))[-1]
+    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    """``('daemons', 'engine', 'plugins', 'a b')`` -> ``daemons.engine.plugins."a b"``."""
+    parts: list[str] = []
+    for part in loc:
+        if part == "[key]":
+            parts[-1] += " (the key itself)"
+            continue
+        text = str(part)
+        parts.append(text if text.replace("_", "").replace("-", "").isalnum() else f'"{text}"')
+    return ".".join(parts)

@@ -1,0 +1,203 @@
+"""The daemon's gRPC server: hft.control.v1.Control, grpc.health.v1 and server reflection.
+
+It listens on a Unix domain socket created with mode 0600 (the umask is tightened around
+the bind, so the socket is never reachable by other users, not even briefly). Handlers run
+in gRPC's worker threads; everything that touches plugins is handed to the main loop with
+``host.submit`` and the handler waits for the result, so plugins only ever run on the main
+thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+import hft
+from hft.daemons.runtime.config import PLUGIN_NAME_PATTERN
+from hft.daemons.runtime.heartbeat import DaemonState
+from hft.daemons.runtime.plugins import LoadedPlugin, PluginState
+from hft.protos import control_pb2, control_pb2_grpc
+
+if TYPE_CHECKING:
+    from hft.daemons.runtime.host import DaemonHost
+
+CONTROL_SERVICE = control_pb2.DESCRIPTOR.services_by_name["Control"].full_name
+DEFAULT_CALL_TIMEOUT_S = 30.0
+"""How long a handler waits for the main loop when the client set no deadline."""
+MAX_SPEC_LENGTH = 4096
+MAX_CONFIG_JSON_LENGTH = 1 << 20
+_PLUGIN_NAME = re.compile(PLUGIN_NAME_PATTERN)
+_DAEMON_STATES = {
+    DaemonState.STARTING: control_pb2.DAEMON_STATE_STARTING,
+    DaemonState.RUNNING: control_pb2.DAEMON_STATE_RUNNING,
+    DaemonState.STOPPING: control_pb2.DAEMON_STATE_STOPPING,
+    DaemonState.STOPPED: control_pb2.DAEMON_STATE_STOPPED,
+}
+_PLUGIN_STATES = {
+    PluginState.RUNNING: control_pb2.PLUGIN_STATE_RUNNING,
+    PluginState.STOPPED: control_pb2.PLUGIN_STATE_STOPPED,
+    PluginState.FAILED: control_pb2.PLUGIN_STATE_FAILED,
+}
+T = TypeVar("T")
+
+
+class HostStoppingError(Exception):
+    """The daemon is shutting down and takes no more commands."""
+
+
+def plugin_info(entry: LoadedPlugin) -> control_pb2.PluginInfo:
+    return control_pb2.PluginInfo(name=entry.name, spec=entry.spec,
+                                  state=_PLUGIN_STATES[entry.state], error=entry.error)
+
+
+def status_response(host: DaemonHost) -> control_pb2.StatusResponse:
+    """The host's Status; call on the main thread (it reads the plugin table)."""
+    return control_pb2.StatusResponse(
+        daemon=host.name, pid=os.getpid(), state=_DAEMON_STATES[host.state],
+        uptime_s=host.uptime_s(), version=hft.__version__, config_path=str(host.suite.source or ""),
+        plugins=map(plugin_info, host.plugins), metrics_port=host.metrics_port,
+        started_ns=host.started_ns, loop_iterations=host.iterations)
+
+
+class ControlService(control_pb2_grpc.ControlServicer):
+    """hft.control.v1.Control for one DaemonHost (method names are the RPC names)."""
+
+    def __init__(self, host: DaemonHost) -> None:
+        self._host = host
+
+    def Status(self, request: control_pb2.StatusRequest,  # noqa: N802
+               context: grpc.ServicerContext) -> control_pb2.StatusResponse:
+        return self._on_main_thread(context, lambda: status_response(self._host))
+
+    def ListPlugins(self, request: control_pb2.ListPluginsRequest,  # noqa: N802
+                    context: grpc.ServicerContext) -> control_pb2.ListPluginsResponse:
+        def list_plugins() -> control_pb2.ListPluginsResponse:
+            return control_pb2.ListPluginsResponse(plugins=map(plugin_info, self._host.plugins))
+        return self._on_main_thread(context, list_plugins)
+
+    def LoadPlugin(self, request: control_pb2.LoadPluginRequest,  # noqa: N802
+                   context: grpc.ServicerContext) -> control_pb2.PluginInfo:
+        name = _checked_name(request.name, context)
+        if not request.spec or len(request.spec) > MAX_SPEC_LENGTH:
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                   f"spec must be 1 to {MAX_SPEC_LENGTH} characters, got {len(request.spec)}")
+        config = _parse_config(request.config_json, context)
+        return self._on_main_thread(
+            context, lambda: plugin_info(self._host.plugins.load(name, request.spec, config)))
+
+    def UnloadPlugin(self, request: control_pb2.UnloadPluginRequest,  # noqa: N802
+                     context: grpc.ServicerContext) -> control_pb2.PluginInfo:
+        name = _checked_name(request.name, context)
+        return self._on_main_thread(context, lambda: plugin_info(self._host.plugins.unload(name)))
+
+    def ReloadPlugin(self, request: control_pb2.ReloadPluginRequest,  # noqa: N802
+                     context: grpc.ServicerContext) -> control_pb2.PluginInfo:
+        name = _checked_name(request.name, context)
+        return self._on_main_thread(context, lambda: plugin_info(self._host.plugins.reload(name)))
+
+    def Stop(self, request: control_pb2.StopRequest,  # noqa: N802
+             context: grpc.ServicerContext) -> control_pb2.StopResponse:
+        self._host.request_stop("Control.Stop")
+        return control_pb2.StopResponse(pid=os.getpid())
+
+    def _on_main_thread(self, context: grpc.ServicerContext, command: Callable[[], T]) -> T:
+        """Run ``command`` on the main loop and map its failure to a gRPC status."""
+        try:
+            future = self._host.submit(command)
+        except HostStoppingError as exc:
+            _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+        remaining = context.time_remaining()
+        timeout = DEFAULT_CALL_TIMEOUT_S if remaining is None else max(remaining, 0.0)
+        try:
+            return future.result(timeout=timeout)
+        except TimeoutError:
+            code, message = (grpc.StatusCode.DEADLINE_EXCEEDED,
+                             f"the main loop did not finish the command within {timeout:.1f}s "
+                             "(it is busy or hung; the command may still complete)")
+        except HostStoppingError as exc:
+            code, message = grpc.StatusCode.UNAVAILABLE, str(exc)
+        except KeyError as exc:  # PluginManager: no plugin of that name
+            code, message = grpc.StatusCode.NOT_FOUND, str(exc.args[0])
+        except ValueError as exc:  # PluginManager.load: the name is taken
+            code, message = grpc.StatusCode.ALREADY_EXISTS, str(exc)
+        except Exception as exc:  # a bug in the host, not in a plugin (those are recorded)
+            code, message = grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}"
+        _abort(context, code, message)
+
+
+class ControlServer:
+    """The gRPC server of one daemon on its Unix socket."""
+
+    def __init__(self, host: DaemonHost, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=4,
+                                                      thread_name_prefix="grpc"))
+        self._health = health.HealthServicer()
+        control_pb2_grpc.add_ControlServicer_to_server(  # type: ignore[no-untyped-call]
+            ControlService(host), self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            (CONTROL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
+        self.set_serving(False)
+
+    def start(self) -> None:
+        """Bind the socket with mode 0600 and start serving (health: NOT_SERVING)."""
+        old_umask = os.umask(0o177)
+        try:
+            self._server.add_insecure_port(f"unix:{self.socket_path}")
+        finally:
+            os.umask(old_umask)
+        mode = stat.S_IMODE(self.socket_path.stat().st_mode)
+        if mode != 0o600:
+            raise PermissionError(f"{self.socket_path} was created with mode {mode:o}, not 600")
+        self._server.start()
+
+    def set_serving(self, serving: bool) -> None:
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for service in ("", CONTROL_SERVICE):
+            self._health.set(service, status)
+
+    def begin_shutdown(self) -> None:
+        """Report NOT_SERVING from now on, whatever happens next."""
+        self._health.enter_graceful_shutdown()
+
+    def stop(self, grace_s: float) -> None:
+        """Stop accepting calls, let running ones finish for ``grace_s``, close the socket."""
+        self._server.stop(grace_s).wait()
+
+
+def _checked_name(name: str, context: grpc.ServicerContext) -> str:
+    if not _PLUGIN_NAME.match(name):
+        _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+               f"plugin name {name!r} must match {PLUGIN_NAME_PATTERN}")
+    return name
+
+
+def _parse_config(text: str, context: grpc.ServicerContext) -> dict[str, Any]:
+    if len(text) > MAX_CONFIG_JSON_LENGTH:
+        _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+               f"config_json is {len(text)} characters, at most {MAX_CONFIG_JSON_LENGTH}")
+    try:
+        config = json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"config_json is not JSON: {exc}")
+    if not isinstance(config, dict):
+        _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+               f"config_json must be a JSON object, got {type(config).__name__}")
+    return config
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    context.abort(code, message)
+    raise AssertionError("grpc.ServicerContext.abort returned")  # abort always raises

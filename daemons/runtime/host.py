@@ -1,0 +1,297 @@
+"""DaemonHost: the runtime every daemon is made of.
+
+One main thread runs everything that touches plugins: queued control commands, due timers
+and pollers, in that order, once per loop iteration. Other threads (gRPC handlers, the
+metrics server) never call plugin code; they hand commands over with :meth:`submit` and
+read plain counters. When no poller had work for ``spin_us`` the loop yields or blocks
+(``wait_mode``); a block waits on a self-pipe that commands, signals and ``request_stop``
+write to, bounded by the next timer and, while pollers exist, by ``idle_block_s``.
+
+Start: claim the socket, heartbeat, signal handlers, /metrics, gRPC, the config's plugins,
+then health SERVING. Stop (SIGTERM, SIGINT or Control.Stop): health NOT_SERVING, refuse
+new commands, stop plugins in reverse load order, stop gRPC, stop /metrics, remove the
+socket, write the final heartbeat (STOPPED); ``run`` then returns 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from types import FrameType
+from typing import Any, TypeVar
+
+from hft.daemons.runtime.bus import EventBus, handler_name
+from hft.daemons.runtime.config import SuiteConfig
+from hft.daemons.runtime.control import ControlServer, HostStoppingError
+from hft.daemons.runtime.heartbeat import DaemonState, HeartbeatWriter
+from hft.daemons.runtime.metrics import MetricsServer
+from hft.daemons.runtime.plugins import PluginManager, Poller
+from hft.daemons.runtime.socketlock import SocketClaim, SocketInUseError
+from hft.daemons.runtime.timers import TimerQueue
+from hft.daemons.runtime.waitmode import WaitMode
+
+T = TypeVar("T")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+GRPC_GRACE_S = 2.0
+"""How long in-flight RPCs may finish once the gRPC server stops."""
+MAX_BLOCK_NS = 1_000_000_000
+_ERROR_LOG_INTERVAL_NS = 1_000_000_000
+
+
+class StartupError(Exception):
+    """The daemon cannot start: its socket is taken, its port is in use, ..."""
+
+
+class DaemonHost:
+    """A plugin host with a main loop, a control server, /metrics and a heartbeat.
+
+    Implements :class:`hft.daemons.runtime.plugins.HostServices`; those methods, like all
+    plugin code, are for the main thread only.
+    """
+
+    def __init__(self, name: str, suite: SuiteConfig) -> None:
+        self.name = name
+        self.suite = suite
+        self.config = suite.daemon(name)
+        self.log = logging.getLogger(f"hft.daemon.{name}")
+        self.bus = EventBus()
+        self.plugins = PluginManager(self.bus, self, self.log.getChild("plugin"))
+        self.timers = TimerQueue(on_error=lambda callback: self._callback_failed("timer",
+                                                                                  callback))
+        self.callback_errors: Counter[tuple[str, str]] = Counter()
+        """Exceptions raised by pollers and timers, keyed by (kind, callback name)."""
+        self.state = DaemonState.STARTING
+        self.iterations = 0
+        self.started_ns = time.time_ns()
+        self.metrics_port = 0
+        self._started_monotonic_ns = time.monotonic_ns()
+        self._pollers: tuple[Poller, ...] = ()
+        self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
+        self._commands_lock = threading.Lock()
+        self._accepting_commands = True
+        self._stop_reason = ""
+        self._wake_fds: tuple[int, int] | None = None
+        """(read end, write end) of the self-pipe the idle loop blocks on."""
+        self._heartbeat: HeartbeatWriter | None = None
+        self._last_error_log_ns: dict[str, int] = {}
+
+    # HostServices (main thread only)
+
+    @property
+    def pollers(self) -> tuple[Poller, ...]:
+        return self._pollers
+
+    def add_poller(self, poller: Poller) -> None:
+        """Call ``poller()`` every loop iteration; it returns how many events it handled."""
+        self._pollers += (poller,)
+
+    def remove_poller(self, poller: Poller) -> None:
+        pollers = list(self._pollers)
+        pollers.remove(poller)
+        self._pollers = tuple(pollers)
+
+    def call_every(self, interval_s: float, callback: Callable[[], object]) -> int:
+        """Call ``callback()`` every ``interval_s`` seconds from the main loop; returns its id."""
+        return self.timers.add(interval_s, callback, time.monotonic_ns())
+
+    def cancel_timer(self, timer_id: int) -> None:
+        self.timers.cancel(timer_id)
+
+    # Thread-safe
+
+    def submit(self, command: Callable[[], T]) -> Future[T]:
+        """Run ``command`` on the main thread; its result or exception lands in the future.
+
+        Raises HostStoppingError once shutdown has begun.
+        """
+        future: Future[T] = Future()
+        with self._commands_lock:
+            if not self._accepting_commands:
+                raise HostStoppingError(f"daemon {self.name} is stopping")
+            self._commands.append((command, future))
+        self._wake()
+        return future
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the main loop to shut down gracefully (also safe from a signal handler)."""
+        if not self._stop_reason:
+            self._stop_reason = reason
+            self._wake()
+
+    def uptime_s(self) -> float:
+        return (time.monotonic_ns() - self._started_monotonic_ns) / 1e9
+
+    def heartbeat_age_s(self) -> float:
+        """Seconds since the last heartbeat; since the start if there has been none."""
+        last_ns = self._heartbeat.last_beat_ns if self._heartbeat else self.started_ns
+        return (time.time_ns() - last_ns) / 1e9
+
+    # Lifecycle
+
+    def run(self) -> int:
+        """Start, serve until asked to stop, shut down gracefully; returns the exit code.
+
+        Raises StartupError when the daemon cannot start; what was started is undone.
+        """
+        with contextlib.ExitStack() as cleanup:
+            self._start(cleanup)
+            self._loop()
+        return 0
+
+    def _start(self, cleanup: contextlib.ExitStack) -> None:
+        """Start everything, registering its undo in ``cleanup`` (which runs in reverse)."""
+        cleanup.enter_context(self._stop_on_signals())
+        socket_path = self.suite.socket_path(self.name)
+        cleanup.callback(self._final_beat)
+        try:
+            claim = SocketClaim(socket_path)
+        except (SocketInUseError, OSError) as exc:
+            raise StartupError(f"cannot claim the control socket: {exc}") from None
+        cleanup.callback(claim.release)
+        self._heartbeat = HeartbeatWriter(self.suite.heartbeat_path(self.name), self.started_ns)
+        self._beat()
+
+        metrics = MetricsServer(self)
+        try:
+            self.metrics_port = metrics.start(self.config.metrics_port)
+        except OSError as exc:
+            raise StartupError(f"cannot serve /metrics on 127.0.0.1:{self.config.metrics_port} "
+                               f"(daemons.{self.name}.metrics_port): {exc}") from None
+        cleanup.callback(metrics.stop)
+
+        control = ControlServer(self, socket_path)
+        try:
+            control.start()
+        except (RuntimeError, OSError) as exc:
+            raise StartupError(f"cannot serve gRPC on {socket_path}: {exc}") from None
+        cleanup.callback(control.stop, GRPC_GRACE_S)
+        cleanup.callback(self.plugins.stop_all)
+        cleanup.callback(self._begin_shutdown, control)
+
+        self.call_every(self.config.heartbeat_interval_s, self._beat)
+        for plugin_name, plugin in self.config.plugins.items():
+            self.plugins.load(plugin_name, plugin.spec, plugin.config)
+        self.state = DaemonState.RUNNING
+        self._beat()
+        control.set_serving(True)
+        self.log.info("daemon started", extra={
+            "socket": str(socket_path), "metrics_port": self.metrics_port,
+            "plugins": [p.name for p in self.plugins], "config": str(self.suite.source)})
+
+    def _loop(self) -> None:
+        mode = self.config.wait_mode
+        spin_ns = self.config.spin_us * 1000
+        timers = self.timers
+        commands = self._commands
+        last_work_ns = time.monotonic_ns()
+        while not self._stop_reason:
+            self.iterations += 1
+            now_ns = time.monotonic_ns()
+            if commands:
+                self._run_commands()
+            if now_ns >= timers.next_due_ns:
+                timers.run_due(now_ns)
+            work = 0
+            for poller in self._pollers:
+                try:
+                    work += poller()
+                except Exception:  # one bad poller must not take the daemon down
+                    self._callback_failed("poller", poller)
+            if work:
+                last_work_ns = now_ns
+            elif mode is not WaitMode.BUSY and now_ns - last_work_ns >= spin_ns:
+                self._idle(mode)
+
+    def _idle(self, mode: WaitMode) -> None:
+        if mode is WaitMode.YIELD:
+            os.sched_yield()
+            return
+        timeout_ns = min(self.timers.next_due_ns - time.monotonic_ns(), MAX_BLOCK_NS)
+        if self._pollers:
+            timeout_ns = min(timeout_ns, round(self.config.idle_block_s * 1e9))
+        if timeout_ns > 0 and self._wake_fds is not None:
+            read_fd = self._wake_fds[0]
+            if select.select([read_fd], [], [], timeout_ns / 1e9)[0]:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(read_fd, 4096)
+
+    def _run_commands(self) -> None:
+        while self._commands:
+            command, future = self._commands.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = command()
+            except Exception as exc:  # the caller gets it through the future
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def _begin_shutdown(self, control: ControlServer) -> None:
+        """The first step of every shutdown: report NOT_SERVING, stop taking commands and
+        fail the queued ones."""
+        control.begin_shutdown()
+        self.log.info("daemon stopping", extra={"reason": self._stop_reason or "error"})
+        self.state = DaemonState.STOPPING
+        self._beat()
+        with self._commands_lock:
+            self._accepting_commands = False
+        while self._commands:
+            _, future = self._commands.popleft()
+            if future.set_running_or_notify_cancel():
+                future.set_exception(HostStoppingError(f"daemon {self.name} is stopping"))
+
+    def _final_beat(self) -> None:
+        if self._heartbeat is not None:
+            self.state = DaemonState.STOPPED
+            self._beat()
+            self._heartbeat.close()
+            self.log.info("daemon stopped", extra={"reason": self._stop_reason or "startup"})
+
+    def _beat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.beat(self.state, self.iterations)
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """SIGTERM/SIGINT request a graceful stop and wake the loop through a self-pipe."""
+        read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            self.request_stop(signal.Signals(signum).name)
+
+        previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
+        previous_wakeup_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        self._wake_fds = read_fd, write_fd
+        try:
+            yield
+        finally:
+            self._wake_fds = None
+            signal.set_wakeup_fd(previous_wakeup_fd)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            os.close(read_fd)
+            os.close(write_fd)
+
+    def _wake(self) -> None:
+        if self._wake_fds is not None:
+            with contextlib.suppress(BlockingIOError):  # full pipe: a wake-up is pending anyway
+                os.write(self._wake_fds[1], b"\0")
+
+    def _callback_failed(self, kind: str, callback: Callable[[], object]) -> None:
+        name = handler_name(callback)
+        self.callback_errors[(kind, name)] += 1
+        now_ns = time.monotonic_ns()
+        if now_ns - self._last_error_log_ns.get(name, -_ERROR_LOG_INTERVAL_NS) \
+                >= _ERROR_LOG_INTERVAL_NS:
+            self._last_error_log_ns[name] = now_ns
+            self.log.exception(f"{kind} raised; the loop goes on", extra={
+                "callback": name, "errors": self.callback_errors[(kind, name)]})

@@ -1,0 +1,110 @@
+"""Prometheus /metrics for one daemon, on 127.0.0.1 only, from its own registry.
+
+Nothing on the hot path touches a prometheus_client object: the bus and the main loop keep
+plain integers (``bus.published``, ``host.iterations`` ...) and :class:`HostCollector` turns
+them into metric families when Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
+
+import hft
+from hft.daemons.runtime.events import EventType
+from hft.daemons.runtime.plugins import PluginState
+
+if TYPE_CHECKING:
+    from hft.daemons.runtime.host import DaemonHost
+
+BIND_ADDRESS = "127.0.0.1"
+POLL_INTERVAL_S = 0.05
+"""How often the server thread checks for shutdown: bounds how long a daemon's stop waits."""
+
+
+class HostCollector:
+    """Reads a DaemonHost's counters at scrape time (from the HTTP server's thread)."""
+
+    def __init__(self, host: DaemonHost) -> None:
+        self._host = host
+
+    def collect(self) -> Iterator[Metric]:
+        host = self._host
+        info = GaugeMetricFamily("hft_daemon_info", "The daemon and the hft version it runs",
+                                 labels=["daemon", "version"])
+        info.add_metric([host.name, hft.__version__], 1)
+        yield info
+
+        published = CounterMetricFamily("hft_bus_events_published",
+                                        "Events published on the in-process bus",
+                                        labels=["type"])
+        counts = list(host.bus.published)
+        for event_type in EventType:
+            published.add_metric([event_type.name], counts[event_type])
+        yield published
+
+        handler_errors = CounterMetricFamily("hft_bus_handler_errors",
+                                             "Exceptions raised by bus handlers (isolated)",
+                                             labels=["type", "handler"])
+        for (type_value, handler), count in list(host.bus.handler_errors.items()):
+            handler_errors.add_metric([EventType(type_value).name, handler], count)
+        yield handler_errors
+
+        callback_errors = CounterMetricFamily("hft_loop_callback_errors",
+                                              "Exceptions raised by pollers and timers (isolated)",
+                                              labels=["kind", "callback"])
+        for (kind, callback), count in list(host.callback_errors.items()):
+            callback_errors.add_metric([kind, callback], count)
+        yield callback_errors
+
+        plugin_state = GaugeMetricFamily("hft_plugin_state",
+                                         "1 for the state each plugin is in, 0 for the others",
+                                         labels=["plugin", "state"])
+        for entry in host.plugins:
+            for state in PluginState:
+                plugin_state.add_metric([entry.name, state.value], int(entry.state is state))
+        yield plugin_state
+
+        yield CounterMetricFamily("hft_main_loop_iterations", "Main-loop iterations",
+                                  value=host.iterations)
+        yield GaugeMetricFamily("hft_uptime_seconds", "Seconds since the daemon started",
+                                value=host.uptime_s())
+        yield GaugeMetricFamily("hft_heartbeat_age_seconds",
+                                "Seconds since the main loop last wrote its heartbeat",
+                                value=host.heartbeat_age_s())
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log: a scrape every few seconds would flood the daemon's stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class MetricsServer:
+    """The /metrics HTTP endpoint of one host (prometheus_client's start_http_server, but
+    with a short shutdown poll so a daemon stops in milliseconds, not half a second)."""
+
+    def __init__(self, host: DaemonHost) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(HostCollector(host))
+        self._server: ThreadingWSGIServer | None = None
+
+    def start(self, port: int) -> int:
+        """Serve on 127.0.0.1:``port`` (0 = any free port); returns the bound port."""
+        self._server = make_server(BIND_ADDRESS, port, make_wsgi_app(self.registry),
+                                   ThreadingWSGIServer, handler_class=_QuietHandler)
+        threading.Thread(target=self._server.serve_forever, args=(POLL_INTERVAL_S,),
+                         name="metrics", daemon=True).start()
+        return int(self._server.server_port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
