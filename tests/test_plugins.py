@@ -200,3 +200,15 @@ def test_names_are_unique_and_unknown_names_are_reported(host: DaemonHost,
         manager.load("rec", spec, {"calls": []})
     with pytest.raises(KeyError, match=r"no plugin named 'other'; loaded: \['rec'\]"):
         manager.unload("other")
+
+
+def test_a_host_starts_its_plugins_only_after_every_init(host: DaemonHost, tmp_path: Path) -> None:
+    calls: list[tuple[str, str, str]] = []
+    for name in ("first", "second"):
+        entry = host.plugins.load(name, recorder(tmp_path / f"{name}.py"), {"calls": calls},
+                                  start=False)
+        assert entry.state is PluginState.INITIALIZED
+    host.plugins.start_all()
+    assert [(name, step) for name, _, step in calls] == [
+        ("first", "init"), ("second", "init"), ("first", "start"), ("second", "start")]
+    assert {p.state for p in host.plugins} == {PluginState.RUNNING}

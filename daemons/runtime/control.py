@@ -47,6 +47,7 @@ _PLUGIN_STATES = {
     PluginState.RUNNING: control_pb2.PLUGIN_STATE_RUNNING,
     PluginState.STOPPED: control_pb2.PLUGIN_STATE_STOPPED,
     PluginState.FAILED: control_pb2.PLUGIN_STATE_FAILED,
+    PluginState.INITIALIZED: control_pb2.PLUGIN_STATE_INITIALIZED,
 }
 T = TypeVar("T")
 

@@ -178,7 +178,8 @@ class DaemonHost:
 
         self.call_every(self.config.heartbeat_interval_s, self._beat)
         for plugin_name, plugin in self.config.plugins.items():
-            self.plugins.load(plugin_name, plugin.spec, plugin.config)
+            self.plugins.load(plugin_name, plugin.spec, plugin.config, start=False)
+        self.plugins.start_all()
         self.state = DaemonState.RUNNING
         self._beat()
         control.set_serving(True)

@@ -121,6 +121,7 @@ class PluginContext:
 
 
 class PluginState(StrEnum):
+    INITIALIZED = "initialized"  # init() done, start() pending (a host starting its plugins)
     RUNNING = "running"
     STOPPED = "stopped"
     FAILED = "failed"
@@ -158,8 +159,10 @@ class PluginManager:
         except KeyError:
             raise KeyError(f"no plugin named {name!r}; loaded: {sorted(self._plugins)}") from None
 
-    def load(self, name: str, spec: str, config: Mapping[str, Any] | None = None) -> LoadedPlugin:
-        """Resolve, init and start a plugin. Its own failures are recorded, not raised."""
+    def load(self, name: str, spec: str, config: Mapping[str, Any] | None = None, *,
+             start: bool = True) -> LoadedPlugin:
+        """Resolve, init and (unless ``start`` is False) start a plugin. Its own failures are
+        recorded, not raised."""
         if name in self._plugins:
             raise ValueError(f"a plugin named {name!r} is already loaded; unload it first")
         entry = LoadedPlugin(name=name, spec=spec, config=dict(config or {}))
@@ -169,8 +172,17 @@ class PluginManager:
         except Exception as exc:  # any import-time error belongs to the plugin, not the host
             self._fail(entry, "load", exc)
             return entry
-        self._init_and_start(entry, cls)
+        if self._init(entry, cls) and start:
+            self._start(entry)
         return entry
+
+    def start_all(self) -> None:
+        """Start every plugin that is initialized but not started, in load order: a host
+        loads all its plugins with ``start=False`` first, so each start() runs after every
+        plugin's init()."""
+        for entry in list(self._plugins.values()):
+            if entry.state is PluginState.INITIALIZED:
+                self._start(entry)
 
     def unload(self, name: str) -> LoadedPlugin:
         entry = self.get(name)
@@ -191,7 +203,8 @@ class PluginManager:
             return entry
         self._stop(entry)
         entry.error = ""
-        self._init_and_start(entry, cls)
+        if self._init(entry, cls):
+            self._start(entry)
         return entry
 
     def stop_all(self) -> None:
@@ -199,7 +212,7 @@ class PluginManager:
         for entry in reversed(list(self._plugins.values())):
             self._stop(entry)
 
-    def _init_and_start(self, entry: LoadedPlugin, cls: type[Plugin]) -> None:
+    def _init(self, entry: LoadedPlugin, cls: type[Plugin]) -> bool:
         ctx = PluginContext(name=entry.name, config=entry.config, bus=self._bus, host=self._host,
                             log=self._log.getChild(entry.name))
         entry.context = ctx
@@ -210,12 +223,21 @@ class PluginManager:
             step = "init"
             instance = cls()
             instance.init(ctx)
-            entry.instance = instance
-            step = "start"
-            instance.start()
         except Exception as exc:
             ctx.release()
             self._fail(entry, step, exc)
+            return False
+        entry.instance = instance
+        entry.state = PluginState.INITIALIZED
+        return True
+
+    def _start(self, entry: LoadedPlugin) -> None:
+        assert entry.instance is not None and entry.context is not None
+        try:
+            entry.instance.start()
+        except Exception as exc:
+            entry.context.release()
+            self._fail(entry, "start", exc)
             return
         entry.state = PluginState.RUNNING
         self._log.info("plugin started", extra={"plugin": entry.name, "spec": entry.spec})
@@ -229,7 +251,7 @@ class PluginManager:
                 self._log.error("plugin stop raised", extra={"plugin": entry.name, "error": entry.error})
         if entry.context is not None:
             entry.context.release()
-        if entry.state is PluginState.RUNNING:
+        if entry.state in (PluginState.RUNNING, PluginState.INITIALIZED):
             entry.state = PluginState.STOPPED
         entry.instance = None
 
