@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from hft.daemons.md.normalize import DEPTH_FIELDS, DepthValues, TickError, TickNormalizer
 from hft.daemons.refdata.instruments import InstrumentTable
@@ -37,6 +40,7 @@ class Recorder:
         self.snapshot = snapshot
         self.normalizer = normalizer
         self.errors = 0
+        self.gaps = 0
         self.last_lag_ns = 0
         """Receive time minus exchange time of the last tick (feed latency plus clock skew)."""
         self.last_received_ns = 0
@@ -85,12 +89,37 @@ class Recorder:
         marker["reason"] = reason.encode()[:64]
         marker["last_ns"] = self.last_received_ns if last_ns is None else last_ns
         self.writer.append(marker)
+        self.gaps += 1
         log.info("feed gap recorded", extra={"feed": self.feed, "reason": reason})
 
     def close(self) -> None:
         self.writer.close()
         if self.snapshot is not None:
             self.snapshot.close()
+
+    def metrics(self) -> Iterator[Metric]:
+        """The feed's counters as metric families (read at scrape time)."""
+        stats, labels = self.normalizer.stats, [self.feed]
+        for name, help_text, value in (
+            ("hft_md_ticks", "Ticks recorded", stats.ticks),
+            ("hft_md_duplicates_dropped", "Exact duplicate snapshots dropped", stats.duplicates),
+            ("hft_md_stale", "Stale snapshots (flagged, or dropped when configured)", stats.stale),
+            ("hft_md_stale_dropped", "Stale snapshots dropped", stats.stale_dropped),
+            ("hft_md_volume_backwards", "Ticks whose cumulative volume fell", stats.volume_backwards),
+            ("hft_md_refused", "Snapshots refused as unreadable", self.errors),
+            ("hft_md_gaps", "Feed gaps recorded", self.gaps),
+        ):
+            counter = CounterMetricFamily(name, help_text, labels=["feed"])
+            counter.add_metric(labels, value)
+            yield counter
+        lag = GaugeMetricFamily("hft_md_lag_seconds", "Receive time minus exchange time of the "
+                                "last tick (feed latency plus clock skew)", labels=["feed"])
+        lag.add_metric(labels, self.last_lag_ns / 1e9)
+        yield lag
+        seq = GaugeMetricFamily("hft_md_journal_last_seq", "Last seq committed to the md journal",
+                                labels=["feed"])
+        seq.add_metric(labels, self.writer.last_seq)
+        yield seq
 
     def _roll(self, trading_day: int, buffer: memoryview, offset: int) -> tuple[memoryview, int]:
         """A new trading day starts a new segment: move the packed record over to it."""

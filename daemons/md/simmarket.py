@@ -25,6 +25,7 @@ from hft.daemons.refdata.sessions import tday_minute
 CHINA = dt.timezone(dt.timedelta(hours=8))
 EMPTY = 1.7976931348623157e308
 _MS_PER_MINUTE = 60_000
+_MAX_CLOSED_MS = 14 * 86_400_000
 _LIMIT_BAND = 0.08  # daily limit: +-8% of the previous settlement
 
 
@@ -71,22 +72,24 @@ class SimulatedMarket:
                                      ticks, ticks, int(rng.integers(20_000, 200_000))))
 
     def advance(self, until_ms: int) -> Iterator[DepthValues]:
-        """Snapshots with exchange times up to ``until_ms``, in time order. When every
-        instrument is closed the clock jumps to the next open minute."""
-        while self.now_ms <= until_ms:
+        """Snapshots with exchange times up to ``until_ms``, in time order. Closed time takes
+        no time: when every instrument is closed the clock jumps to the next minute where one
+        opens, even past ``until_ms`` (at most a fortnight ahead)."""
+        horizon = max(self.now_ms, until_ms) + _MAX_CLOSED_MS
+        while self.now_ms < horizon:
             local = dt.datetime.fromtimestamp(self.now_ms / 1000, CHINA)
             action_day = calendar.to_day(local.date())
             day_ms = (local.hour * 3600 + local.minute * 60 + local.second) * 1000 + local.microsecond // 1000
             trading_day = _trading_day(action_day, day_ms)
-            emitted = False
-            for book in self._books:
-                if self._is_open(book.instrument, trading_day, action_day, day_ms):
-                    yield self._snapshot(book, trading_day, action_day, day_ms)
-                    emitted = True
-            if emitted:
-                self.now_ms += self.interval_ms
-            else:  # nothing open: on to the next whole minute, so closed hours pass quickly
+            books = [b for b in self._books if self._is_open(b.instrument, trading_day, action_day, day_ms)]
+            if not books:  # nothing open: on to the next whole minute
                 self.now_ms += _MS_PER_MINUTE - day_ms % _MS_PER_MINUTE
+                continue
+            if self.now_ms > until_ms:
+                return
+            for book in books:
+                yield self._snapshot(book, trading_day, action_day, day_ms)
+            self.now_ms += self.interval_ms
 
     def _is_open(self, instrument: Instrument, trading_day: int, action_day: int, day_ms: int) -> bool:
         """In a section; or the first snapshot of an auction or section-end minute (the

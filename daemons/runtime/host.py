@@ -25,6 +25,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -84,6 +85,14 @@ class DaemonHost:
         self._last_error_log_ns: dict[str, int] = {}
 
     # HostServices (main thread only)
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.suite.journal_dir
+
+    @property
+    def run_dir(self) -> Path:
+        return self.suite.run_dir
 
     @property
     def pollers(self) -> tuple[Poller, ...]:

@@ -7,6 +7,7 @@ them into metric families when Prometheus scrapes.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from hft.daemons.runtime.plugins import PluginState
 if TYPE_CHECKING:
     from hft.daemons.runtime.host import DaemonHost
 
+log = logging.getLogger(__name__)
 BIND_ADDRESS = "127.0.0.1"
 POLL_INTERVAL_S = 0.05
 """How often the server thread checks for shutdown: bounds how long a daemon's stop waits."""
@@ -70,6 +72,13 @@ class HostCollector:
             for state in PluginState:
                 plugin_state.add_metric([entry.name, state.value], int(entry.state is state))
         yield plugin_state
+
+        for entry in host.plugins:
+            if entry.instance is not None and entry.state is PluginState.RUNNING:
+                try:
+                    yield from entry.instance.metrics()
+                except Exception:  # a plugin's broken metrics must not break the scrape
+                    log.exception("plugin metrics failed", extra={"plugin": entry.name})
 
         yield CounterMetricFamily("hft_main_loop_iterations", "Main-loop iterations",
                                   value=host.iterations)

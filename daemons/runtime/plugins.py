@@ -22,7 +22,7 @@ import importlib.util
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib.metadata import entry_points
@@ -31,6 +31,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 import pydantic
+from prometheus_client.core import Metric
 
 from hft.daemons.runtime.bus import EventBus, Handler
 
@@ -42,6 +43,14 @@ Poller = Callable[[], int]
 
 class HostServices(Protocol):
     """What the daemon host offers plugins besides the bus."""
+
+    @property
+    def journal_dir(self) -> Path:
+        """Where journals live (``<home>/journal``)."""
+
+    @property
+    def run_dir(self) -> Path:
+        """Where run-time files live: sockets, heartbeats, snapshots (``<home>/run``)."""
 
     def add_poller(self, poller: Poller) -> None: ...
 
@@ -75,6 +84,11 @@ class Plugin:
 
     def stop(self) -> None:
         """Release what start() took. Called on unload, reload and shutdown."""
+
+    def metrics(self) -> Iterable[Metric]:
+        """Metric families for /metrics, built at scrape time on the metrics thread: read
+        plain counters here, never touch state the main thread is changing."""
+        return ()
 
 
 @dataclass
