@@ -19,10 +19,17 @@ if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv with $($python --version)"
     "$python" -m venv .venv
 fi
-echo "setup: installing hft and its dependencies into .venv"
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev]"
+echo "setup: installing hft and its dependencies into .venv (log: .venv/setup.log)"
+pip_install() {
+    if ! .venv/bin/python -m pip install --disable-pip-version-check -q "$@" >>.venv/setup.log 2>&1; then
+        tail -n 30 .venv/setup.log >&2
+        echo "setup: pip install $* failed (whole log: .venv/setup.log)" >&2
+        exit 1
+    fi
+}
+: >.venv/setup.log
+pip_install -e ".[dev]"
 # The benchmark peer: vn.py's EventEngine needs only the standard library, so its
 # dependency tree (Qt, ta-lib, ...) is not installed.
-.venv/bin/python -m pip install -q --no-deps "vnpy==4.5.0"
+pip_install --no-deps "vnpy==4.5.0"
 echo "setup: done (.venv/bin/hftctl --help)"
