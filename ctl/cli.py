@@ -11,7 +11,7 @@ import click
 
 from hft.ctl import launcher, protogen
 from hft.ctl.client import ControlError, DaemonClient
-from hft.ctl.report import format_table, plugin_dict, suite_status
+from hft.ctl.report import format_bench, format_table, plugin_dict, suite_status
 from hft.daemons.runtime.config import DAEMON_NAMES, HOME_ENV, ConfigError, SuiteConfig, load_config
 from hft.protos import control_pb2
 
@@ -255,11 +255,17 @@ def gen_protos(check: bool) -> None:
 @click.option("--quick", is_flag=True, help="A few seconds per benchmark (smoke test).")
 @click.argument("names", nargs=-1, required=True)
 def bench(as_json: bool, quick: bool, names: tuple[str, ...]) -> None:
-    """Run the named benchmarks (or 'all') and print their results."""
-    from hft.ctl.bench import run  # heavy (peers, numpy workloads): import only when asked
+    """Run the named benchmarks (or 'all') and print their results.
+
+    Each result has its figures and, where a peer is measured in the same run, `baseline`
+    and `ratio` (ours / the peer's: above 1 is faster). With --json, one object per line as
+    each benchmark finishes. An unknown name lists the known ones.
+    """
+    from hft.ctl.bench import resolve, run_iter  # heavy: import only when asked
 
     try:
-        results = run(list(names), quick)
+        resolve(list(names))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    _print_rows(results, as_json)
+    for result in run_iter(list(names), quick):
+        click.echo(json.dumps(result) if as_json else format_bench(result))

@@ -58,6 +58,14 @@ def test_capacity_is_enforced_with_a_clear_error(tmp_path: Path) -> None:
         writer.index_of(b"c")
 
 
+def test_a_second_writer_is_refused(tmp_path: Path) -> None:
+    first = SnapshotWriter(tmp_path / "s", capacity=4)
+    with pytest.raises(SnapshotError, match="already writing"):
+        SnapshotWriter(tmp_path / "s")
+    first.close()
+    SnapshotWriter(tmp_path / "s").close()
+
+
 def test_a_restarted_writer_keeps_the_directory(tmp_path: Path) -> None:
     path = tmp_path / "s"
     first = SnapshotWriter(path, capacity=4)
@@ -151,6 +159,7 @@ def test_reads_under_a_concurrent_writer_process_are_never_torn(tmp_path: Path) 
             assert (ticks["ask_volume"][0] == n % 1_000_000).all()
             distinct.add(n)
         assert len(distinct) > 100, "the writer was not writing while we read"
+        assert reader.retries > 0, "no read ever raced the writer: the test proves nothing"
     finally:
         proc.kill()
         proc.wait()

@@ -25,6 +25,7 @@ writer killed there leaves an odd version: readers give up on that slot after ``
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import platform
@@ -118,6 +119,7 @@ class SnapshotWriter:
         self.path = Path(path)
         if not self.path.exists():
             _create(self.path, capacity)
+        self._lock_fd = _lock_single_writer(self.path)
         self._map = _Mapped(self.path, writable=True)
         self._index = {bytes(i): n for n, i in enumerate(self._map.ids[: self._map.count()])}
         self._versions = [self._map.words[self._map.version_word(i)] for i in range(self._map.capacity)]
@@ -152,6 +154,7 @@ class SnapshotWriter:
 
     def close(self) -> None:
         self._map.close()
+        os.close(self._lock_fd)
 
 
 class SnapshotReader:
@@ -160,8 +163,11 @@ class SnapshotReader:
     def __init__(self, path: Path | str, max_wait_s: float = 1.0) -> None:
         self._map = _Mapped(Path(path), writable=False)
         self.max_wait_s = max_wait_s
+        self.retries = 0
+        """Copies thrown away because the writer changed the slot meanwhile."""
         self._index: dict[bytes, int] = {}
         self._known = 0
+        self._target: tuple[np.ndarray | None, np.ndarray] = (None, np.empty(0, np.uint8))
 
     def instruments(self) -> list[bytes]:
         self._refresh()
@@ -178,7 +184,10 @@ class SnapshotReader:
         was never written."""
         words, word = self._map.words, self._map.version_word(index)
         offset = word * 8 + 64
-        target = out.view(np.uint8)
+        cached_out, target = self._target
+        if cached_out is not out:  # callers reuse one buffer: view it as bytes once
+            target = out.view(np.uint8)
+            self._target = (out, target)
         source = self._map.bytes[offset:offset + RECORD_SIZE]
         for _ in range(_SPINS):
             before = words[word]
@@ -186,6 +195,7 @@ class SnapshotReader:
                 target[:] = source
                 if words[word] == before:
                     return before != 0
+                self.retries += 1
         deadline = time.monotonic() + self.max_wait_s
         while time.monotonic() < deadline:
             os.sched_yield()
@@ -218,6 +228,18 @@ class SnapshotReader:
             self._index[bytes(self._map.ids[index])] = index
         self._known = count
         return True
+
+
+def _lock_single_writer(path: Path) -> int:
+    """One writer per snapshot: an exclusive flock for the writer's lifetime (the kernel drops
+    it if the process dies)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SnapshotError(f"{path}: another process is already writing this snapshot") from None
+    return fd
 
 
 def _create(path: Path, capacity: int) -> None:

@@ -6,6 +6,7 @@ Hot-path accesses go through ``memoryview.cast`` word views (a Python int in, a 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import mmap
 import os
@@ -143,10 +144,14 @@ class MappedSegment:
         self.halves[_SEALED_HALF] = 1
 
     def committed_count(self) -> int:
-        """How many slots from the start hold their expected seq (recovery after a crash)."""
-        expected = np.arange(self.first_seq, self.first_seq + self.capacity, dtype=np.uint64)
-        mismatch = np.flatnonzero(self.seqs != expected)
-        return int(mismatch[0]) if mismatch.size else self.capacity
+        """How many slots from the start hold their expected seq (recovery after a crash).
+
+        Committed slots form a prefix (slots are committed in order and the seq is stored
+        last, so a slot past the prefix never holds its expected seq): a binary search finds
+        its end touching ~log2(capacity) pages, not the whole segment."""
+        first = self.first_seq
+        return bisect.bisect_left(range(self.capacity), True,
+                                  key=lambda slot: self.seq_at(slot) != first + slot)
 
     def typed_views(self) -> list[np.ndarray]:
         """The slots viewed as each event type, indexed by type (0: the bare header)."""

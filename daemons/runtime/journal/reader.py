@@ -132,8 +132,8 @@ class JournalReader:
             raise JournalError(f"{self._segment.path}: slot {slot + count - 1} does not hold "
                                f"seq {seq + count - 1}; the journal is corrupted")
         self._next_seq = seq + count
-        if slot + count >= self._release_at:
-            self._release_pages(slot + count)
+        if slot >= self._release_at:  # the batch handed out now stays mapped until next call
+            self._release_pages(slot)
         return self._typed[event_type][slot:slot + count]
 
     def wait(self, timeout_s: float | None = None) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import mmap
 import os
 from pathlib import Path
 
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SEGMENT_RECORDS = 1 << 20  # 384 MiB a segment, allocated sparsely
 DEFAULT_KEEP_SEGMENTS = 8
 _NO_SLEEPERS = bytes(MAX_BLOCKING_READERS)
+_RELEASE_EVERY = 4096  # records between MADV_DONTNEED calls (1.5 MiB)
 
 
 class JournalWriter:
@@ -60,6 +62,8 @@ class JournalWriter:
     _words: memoryview
     _raw: np.ndarray
     _typed: dict[int, np.ndarray]
+    _released: int
+    _release_at: int
 
     def __init__(self, directory: Path | str, name: str, *,
                  segment_records: int = DEFAULT_SEGMENT_RECORDS,
@@ -85,7 +89,6 @@ class JournalWriter:
         self._wake_value = self._meta.bytes.cast("I")[META_WAKE_HALF]
         self._meta_words = self._meta.words
         self._meta_halves = self._meta.bytes.cast("I")
-        self._sleepers = self._meta.bytes[META_SLEEPERS_SLICE]
         self._segment = self._recover()
         self._meta.header["writer_pid"] = os.getpid()
         if trading_day and trading_day != self._segment.trading_day:
@@ -118,7 +121,7 @@ class JournalWriter:
         if self._slot == self._capacity:
             self._roll_segment(self._segment.trading_day)
         record: np.void = self._typed[event_type][self._slot]
-        record["type"] = event_type
+        record["type"] = int(event_type)
         return record
 
     def next_slot(self) -> tuple[memoryview, int]:
@@ -168,7 +171,6 @@ class JournalWriter:
         self._bytes.release()
         self._segment.close()
         self._wake.release()
-        self._sleepers.release()
         self._meta_halves.release()
         self._meta.close()  # closing the fd drops the flock
 
@@ -190,8 +192,10 @@ class JournalWriter:
         self._meta_words[META_LAST_SEQ_WORD] = seq
         self._wake_value = (self._wake_value + 1) & 0xFFFFFFFF
         self._meta_halves[META_WAKE_HALF] = self._wake_value
-        if self._sleepers != _NO_SLEEPERS:
+        if self._meta.mm[META_SLEEPERS_SLICE] != _NO_SLEEPERS:  # a 64-byte copy: cheapest check
             self._wake.wake_all()
+        if self._slot >= self._release_at:
+            self._release_written()
 
     def _recover(self) -> MappedSegment:
         """Find where the last writer stopped: seal segments it left open, count the committed
@@ -237,6 +241,18 @@ class JournalWriter:
                                   offset=PAGE).reshape(-1, RECORD_SIZE)
         self._typed = {t: np.frombuffer(segment.mm, d, count=segment.capacity, offset=PAGE)
                        for t, d in DTYPES.items()}
+        self._released = committed
+        self._release_at = committed + _RELEASE_EVERY
+
+    def _release_written(self) -> None:
+        """Hand written pages back to the kernel (they stay in the page cache, and readers
+        map their own), so the writer's resident memory does not grow with the segment."""
+        start = (PAGE + self._released * RECORD_SIZE) // PAGE * PAGE
+        end = (PAGE + self._slot * RECORD_SIZE) // PAGE * PAGE
+        if end > start:
+            self._segment.mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+        self._released = self._slot
+        self._release_at = self._slot + _RELEASE_EVERY
 
     def _roll_segment(self, trading_day: int) -> None:
         """Create the next segment before sealing this one, so a reader that sees the seal

@@ -1,0 +1,98 @@
+"""``hftctl bench``: every benchmark runs (quick), reports well-formed figures, and stays safe.
+
+No timing is asserted: the machine is shared and noisy. What is checked is the shape the
+CLI and the docs rely on, and the one correctness figure (no torn snapshot read returned).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+from typing import Any
+
+import pytest
+
+from hft.ctl import bench
+from hft.ctl.bench.common import RESERVED_KEYS
+
+POSITIVE_SUFFIXES = ("_per_s", "_us", "_ns", "_ns_per_op")
+"""Rates, latencies and costs: a zero or negative one means the measurement is broken."""
+
+
+@pytest.fixture(scope="module")
+def results() -> list[dict[str, Any]]:
+    return bench.run(["all"], quick=True)
+
+
+def _figures(result: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in result.items() if key not in RESERVED_KEYS}
+
+
+def test_every_benchmark_reports(results: list[dict[str, Any]]) -> None:
+    names = [result["name"] for result in results]
+    for name in bench.BENCHMARKS:
+        assert any(n == name or n.startswith(f"{name}.") for n in names), (name, names)
+    assert {"ipc.busy", "ipc.yield", "ipc.block"} <= set(names)
+
+
+def test_figures_are_finite_numbers(results: list[dict[str, Any]]) -> None:
+    for result in results:
+        figures = _figures(result)
+        assert figures, result["name"]
+        for key, value in figures.items():
+            assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
+            assert math.isfinite(value), (result["name"], key, value)
+            if key.endswith(POSITIVE_SUFFIXES):
+                assert value > 0, (result["name"], key, value)
+
+
+def test_results_are_json_with_params(results: list[dict[str, Any]]) -> None:
+    for result in results:
+        assert json.loads(json.dumps(result)) == result
+        assert result["params"]["quick"] is True
+        assert result["params"]["n"] > 0
+
+
+def test_peers_have_baseline_and_ratio(results: list[dict[str, Any]]) -> None:
+    for result in results:  # every benchmark here measures a peer in the same run
+        baseline = result["baseline"]
+        assert isinstance(baseline["what"], str) and baseline["what"]
+        peer_figures = {k: v for k, v in baseline.items() if k != "what"}
+        assert peer_figures and all(v > 0 for v in peer_figures.values()), baseline
+        assert result["ratio"] > 0
+
+
+def test_targets_say_whether_met(results: list[dict[str, Any]]) -> None:
+    by_name = {result["name"]: result for result in results}
+    for name in ("bus", "journal", "ipc.busy"):
+        target = by_name[name]["target"]
+        assert isinstance(target["met"], bool)
+        assert len(target) > 1
+
+
+def test_snapshot_never_returns_a_torn_record(results: list[dict[str, Any]]) -> None:
+    seqlock = next(result for result in results if result["name"] == "seqlock")
+    assert seqlock["torn_returned"] == 0
+    assert seqlock["values_seen"] > 1  # the writer child really wrote during the reads
+
+
+def test_journal_reports_reader_memory(results: list[dict[str, Any]]) -> None:
+    journal = next(result for result in results if result["name"] == "journal")
+    assert {"rss_growth_mb", "rss_growth_10pct_mb", "rss_growth_100pct_mb"} <= journal.keys()
+
+
+def test_no_child_process_left(results: list[dict[str, Any]]) -> None:
+    assert not multiprocessing.active_children()
+
+
+def test_unknown_name_lists_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown benchmark.*'nope'") as error:
+        bench.run(["bus", "nope"], quick=True)
+    for name in bench.BENCHMARKS:
+        assert name in str(error.value)
+
+
+def test_all_expands_once_in_order() -> None:
+    assert bench.resolve(["seqlock", "all", "bus"]) == list(bench.BENCHMARKS)
+    assert bench.resolve(["ipc", "bus", "ipc"]) == ["ipc", "bus"]
