@@ -34,7 +34,7 @@ from hft.daemons.runtime.config import SuiteConfig
 from hft.daemons.runtime.control import ControlServer, HostStoppingError
 from hft.daemons.runtime.heartbeat import DaemonState, HeartbeatWriter
 from hft.daemons.runtime.metrics import MetricsServer
-from hft.daemons.runtime.plugins import PluginManager, Poller
+from hft.daemons.runtime.plugins import IdleWaiter, PluginManager, Poller
 from hft.daemons.runtime.socketlock import SocketClaim, SocketInUseError
 from hft.daemons.runtime.timers import TimerQueue
 from hft.daemons.runtime.waitmode import WaitMode
@@ -44,6 +44,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 GRPC_GRACE_S = 2.0
 """How long in-flight RPCs may finish once the gRPC server stops."""
 MAX_BLOCK_NS = 1_000_000_000
+MAX_WAITER_BLOCK_NS = 5_000_000
+"""How long a command or signal may wait while the loop sleeps in an idle waiter."""
 _ERROR_LOG_INTERVAL_NS = 1_000_000_000
 
 
@@ -75,6 +77,7 @@ class DaemonHost:
         self.metrics_port = 0
         self._started_monotonic_ns = time.monotonic_ns()
         self._pollers: tuple[Poller, ...] = ()
+        self._idle_waiter: IdleWaiter | None = None
         self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._commands_lock = threading.Lock()
         self._accepting_commands = True
@@ -113,6 +116,11 @@ class DaemonHost:
 
     def cancel_timer(self, timer_id: int) -> None:
         self.timers.cancel(timer_id)
+
+    def set_idle_waiter(self, waiter: IdleWaiter | None) -> None:
+        """In block mode, sleep in ``waiter(timeout_s)`` (a journal reader's wait) instead of
+        the self-pipe when idle, so a commit wakes the loop at once; None restores the pipe."""
+        self._idle_waiter = waiter
 
     # Thread-safe
 
@@ -225,6 +233,11 @@ class DaemonHost:
             os.sched_yield()
             return
         timeout_ns = min(self.timers.next_due_ns - time.monotonic_ns(), MAX_BLOCK_NS)
+        if self._idle_waiter is not None:
+            # the one journal this daemon follows wakes us when its writer commits; commands
+            # and signals wait at most MAX_WAITER_BLOCK_NS
+            self._idle_waiter(min(timeout_ns, MAX_WAITER_BLOCK_NS) / 1e9)
+            return
         if self._pollers:
             timeout_ns = min(timeout_ns, round(self.config.idle_block_s * 1e9))
         if timeout_ns > 0 and self._wake_fds is not None:

@@ -39,6 +39,8 @@ ENTRY_POINT_GROUP = "hft.plugins"
 
 Poller = Callable[[], int]
 """Called from the host's main loop; returns how many events it handled (0 = idle)."""
+IdleWaiter = Callable[[float], object]
+"""Blocks until new input may be there or the timeout (seconds) passes."""
 
 
 class HostServices(Protocol):
@@ -59,6 +61,8 @@ class HostServices(Protocol):
     def call_every(self, interval_s: float, callback: Callable[[], object]) -> int: ...
 
     def cancel_timer(self, timer_id: int) -> None: ...
+
+    def set_idle_waiter(self, waiter: IdleWaiter | None) -> None: ...
 
 
 class PluginError(Exception):
@@ -103,6 +107,7 @@ class PluginContext:
     _subscriptions: list[tuple[int, Handler]] = field(default_factory=list)
     _pollers: list[Poller] = field(default_factory=list)
     _timers: list[int] = field(default_factory=list)
+    _idle_waiter: IdleWaiter | None = None
 
     def subscribe(self, event_type: int, handler: Handler) -> None:
         self.bus.subscribe(event_type, handler)
@@ -121,6 +126,11 @@ class PluginContext:
         self._timers.append(timer_id)
         return timer_id
 
+    def set_idle_waiter(self, waiter: IdleWaiter) -> None:
+        """Let the host sleep in ``waiter`` when idle (one per host; the last one set wins)."""
+        self.host.set_idle_waiter(waiter)
+        self._idle_waiter = waiter
+
     def release(self) -> None:
         """Undo every hook this plugin made (called by the manager on unload)."""
         for event_type, handler in self._subscriptions:
@@ -129,6 +139,9 @@ class PluginContext:
             self.host.remove_poller(poller)
         for timer_id in self._timers:
             self.host.cancel_timer(timer_id)
+        if self._idle_waiter is not None:
+            self.host.set_idle_waiter(None)
+            self._idle_waiter = None
         self._subscriptions.clear()
         self._pollers.clear()
         self._timers.clear()

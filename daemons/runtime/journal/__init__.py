@@ -6,7 +6,7 @@ from hft.daemons.runtime.journal.format import (
     JournalLapped,
     JournalNotFound,
 )
-from hft.daemons.runtime.journal.reader import JournalReader
+from hft.daemons.runtime.journal.reader import JournalReader, seq_at_time
 from hft.daemons.runtime.journal.writer import JournalWriter
 from hft.daemons.runtime.waitmode import WaitMode
 
@@ -18,4 +18,5 @@ __all__ = [
     "JournalReader",
     "JournalWriter",
     "WaitMode",
+    "seq_at_time",
 ]

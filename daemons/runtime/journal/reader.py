@@ -83,6 +83,8 @@ class JournalReader:
         self._sleepers = self._meta.bytes[META_SLEEPERS_SLICE]
         self._sleeper_slot = -1
         self._wake: FutexWord | None = None
+        self.last_type = 0
+        """The event type of the record the last read() returned."""
         first_seq = self._start_seq(start)
         self._open_segment_for(first_seq)
         self._next_seq = first_seq or self._first_seq
@@ -112,7 +114,10 @@ class JournalReader:
         if slot >= self._release_at:
             self._release_pages(slot)
         event_type = self._halves[self._type_half0 + slot * _HALVES_PER_RECORD]
-        return self._typed[event_type if event_type < MAX_EVENT_TYPE else 0][slot]  # type: ignore[no-any-return]
+        if event_type >= MAX_EVENT_TYPE:
+            event_type = 0
+        self.last_type = event_type
+        return self._typed[event_type][slot]  # type: ignore[no-any-return]
 
     def read_batch(self, max_records: int = 4096, event_type: int = 0) -> np.ndarray:
         """Up to ``max_records`` committed records as one view (typed as ``event_type``, or
@@ -232,6 +237,7 @@ class JournalReader:
             return start
         raise ValueError(f"start must be 'begin', 'end' or a seq >= 1, not {start!r}")
 
+
     def _open_segment_for(self, seq: int) -> None:
         """Map the segment holding ``seq`` (or the oldest one, if it is older than them all)."""
         for _ in range(100):  # retention may delete a segment between listing and opening
@@ -292,3 +298,27 @@ class JournalReader:
             self._segment.mm.madvise(mmap.MADV_DONTNEED, start, end - start)
         self._released = slot
         self._release_at = slot + _RELEASE_EVERY
+
+
+def seq_at_time(directory: Path | str, name: str, ts_ns: int) -> int:
+    """The seq of the first record whose ``ts_ns`` is at or after ``ts_ns`` (records are in
+    commit order, and a journal's writer stamps them in time order); one past the last record
+    if there is none. A binary search per segment: no record is read in between."""
+    directory = Path(directory)
+    last_seq = 0
+    for index in segment_indices(directory, name):
+        try:
+            segment = MappedSegment(segment_path(directory, name, index), writable=False)
+        except JournalNotFound:
+            continue
+        try:
+            count = segment.count if segment.sealed else segment.committed_count()
+            times = segment.slots["ts_ns"][:count]
+            position = int(np.searchsorted(times, ts_ns, side="left"))
+            last_seq = segment.first_seq + count - 1
+            if position < count:
+                return segment.first_seq + position
+        finally:
+            del times
+            segment.close()
+    return last_seq + 1

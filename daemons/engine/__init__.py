@@ -1,0 +1,1 @@
+"""The engine daemon's plugins: replay, K-line engine, factors, strategy tree."""

@@ -1,0 +1,225 @@
+"""Replay: one read interface over md journals, for every process that consumes ticks.
+
+It publishes each journal record on the bus as the record itself (a view into the mapped
+journal: no copy), in one of two modes:
+
+- ``live``: follow the writers from their current end with the lowest latency the wait mode
+  allows. With one journal and the ``block`` wait mode the host's idle loop sleeps on the
+  journal's futex, so a commit wakes the engine at once.
+- ``historical``: from ``start`` (a time; default the oldest record kept) to ``until`` or the
+  end, as fast as possible (``speed`` 0) or paced at ``speed`` x real time.
+
+Several journals are merged in ``ts_ns`` order (each journal is already in that order). TIMER
+events carry the data's clock so consumers close bars on time: in live mode from the host's
+timer (wall clock), in historical mode whenever the replayed time crosses a
+``timer_interval_ms`` boundary, so a backtest closes bars exactly as live trading would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from pydantic import BaseModel, ConfigDict, Field
+
+from hft.daemons.runtime.events import EventType, empty
+from hft.daemons.runtime.journal import JournalLapped, JournalReader, seq_at_time
+from hft.daemons.runtime.plugins import Plugin, PluginContext
+from hft.daemons.runtime.waitmode import WaitMode
+
+_MARKET_DATA = int(EventType.MARKET_DATA)
+_TIMER = int(EventType.TIMER)
+
+
+class ReplayConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    journals: list[str] = Field(default=["md-sim"], min_length=1)
+    """md journal names, in ``directory`` (default: the suite's journal directory)."""
+    directory: Path | None = None
+    mode: Literal["live", "historical"] = "live"
+    start: dt.datetime | None = None
+    """historical: the first record time (default: the oldest record kept)."""
+    until: dt.datetime | None = None
+    """historical: stop before this time (default: at the end of the journals)."""
+    speed: float = Field(default=0.0, ge=0.0)
+    """historical: 0 = as fast as possible, N = N x real time."""
+    instruments: list[str] = []
+    """Only ticks of these instruments (default: all)."""
+    batch: int = Field(default=4096, ge=1)
+    """Records per poll at most, so control commands and timers stay responsive."""
+    timer_interval_ms: int = Field(default=100, ge=1)
+    wait_mode: WaitMode = WaitMode.BLOCK
+
+
+class Replay(Plugin):
+    """Engine plugin: md journals -> MARKET_DATA, FEED_GAP and TIMER events on the bus."""
+
+    Config = ReplayConfig
+
+    def init(self, ctx: PluginContext) -> None:
+        super().init(ctx)
+        self.config: ReplayConfig = ctx.config
+        self.published = 0
+        self.lapped = 0
+        self.finished = False
+        self._timer = empty(EventType.TIMER)[0]
+        self._timer["interval_ns"] = self.config.timer_interval_ms * 1_000_000
+        self._filter = {name.encode() for name in self.config.instruments}
+        self._until_ns = _ns(self.config.until) if self.config.until else None
+
+    def start(self) -> None:
+        config, ctx = self.config, self.ctx
+        directory = config.directory or ctx.host.journal_dir
+        start_ns = _ns(config.start) if config.start else None
+        self._readers = [
+            JournalReader(directory, name, wait_mode=config.wait_mode,
+                          start=self._start_seq(directory, name, start_ns))
+            for name in config.journals]
+        # one pending (ts_ns, journal index, record, type) per journal: the merge front
+        self._front: list[tuple[int, int, Any, int]] = []
+        self._data_start_ns = self._wall_start_ns = 0
+        self._next_timer_ns = 0
+        ctx.add_poller(self.poll)
+        if config.mode == "live":
+            ctx.call_every(config.timer_interval_ms / 1000, self._wall_timer)
+            if len(self._readers) == 1 and config.wait_mode is WaitMode.BLOCK:
+                ctx.set_idle_waiter(self._readers[0].wait)
+
+    def stop(self) -> None:
+        for reader in self._readers:
+            reader.close()
+
+    def poll(self) -> int:
+        if self.finished:
+            return 0
+        if len(self._readers) == 1 and self.config.mode == "live" and not self._filter:
+            return self._follow(self._readers[0])
+        return self._merge()
+
+    def _follow(self, reader: JournalReader) -> int:
+        """Live, one journal, no filter: the hot path, straight from the reader to the bus."""
+        publish, read = self.ctx.bus.publish, reader.read
+        count = 0
+        for _ in range(self.config.batch):
+            try:
+                record = read()
+            except JournalLapped as lapped:
+                self._report_lap(lapped)
+                continue
+            if record is None:
+                break
+            publish(reader.last_type, record)
+            count += 1
+        self.published += count
+        return count
+
+    def _merge(self) -> int:
+        """Several journals (or historical mode, or a filter): merge by ts_ns, pace, stop."""
+        publish, front = self.ctx.bus.publish, self._front
+        self._refill()
+        count = 0
+        while front and count < self.config.batch:
+            ts_ns, index, record, event_type = front[0]
+            if self._until_ns is not None and ts_ns >= self._until_ns:
+                self._finish()
+                break
+            if not self._due(ts_ns):
+                break
+            heapq.heappop(front)
+            if self.config.mode == "historical":
+                self._data_timers(ts_ns)
+            if not (self._filter and event_type == _MARKET_DATA
+                    and bytes(record["instrument"]) not in self._filter):
+                publish(event_type, record)
+                count += 1
+            self._refill_one(index)
+        if not front and self.config.mode == "historical" and self._exhausted():
+            self._finish()
+        self.published += count
+        return count
+
+    def _refill(self) -> None:
+        waiting = {index for _, index, _, _ in self._front}
+        for index in range(len(self._readers)):
+            if index not in waiting:
+                self._refill_one(index)
+
+    def _refill_one(self, index: int) -> None:
+        reader = self._readers[index]
+        while True:
+            try:
+                record = reader.read()
+            except JournalLapped as lapped:
+                self._report_lap(lapped)
+                continue
+            break
+        if record is not None:
+            heapq.heappush(self._front, (int(record["ts_ns"]), index, record, reader.last_type))
+
+    def _due(self, ts_ns: int) -> bool:
+        """Pacing: at speed N a record is due when N x the wall time since the first record
+        has passed its distance from the first record's time."""
+        if self.config.mode != "historical" or self.config.speed == 0:
+            return True
+        now = time.monotonic_ns()
+        if not self._wall_start_ns:
+            self._wall_start_ns, self._data_start_ns = now, ts_ns
+        return (ts_ns - self._data_start_ns) <= (now - self._wall_start_ns) * self.config.speed
+
+    def _data_timers(self, ts_ns: int) -> None:
+        """Historical: a TIMER at every interval boundary the replayed clock has crossed."""
+        interval = self.config.timer_interval_ms * 1_000_000
+        if not self._next_timer_ns:
+            self._next_timer_ns = (ts_ns // interval + 1) * interval
+        while ts_ns >= self._next_timer_ns:
+            self._publish_timer(self._next_timer_ns)
+            self._next_timer_ns += interval
+
+    def _wall_timer(self) -> None:
+        self._publish_timer(time.time_ns())
+
+    def _publish_timer(self, now_ns: int) -> None:
+        self._timer["ts_ns"] = now_ns
+        self.ctx.bus.publish(_TIMER, self._timer)
+
+    def _exhausted(self) -> bool:
+        return all(reader.lag == 0 for reader in self._readers)
+
+    def _finish(self) -> None:
+        if not self.finished:
+            self.finished = True
+            self.ctx.log.info("historical replay finished", extra={"published": self.published})
+
+    def _report_lap(self, lapped: JournalLapped) -> None:
+        self.lapped += lapped.missed
+        self.ctx.log.warning("replay lapped: records lost to journal retention",
+                             extra={"error": str(lapped)})
+
+    def _start_seq(self, directory: Path, name: str, start_ns: int | None) -> int | str:
+        if self.config.mode == "live":
+            return "end"
+        return seq_at_time(directory, name, start_ns) if start_ns is not None else "begin"
+
+    def metrics(self) -> Iterable[Metric]:
+        published = CounterMetricFamily("hft_replay_records", "Records replayed onto the bus")
+        published.add_metric([], self.published)
+        lapped = CounterMetricFamily("hft_replay_lapped_records",
+                                     "Records lost because retention removed them first")
+        lapped.add_metric([], self.lapped)
+        lag = GaugeMetricFamily("hft_replay_lag_records", "Records committed but not replayed yet",
+                                labels=["journal"])
+        for name, reader in zip(self.config.journals, self._readers, strict=True):
+            lag.add_metric([name], reader.lag)
+        return (published, lapped, lag)
+
+
+def _ns(moment: dt.datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    return int(moment.timestamp() * 1e9)
