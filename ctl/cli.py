@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from hft.ctl import launcher, protogen
+from hft.ctl import data, launcher, protogen
 from hft.ctl.client import ControlError, DaemonClient
 from hft.ctl.report import format_bench, format_table, plugin_dict, suite_status
 from hft.daemons.runtime.config import DAEMON_NAMES, HOME_ENV, ConfigError, SuiteConfig, load_config
@@ -269,3 +269,7 @@ def bench(as_json: bool, quick: bool, names: tuple[str, ...]) -> None:
         raise click.UsageError(str(exc)) from None
     for result in run_iter(list(names), quick):
         click.echo(json.dumps(result) if as_json else format_bench(result))
+
+
+main.add_command(data.import_ticks)
+main.add_command(data.ticks)

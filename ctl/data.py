@@ -1,0 +1,76 @@
+"""``hftctl`` commands on market-data journals: import tick files, print ticks."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from hft.daemons.md.csvfile import CSV_COLUMNS, CsvTickError, tick_rows
+from hft.daemons.md.importer import import_files
+from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
+from hft.daemons.runtime.events import EventType
+from hft.daemons.runtime.journal import JournalError, JournalReader
+
+journal_option = click.option(
+    "--journal", "directory", required=True, metavar="DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Journal directory (a daemon's is <home>/journal).")
+name_option = click.option("--name", default="md", show_default=True,
+                           help="Journal name in the directory (hft_md's sim feed: md-sim).")
+
+
+@click.command("import-ticks")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@journal_option
+@name_option
+def import_ticks(files: tuple[Path, ...], directory: Path, name: str) -> None:
+    """Import tick CSV files into an md journal, normalized like a live feed.
+
+    FILES have CTP DepthMarketData field names as their header (TradingDay, UpdateTime,
+    UpdateMillisec, InstrumentID, LastPrice, Volume, ...); optional columns may be missing.
+    Every file is checked before anything is written: a bad file is reported with its line
+    and nothing is imported.
+    """
+    instruments = InstrumentTable(ProductTable.load())
+    try:
+        result = import_files(list(files), directory, name, instruments,
+                              progress=lambda path, n: click.echo(f"read {n} ticks from {path}"))
+    except (CsvTickError, JournalError) as exc:
+        raise click.ClickException(f"{exc}\nnothing was imported") from None
+    days = ", ".join(map(str, result.trading_days))
+    click.echo(f"imported {result.ticks} ticks into {directory / name} "
+               f"(seq {result.first_seq}..{result.last_seq}; trading days {days})")
+
+
+@click.command("ticks")
+@journal_option
+@name_option
+@click.option("--instrument", required=True, help="Instrument id, e.g. IF2101.")
+@click.option("--format", "output_format", type=click.Choice(["csv"]), default="csv",
+              show_default=True)
+def ticks(directory: Path, name: str, instrument: str, output_format: str) -> None:
+    """Print every normalized tick of one instrument, one row each: TradingDay, ActionDay,
+    local exchange time with milliseconds, ns timestamp, then the CTP fields (empty = no value)."""
+    wanted = instrument.encode()
+    seen: set[bytes] = set()
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    try:
+        with JournalReader(directory, name) as reader:
+            while (batch := reader.read_batch(8192, EventType.MARKET_DATA)).size:
+                ticks_only = batch[batch["type"] == EventType.MARKET_DATA]
+                matching = ticks_only[ticks_only["instrument"] == wanted]
+                if matching.size and wanted not in seen:
+                    writer.writerow(CSV_COLUMNS)
+                seen.update(np.unique(ticks_only["instrument"]).tolist())
+                writer.writerows(tick_rows(matching))
+    except JournalError as exc:
+        raise click.ClickException(str(exc)) from None
+    if wanted not in seen:
+        present = ", ".join(sorted(i.decode() for i in seen)) or "none"
+        raise click.ClickException(f"no ticks of {instrument} in {directory / name} "
+                                   f"(instruments there: {present})")
