@@ -173,6 +173,10 @@ def test_start_positions(tmp_path: Path) -> None:
             with pytest.raises(JournalLapped, match=r"records 5\.\.20"):
                 reader.read()
             assert read_all(reader)[0] == 21
+        with JournalReader(tmp_path, "j", start=5) as reader:
+            with pytest.raises(JournalLapped, match=r"records 5\.\.20"):
+                reader.read_batch(100)
+            assert reader.read_batch(100, EventType.MARKET_DATA)["volume"][0] == 21
         with pytest.raises(ValueError, match="start must be"):
             JournalReader(tmp_path, "j", start="middle")
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from hft.ctl.bench import bus, ipc, journal, seqlock
+from hft.ctl.bench import bus, ipc, journal, md, seqlock
 from hft.ctl.bench.common import BenchError, Result
 
-__all__ = ["BENCHMARKS", "BenchError", "Result", "bus", "ipc", "journal", "resolve", "run",
+__all__ = ["BENCHMARKS", "BenchError", "Result", "bus", "ipc", "journal", "md", "resolve", "run",
            "run_iter", "seqlock"]
 
 BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
@@ -22,6 +22,9 @@ BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "journal": journal.run,
     "ipc": ipc.run,
     "seqlock": seqlock.run,
+    "import": md.run_import,
+    "replay": md.run_replay,
+    "recorder": md.run_recorder,
 }
 """Benchmark name -> function(quick) returning its results, in the order ``all`` runs them."""
 

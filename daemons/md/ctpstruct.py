@@ -42,7 +42,7 @@ def _char_array_size(probe: Any, name: str) -> int:
 class RawStructReader:
     """Decodes ``fields`` of instances of ``struct_type`` into a tuple, in ``fields`` order.
 
-    Text fields come back as bytes up to their first NUL; numbers as float or int.
+    Text fields come back as the char arrays' raw (NUL-padded) bytes; numbers as float or int.
     """
 
     def __init__(self, struct_type: Callable[[], Any], fields: Sequence[str]) -> None:
@@ -82,16 +82,10 @@ class RawStructReader:
         self.span = position
         memory_order = [name for _, _, name in placed]
         self._reorder = operator.itemgetter(*(memory_order.index(n) for n in self.fields))
-        codes = {name: code for _, code, name in placed}
-        self._text = tuple(i for i, name in enumerate(self.fields) if codes[name].endswith("s"))
 
     def read(self, obj: Any) -> tuple[Any, ...]:
-        """The fields of ``obj`` (a live struct, e.g. a callback argument), decoded."""
+        """The fields of ``obj`` (a live struct, e.g. a callback argument). Text fields are
+        the char arrays' raw bytes, NUL padded: strip them where the text itself is needed."""
         values: tuple[Any, ...] = self._reorder(
             self._struct.unpack(ctypes.string_at(int(obj.this), self.span)))
-        if not self._text:
-            return values
-        fixed = list(values)
-        for index in self._text:
-            fixed[index] = fixed[index].partition(b"\0")[0]
-        return tuple(fixed)
+        return values

@@ -28,7 +28,6 @@ from typing import Any
 
 from hft.daemons.refdata import calendar
 from hft.daemons.refdata.instruments import Instrument, InstrumentTable
-from hft.daemons.refdata.sessions import tday_minute
 from hft.daemons.runtime.events import EventType, TickFlag, record_struct
 
 EMPTY_PRICE = 1e300
@@ -40,6 +39,8 @@ _NIGHT_EXCHANGE_KEEPS_ACTION_DAY = frozenset({b"CZCE"})
 """Exchanges whose TradingDay is wrong at night (their ActionDay is right)."""
 TICK_STRUCT = record_struct(EventType.MARKET_DATA)
 _MARKET_DATA = int(EventType.MARKET_DATA)  # plain ints: enum attribute access is slow
+_NIGHT_START_MS, _MORNING_END_MS = calendar.NIGHT_START_MS, calendar.MORNING_END_MS
+_EVENING_MINUTE = 18 * 60  # where the trading-day clock of the session tables starts
 _STALE, _VOLUME_BACKWARDS = int(TickFlag.STALE), int(TickFlag.VOLUME_BACKWARDS)
 _DAYS_DERIVED, _OUT_OF_SESSION = int(TickFlag.DAYS_DERIVED), int(TickFlag.OUT_OF_SESSION)
 
@@ -78,8 +79,30 @@ class NormalizerStats:
     days_derived: int = 0
 
 
+class _InstrumentState:
+    """What the normalizer keeps per instrument, found by the feed's raw id bytes."""
+
+    __slots__ = ("exchange", "id", "in_session", "index", "instrument", "last_md",
+                 "last_trading_day", "last_volume")
+
+    def __init__(self, instrument: Instrument) -> None:
+        self.instrument = instrument
+        self.index = instrument.index
+        self.id = instrument.id.encode()
+        self.exchange = instrument.exchange_id
+        self.in_session = bytes(instrument.product.session.bar_of_minute >= 0)
+        """Trading-day minute -> 1 if it is in a session (auction and end minutes included)."""
+        self.last_md: DepthValues = ()
+        self.last_trading_day = 0
+        self.last_volume = 0
+
+
 class TickNormalizer:
-    """Normalizes snapshots of many instruments; keeps the per-instrument state it needs."""
+    """Normalizes snapshots of many instruments; keeps the per-instrument state it needs.
+
+    Text fields may arrive NUL padded (the raw CTP struct): they are only used as cache keys
+    and stripped on a cache miss; records get the instrument's canonical id and exchange.
+    """
 
     def __init__(self, instruments: InstrumentTable, *, stale_after_s: float | None = 30.0,
                  drop_stale: bool = False, source: int = 0) -> None:
@@ -92,12 +115,9 @@ class TickNormalizer:
         """Flags of the last record kept."""
         self.last_exchange_ts = 0
         """Exchange time (ns) of the last record kept."""
-        self._last_body: dict[int, bytes] = {}
-        self._last_volume: dict[int, tuple[int, int]] = {}
+        self._states: dict[bytes, _InstrumentState] = {}
         self._second_ms: dict[bytes, int] = {}
-        self._days: dict[tuple[bytes, bytes, bytes, int], tuple[int, int, bool]] = {}
-        self._by_raw_id: dict[bytes, Instrument] = {}
-        self._midnight_ns: dict[int, int] = {}
+        self._days: dict[tuple[bytes, bytes, bytes, bytes, int], tuple[int, int, bool, int]] = {}
 
     def normalize(self, md: DepthValues, received_ns: int | None, out: bytearray | memoryview,
                   offset: int = 0) -> bool:
@@ -110,28 +130,41 @@ class TickNormalizer:
          average, volume, turnover, open_interest, pre_open_interest,
          bid1, bid2, bid3, bid4, bid5, ask1, ask2, ask3, ask4, ask5,
          bv1, bv2, bv3, bv4, bv5, av1, av2, av3, av4, av5) = md
-        instrument = self._instrument(instrument_id)
-        index = instrument.index
-        exchange = exchange or instrument.exchange_id
-        update_ms = self._update_ms(update_time, millisec)
-        trading_day, action_day, derived = self._resolve_days(exchange, trading_day_text,
-                                                              action_day_text, update_ms)
-        exchange_ts = self._midnight(action_day) + update_ms * 1_000_000
+        state = self._states.get(instrument_id) or self._new_state(instrument_id)
+        if md == state.last_md:
+            self.stats.duplicates += 1
+            return False
+        second = self._second_ms.get(update_time)
+        if second is None:
+            second = self._parse_time(update_time)
+        if not 0 <= millisec < 1000:
+            raise TickError(f"UpdateMillisec {millisec} is not in 0..999")
+        update_ms = second + millisec
+        part = 1 if update_ms >= _NIGHT_START_MS else 2 if update_ms < _MORNING_END_MS else 0
+        days = self._days.get((exchange, instrument_id, trading_day_text, action_day_text, part))
+        if days is None:
+            days = self._resolve(state, exchange, instrument_id, trading_day_text, action_day_text,
+                                 update_ms, part)
+        trading_day, action_day, derived, midnight = days
+        exchange_ts = midnight + update_ms * 1_000_000
         flags = _DAYS_DERIVED if derived else 0
-        previous = self._last_volume.get(index)
-        if previous is not None and previous[0] == trading_day and volume < previous[1]:
+        if volume < state.last_volume and trading_day == state.last_trading_day:
             flags |= _VOLUME_BACKWARDS
-        if not instrument.product.session.contains(tday_minute(update_ms // 60_000)):
+        if not state.in_session[(update_ms // 60_000 - _EVENING_MINUTE) % 1440]:
             flags |= _OUT_OF_SESSION
         if received_ns is None:
             received_ns = exchange_ts
         stale = self.stale_after_ns is not None and received_ns - exchange_ts > self.stale_after_ns
         if stale:
             flags |= _STALE
+            self.stats.stale += 1
+            if self.drop_stale:
+                self.stats.stale_dropped += 1
+                return False
         e = EMPTY_PRICE
         TICK_STRUCT.pack_into(
-            out, offset, 0, received_ns, _MARKET_DATA, flags, trading_day, index, self.source,
-            instrument_id, exchange, action_day, update_ms, exchange_ts,
+            out, offset, 0, received_ns, _MARKET_DATA, flags, trading_day, state.index,
+            self.source, state.id, state.exchange, action_day, update_ms, exchange_ts,
             last if last < e else NAN, open_ if open_ < e else NAN, high if high < e else NAN,
             low if low < e else NAN, close if close < e else NAN,
             settlement if settlement < e else NAN, pre_close if pre_close < e else NAN,
@@ -144,17 +177,8 @@ class TickNormalizer:
             ask4 if ask4 < e else NAN, ask5 if ask5 < e else NAN,
             bv1, bv2, bv3, bv4, bv5, av1, av2, av3, av4, av5,
         )
-        body = bytes(out[offset + 32:offset + TICK_STRUCT.size])
-        if body == self._last_body.get(index):
-            self.stats.duplicates += 1
-            return False
-        self._last_body[index] = body
-        self._last_volume[index] = (trading_day, volume)
-        if stale:
-            self.stats.stale += 1
-            if self.drop_stale:
-                self.stats.stale_dropped += 1
-                return False
+        state.last_md = md
+        state.last_trading_day, state.last_volume = trading_day, volume
         self.stats.ticks += 1
         self.last_flags, self.last_exchange_ts = flags, exchange_ts
         if flags & _VOLUME_BACKWARDS:
@@ -163,49 +187,38 @@ class TickNormalizer:
             self.stats.days_derived += 1
         return True
 
-    def _instrument(self, instrument_id: bytes) -> Instrument:
-        instrument = self._by_raw_id.get(instrument_id)
-        if instrument is None:
-            try:
-                instrument = self.instruments.register(instrument_id.decode("ascii"))
-            except (KeyError, ValueError) as exc:
-                raise TickError(f"instrument {instrument_id!r}: {exc}") from None
-            self._by_raw_id[instrument_id] = instrument
-        return instrument
+    def _new_state(self, instrument_id: bytes) -> _InstrumentState:
+        name = instrument_id.rstrip(b"\0")
+        try:
+            instrument = self.instruments.register(name.decode("ascii"))
+        except (KeyError, ValueError) as exc:
+            raise TickError(f"instrument {name!r}: {exc}") from None
+        state = self._states[instrument_id] = _InstrumentState(instrument)
+        return state
 
-    def _update_ms(self, update_time: bytes, millisec: int) -> int:
-        second = self._second_ms.get(update_time)
-        if second is None:
-            try:
-                hours, minutes, seconds = (int(part) for part in update_time.split(b":"))
-            except ValueError:
-                raise TickError(f"UpdateTime {update_time!r} is not HH:MM:SS") from None
-            if not (0 <= hours < 24 and 0 <= minutes < 60 and 0 <= seconds < 60):
-                raise TickError(f"UpdateTime {update_time!r} is out of range")
-            second = (hours * 3600 + minutes * 60 + seconds) * 1000
-            self._second_ms[update_time] = second
-        if not 0 <= millisec < 1000:
-            raise TickError(f"UpdateMillisec {millisec} is not in 0..999")
-        return second + millisec
+    def _parse_time(self, update_time: bytes) -> int:
+        text = update_time.rstrip(b"\0")
+        try:
+            hours, minutes, seconds = (int(part) for part in text.split(b":"))
+        except ValueError:
+            raise TickError(f"UpdateTime {text!r} is not HH:MM:SS") from None
+        if not (0 <= hours < 24 and 0 <= minutes < 60 and 0 <= seconds < 60):
+            raise TickError(f"UpdateTime {text!r} is out of range")
+        second = self._second_ms[update_time] = (hours * 3600 + minutes * 60 + seconds) * 1000
+        return second
 
-    def _resolve_days(self, exchange: bytes, trading_day: bytes, action_day: bytes,
-                      update_ms: int) -> tuple[int, int, bool]:
-        """(TradingDay, ActionDay, whether one was derived), cached per day pair and part."""
-        part = 1 if update_ms >= calendar.NIGHT_START_MS else 2 if update_ms < calendar.MORNING_END_MS else 0
-        key = (exchange, trading_day, action_day, part)
-        resolved = self._days.get(key)
-        if resolved is None:
-            resolved = resolve_days(exchange, trading_day, action_day, update_ms)
-            self._days[key] = resolved
-        return resolved
-
-    def _midnight(self, day: int) -> int:
-        """Local (UTC+8) midnight of ``day`` as ns since the epoch."""
-        ns = self._midnight_ns.get(day)
-        if ns is None:
-            ns = (calendar.to_date(day) - _EPOCH).days * 86_400 * 10**9 - CHINA_UTC_OFFSET_NS
-            self._midnight_ns[day] = ns
-        return ns
+    def _resolve(self, state: _InstrumentState, exchange: bytes, instrument_id: bytes,
+                 trading_day: bytes, action_day: bytes, update_ms: int,
+                 part: int) -> tuple[int, int, bool, int]:
+        """(TradingDay, ActionDay, whether one was derived, local midnight of ActionDay in ns),
+        cached per exchange, instrument, day fields and part of the day."""
+        exchange_id = exchange.rstrip(b"\0") or state.exchange
+        trading, action, derived = resolve_days(exchange_id, trading_day.rstrip(b"\0"),
+                                                action_day.rstrip(b"\0"), update_ms)
+        midnight = (calendar.to_date(action) - _EPOCH).days * 86_400 * 10**9 - CHINA_UTC_OFFSET_NS
+        days = self._days[(exchange, instrument_id, trading_day, action_day, part)] = (
+            trading, action, derived, midnight)
+        return days
 
 
 def resolve_days(exchange: bytes, trading_day: bytes, action_day: bytes,

@@ -142,8 +142,9 @@ class SnapshotWriter:
         return index
 
     def update(self, index: int, record: np.void | np.ndarray | memoryview) -> None:
-        """Store ``record`` as the latest of instrument ``index`` (SeqLock write)."""
-        data = record.tobytes()
+        """Store ``record`` as the latest of instrument ``index`` (SeqLock write). A
+        memoryview (a journal slot) is copied buffer to buffer, without a bytes in between."""
+        data = record if isinstance(record, memoryview) else record.tobytes()
         word = self._map.version_word(index)
         version = self._versions[index] + 1
         self._map.words[word] = version

@@ -129,7 +129,7 @@ class JournalReader:
         if self._segment.sealed:
             end = self._segment.count
         count = min(max_records, last - seq + 1, end - slot)
-        if count <= 0:
+        if count <= 0 or slot < 0:  # slot < 0: the start was removed, _follow_seal says so
             if self._follow_seal(slot):
                 return self.read_batch(max_records, event_type)
             return self._typed[event_type][:0]
