@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import wait_for
-from openctp_ctp import mdapi, tdapi
+from ctpdata import depth
+from openctp_ctp import tdapi
 
 from hft.daemons.md.ctp import CtpMarketData, MdState, Secret, select_instruments
 from hft.daemons.md.ctp_emulator import CtpMdEmulator, CtpTraderEmulator
@@ -28,26 +29,9 @@ from hft.daemons.runtime.events import EventType
 from hft.daemons.runtime.journal import JournalReader
 from hft.daemons.runtime.snapshot import SnapshotReader
 
-DBL_MAX = 1.7976931348623157e308
 BROKER, USER, PASSWORD = "9999", "218001", "s3cr3t-PW-4711"
 WRONG_PASSWORD = "wr0ng-PW-0815"
 TRADING_DAY = "20260105"
-
-
-def depth(instrument: str = "rb2605", *, exchange: str = "SHFE", trading_day: str = TRADING_DAY,
-          time_: str = "10:00:00", ms: int = 500, last: float = 3100.0, volume: int = 10) -> Any:
-    """A real CThostFtdcDepthMarketDataField as a front sends it: empty prices are DBL_MAX."""
-    md = mdapi.CThostFtdcDepthMarketDataField()
-    md.InstrumentID, md.ExchangeID = instrument, exchange
-    md.TradingDay, md.ActionDay, md.UpdateTime, md.UpdateMillisec = trading_day, trading_day, time_, ms
-    md.LastPrice, md.Volume, md.Turnover, md.OpenInterest = last, volume, last * volume * 10, 1000.0
-    for name in ("OpenPrice", "HighestPrice", "LowestPrice", "ClosePrice", "SettlementPrice",
-                 "PreClosePrice", "PreSettlementPrice", "UpperLimitPrice", "LowerLimitPrice",
-                 "AveragePrice", "BidPrice2", "BidPrice3", "BidPrice4", "BidPrice5", "AskPrice2",
-                 "AskPrice3", "AskPrice4", "AskPrice5"):
-        setattr(md, name, DBL_MAX)
-    md.BidPrice1, md.BidVolume1, md.AskPrice1, md.AskVolume1 = last - 1, 3, last + 1, 4
-    return md
 
 
 class Journal:

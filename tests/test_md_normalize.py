@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from ctpdata import depth
 from openctp_ctp import mdapi
 
 from hft.daemons.md.csvfile import CSV_COLUMNS, CsvTickError, read_ticks, tick_rows
@@ -19,7 +20,6 @@ from hft.daemons.runtime.events import TICK_DTYPE, TickFlag
 
 READER = RawStructReader(mdapi.CThostFtdcDepthMarketDataField, DEPTH_FIELDS)
 IF_DAY = Path(__file__).resolve().parents[2] / "shared" / "data" / "IF2101_20210104_ticks.csv"
-DBL_MAX = 1.7976931348623157e308
 
 
 @pytest.fixture(scope="module")
@@ -33,20 +33,8 @@ def instruments(products: ProductTable) -> InstrumentTable:
 
 
 def ctp_struct(instrument: str = "ag2106", *, trading_day: str = "20210105",
-               action_day: str = "20210105", time: str = "10:00:00", ms: int = 500,
-               last: float = 5000.0, volume: int = 10, exchange: str = "SHFE") -> Any:
-    """A real openctp-ctp CThostFtdcDepthMarketDataField, empty fields left as CTP sends them."""
-    md = mdapi.CThostFtdcDepthMarketDataField()
-    md.InstrumentID, md.ExchangeID = instrument, exchange
-    md.TradingDay, md.ActionDay, md.UpdateTime, md.UpdateMillisec = trading_day, action_day, time, ms
-    md.LastPrice, md.Volume, md.Turnover, md.OpenInterest = last, volume, last * volume * 15, 100.0
-    for name in ("OpenPrice", "HighestPrice", "LowestPrice", "ClosePrice", "SettlementPrice",
-                 "PreClosePrice", "PreSettlementPrice", "UpperLimitPrice", "LowerLimitPrice",
-                 "AveragePrice", "BidPrice2", "BidPrice3", "BidPrice4", "BidPrice5", "AskPrice2",
-                 "AskPrice3", "AskPrice4", "AskPrice5"):
-        setattr(md, name, DBL_MAX)
-    md.BidPrice1, md.BidVolume1, md.AskPrice1, md.AskVolume1 = last - 1, 3, last + 1, 4
-    return md
+               time: str = "10:00:00", **fields: Any) -> Any:
+    return depth(instrument, trading_day=trading_day, time_=time, **{"last": 5000.0, **fields})
 
 
 @pytest.fixture(scope="module")
