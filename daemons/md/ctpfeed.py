@@ -121,8 +121,8 @@ def _with_environment(config: CtpFeedConfig) -> CtpFeedConfig:
 def _adapter_metrics(adapter: CtpMarketData) -> Iterator[Metric]:
     state = GaugeMetricFamily("hft_md_ctp_state", "1 for the CTP md adapter's current state",
                               labels=["state"])
-    for value in MdState:
-        state.add_metric([value.value], int(adapter.state is value))
+    for candidate in MdState:
+        state.add_metric([candidate.value], int(adapter.state is candidate))
     yield state
     stats = adapter.stats
     for name, help_text, value in (
