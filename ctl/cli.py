@@ -137,7 +137,7 @@ def status(config_file: Path | None, as_json: bool) -> None:
 
 @main.group()
 def plugins() -> None:
-    """List, load, unload and reload the plugins of a running daemon."""
+    """List, load, unload, reload and send commands to the plugins of a running daemon."""
 
 
 def _client_call(suite: SuiteConfig, daemon: str,
@@ -220,6 +220,29 @@ def plugins_reload(config_file: Path | None, daemon: str, name: str) -> None:
     """
     suite = _load(config_file)
     _client_call(suite, daemon, lambda client: client.reload_plugin(name))
+
+
+@plugins.command("command")
+@config_option
+@click.option("--args", "args", default="{}", metavar="JSON", callback=_json_object,
+              help="The command's arguments as a JSON object.")
+@click.argument("daemon", type=DAEMON)
+@click.argument("name")
+@click.argument("command")
+def plugins_command(config_file: Path | None, args: dict[str, Any], daemon: str, name: str,
+                    command: str) -> None:
+    """Send COMMAND to plugin NAME in DAEMON and print its answer (JSON).
+
+    Containers take commands, e.g. a strategy container: list, load, unload, reload,
+    enable, disable, weight. Exits 1 if the plugin refused the command.
+    """
+    suite = _load(config_file)
+    try:
+        with DaemonClient(suite.socket_path(daemon)) as client:
+            result = client.plugin_command(name, command, args)
+    except ControlError as exc:
+        raise click.ClickException(f"{daemon}: {exc.code}: {exc.details}") from None
+    click.echo(json.dumps(result, indent=2))
 
 
 @main.command()

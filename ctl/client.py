@@ -87,6 +87,15 @@ class DaemonClient:
                                                   control_pb2.ReloadPluginRequest(name=name))
         return info
 
+    def plugin_command(self, name: str, command: str,
+                       args: Mapping[str, Any] | None = None) -> Any:
+        """Run a plugin's command; its result, decoded from JSON."""
+        request = control_pb2.PluginCommandRequest(name=name, command=command,
+                                                   args_json=json.dumps(dict(args or {})))
+        response: control_pb2.PluginCommandResponse = self._call(self._control.PluginCommand,
+                                                                 request)
+        return json.loads(response.result_json)
+
     def stop(self) -> int:
         """Ask the daemon to stop; returns its pid (to wait for the process to exit)."""
         response: control_pb2.StopResponse = self._call(self._control.Stop,

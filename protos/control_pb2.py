@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18hft/protos/control.proto\x12\x0ehft.control.v1\"c\n\nPluginInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04spec\x18\x02 \x01(\t\x12*\n\x05state\x18\x03 \x01(\x0e\x32\x1b.hft.control.v1.PluginState\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\x0f\n\rStatusRequest\"\x81\x02\n\x0eStatusResponse\x12\x0e\n\x06\x64\x61\x65mon\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12*\n\x05state\x18\x03 \x01(\x0e\x32\x1b.hft.control.v1.DaemonState\x12\x10\n\x08uptime_s\x18\x04 \x01(\x01\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x13\n\x0b\x63onfig_path\x18\x06 \x01(\t\x12+\n\x07plugins\x18\x07 \x03(\x0b\x32\x1a.hft.control.v1.PluginInfo\x12\x14\n\x0cmetrics_port\x18\x08 \x01(\r\x12\x12\n\nstarted_ns\x18\t \x01(\x03\x12\x17\n\x0floop_iterations\x18\n \x01(\x04\"\x14\n\x12ListPluginsRequest\"B\n\x13ListPluginsResponse\x12+\n\x07plugins\x18\x01 \x03(\x0b\x32\x1a.hft.control.v1.PluginInfo\"D\n\x11LoadPluginRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04spec\x18\x02 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x03 \x01(\t\"#\n\x13UnloadPluginRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"#\n\x13ReloadPluginRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\r\n\x0bStopRequest\"\x1b\n\x0cStopResponse\x12\x0b\n\x03pid\x18\x01 \x01(\r*\x95\x01\n\x0b\x44\x61\x65monState\x12\x1c\n\x18\x44\x41\x45MON_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x41\x45MON_STATE_STARTING\x10\x01\x12\x18\n\x14\x44\x41\x45MON_STATE_RUNNING\x10\x02\x12\x19\n\x15\x44\x41\x45MON_STATE_STOPPING\x10\x03\x12\x18\n\x14\x44\x41\x45MON_STATE_STOPPED\x10\x04*\x96\x01\n\x0bPluginState\x12\x1c\n\x18PLUGIN_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14PLUGIN_STATE_RUNNING\x10\x01\x12\x18\n\x14PLUGIN_STATE_STOPPED\x10\x02\x12\x17\n\x13PLUGIN_STATE_FAILED\x10\x03\x12\x1c\n\x18PLUGIN_STATE_INITIALIZED\x10\x04\x32\xdc\x03\n\x07\x43ontrol\x12G\n\x06Status\x12\x1d.hft.control.v1.StatusRequest\x1a\x1e.hft.control.v1.StatusResponse\x12V\n\x0bListPlugins\x12\".hft.control.v1.ListPluginsRequest\x1a#.hft.control.v1.ListPluginsResponse\x12K\n\nLoadPlugin\x12!.hft.control.v1.LoadPluginRequest\x1a\x1a.hft.control.v1.PluginInfo\x12O\n\x0cUnloadPlugin\x12#.hft.control.v1.UnloadPluginRequest\x1a\x1a.hft.control.v1.PluginInfo\x12O\n\x0cReloadPlugin\x12#.hft.control.v1.ReloadPluginRequest\x1a\x1a.hft.control.v1.PluginInfo\x12\x41\n\x04Stop\x12\x1b.hft.control.v1.StopRequest\x1a\x1c.hft.control.v1.StopResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18hft/protos/control.proto\x12\x0ehft.control.v1\"c\n\nPluginInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04spec\x18\x02 \x01(\t\x12*\n\x05state\x18\x03 \x01(\x0e\x32\x1b.hft.control.v1.PluginState\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\x0f\n\rStatusRequest\"\x81\x02\n\x0eStatusResponse\x12\x0e\n\x06\x64\x61\x65mon\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12*\n\x05state\x18\x03 \x01(\x0e\x32\x1b.hft.control.v1.DaemonState\x12\x10\n\x08uptime_s\x18\x04 \x01(\x01\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x13\n\x0b\x63onfig_path\x18\x06 \x01(\t\x12+\n\x07plugins\x18\x07 \x03(\x0b\x32\x1a.hft.control.v1.PluginInfo\x12\x14\n\x0cmetrics_port\x18\x08 \x01(\r\x12\x12\n\nstarted_ns\x18\t \x01(\x03\x12\x17\n\x0floop_iterations\x18\n \x01(\x04\"\x14\n\x12ListPluginsRequest\"B\n\x13ListPluginsResponse\x12+\n\x07plugins\x18\x01 \x03(\x0b\x32\x1a.hft.control.v1.PluginInfo\"D\n\x11LoadPluginRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04spec\x18\x02 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x03 \x01(\t\"#\n\x13UnloadPluginRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"#\n\x13ReloadPluginRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\r\n\x0bStopRequest\"\x1b\n\x0cStopResponse\x12\x0b\n\x03pid\x18\x01 \x01(\r\"H\n\x14PluginCommandRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x11\n\targs_json\x18\x03 \x01(\t\",\n\x15PluginCommandResponse\x12\x13\n\x0bresult_json\x18\x01 \x01(\t*\x95\x01\n\x0b\x44\x61\x65monState\x12\x1c\n\x18\x44\x41\x45MON_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x41\x45MON_STATE_STARTING\x10\x01\x12\x18\n\x14\x44\x41\x45MON_STATE_RUNNING\x10\x02\x12\x19\n\x15\x44\x41\x45MON_STATE_STOPPING\x10\x03\x12\x18\n\x14\x44\x41\x45MON_STATE_STOPPED\x10\x04*\x96\x01\n\x0bPluginState\x12\x1c\n\x18PLUGIN_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14PLUGIN_STATE_RUNNING\x10\x01\x12\x18\n\x14PLUGIN_STATE_STOPPED\x10\x02\x12\x17\n\x13PLUGIN_STATE_FAILED\x10\x03\x12\x1c\n\x18PLUGIN_STATE_INITIALIZED\x10\x04\x32\xba\x04\n\x07\x43ontrol\x12G\n\x06Status\x12\x1d.hft.control.v1.StatusRequest\x1a\x1e.hft.control.v1.StatusResponse\x12V\n\x0bListPlugins\x12\".hft.control.v1.ListPluginsRequest\x1a#.hft.control.v1.ListPluginsResponse\x12K\n\nLoadPlugin\x12!.hft.control.v1.LoadPluginRequest\x1a\x1a.hft.control.v1.PluginInfo\x12O\n\x0cUnloadPlugin\x12#.hft.control.v1.UnloadPluginRequest\x1a\x1a.hft.control.v1.PluginInfo\x12O\n\x0cReloadPlugin\x12#.hft.control.v1.ReloadPluginRequest\x1a\x1a.hft.control.v1.PluginInfo\x12\x41\n\x04Stop\x12\x1b.hft.control.v1.StopRequest\x1a\x1c.hft.control.v1.StopResponse\x12\\\n\rPluginCommand\x12$.hft.control.v1.PluginCommandRequest\x1a%.hft.control.v1.PluginCommandResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hft.protos.control_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DAEMONSTATE']._serialized_start=701
-  _globals['_DAEMONSTATE']._serialized_end=850
-  _globals['_PLUGINSTATE']._serialized_start=853
-  _globals['_PLUGINSTATE']._serialized_end=1003
+  _globals['_DAEMONSTATE']._serialized_start=821
+  _globals['_DAEMONSTATE']._serialized_end=970
+  _globals['_PLUGINSTATE']._serialized_start=973
+  _globals['_PLUGINSTATE']._serialized_end=1123
   _globals['_PLUGININFO']._serialized_start=44
   _globals['_PLUGININFO']._serialized_end=143
   _globals['_STATUSREQUEST']._serialized_start=145
@@ -55,6 +55,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STOPREQUEST']._serialized_end=669
   _globals['_STOPRESPONSE']._serialized_start=671
   _globals['_STOPRESPONSE']._serialized_end=698
-  _globals['_CONTROL']._serialized_start=1006
-  _globals['_CONTROL']._serialized_end=1482
+  _globals['_PLUGINCOMMANDREQUEST']._serialized_start=700
+  _globals['_PLUGINCOMMANDREQUEST']._serialized_end=772
+  _globals['_PLUGINCOMMANDRESPONSE']._serialized_start=774
+  _globals['_PLUGINCOMMANDRESPONSE']._serialized_end=818
+  _globals['_CONTROL']._serialized_start=1126
+  _globals['_CONTROL']._serialized_end=1696
 # @@protoc_insertion_point(module_scope)

@@ -114,3 +114,19 @@ class StopResponse(_message.Message):
     PID_FIELD_NUMBER: _ClassVar[int]
     pid: int
     def __init__(self, pid: _Optional[int] = ...) -> None: ...
+
+class PluginCommandRequest(_message.Message):
+    __slots__ = ("name", "command", "args_json")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    command: str
+    args_json: str
+    def __init__(self, name: _Optional[str] = ..., command: _Optional[str] = ..., args_json: _Optional[str] = ...) -> None: ...
+
+class PluginCommandResponse(_message.Message):
+    __slots__ = ("result_json",)
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    result_json: str
+    def __init__(self, result_json: _Optional[str] = ...) -> None: ...

@@ -65,6 +65,11 @@ class ControlStub:
                 request_serializer=hft_dot_protos_dot_control__pb2.StopRequest.SerializeToString,
                 response_deserializer=hft_dot_protos_dot_control__pb2.StopResponse.FromString,
                 _registered_method=True)
+        self.PluginCommand = channel.unary_unary(
+                '/hft.control.v1.Control/PluginCommand',
+                request_serializer=hft_dot_protos_dot_control__pb2.PluginCommandRequest.SerializeToString,
+                response_deserializer=hft_dot_protos_dot_control__pb2.PluginCommandResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -116,6 +121,16 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PluginCommand(self, request, context):
+        """Send a command to a plugin that takes commands (a container: load or unload a child,
+        enable, disable, weight ...). NOT_FOUND if there is no such plugin, FAILED_PRECONDITION
+        if it is not running, UNIMPLEMENTED if it takes no commands, INVALID_ARGUMENT if it
+        refuses the command or its arguments.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -148,6 +163,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.Stop,
                     request_deserializer=hft_dot_protos_dot_control__pb2.StopRequest.FromString,
                     response_serializer=hft_dot_protos_dot_control__pb2.StopResponse.SerializeToString,
+            ),
+            'PluginCommand': grpc.unary_unary_rpc_method_handler(
+                    servicer.PluginCommand,
+                    request_deserializer=hft_dot_protos_dot_control__pb2.PluginCommandRequest.FromString,
+                    response_serializer=hft_dot_protos_dot_control__pb2.PluginCommandResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -313,6 +333,33 @@ class Control:
             '/hft.control.v1.Control/Stop',
             hft_dot_protos_dot_control__pb2.StopRequest.SerializeToString,
             hft_dot_protos_dot_control__pb2.StopResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PluginCommand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hft.control.v1.Control/PluginCommand',
+            hft_dot_protos_dot_control__pb2.PluginCommandRequest.SerializeToString,
+            hft_dot_protos_dot_control__pb2.PluginCommandResponse.FromString,
             options,
             channel_credentials,
             insecure,

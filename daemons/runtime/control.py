@@ -56,6 +56,15 @@ class HostStoppingError(Exception):
     """The daemon is shutting down and takes no more commands."""
 
 
+class CommandRefused(Exception):
+    """A plugin command that did not run, with the gRPC status that says why."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 def plugin_info(entry: LoadedPlugin) -> control_pb2.PluginInfo:
     return control_pb2.PluginInfo(name=entry.name, spec=entry.spec,
                                   state=_PLUGIN_STATES[entry.state], error=entry.error)
@@ -68,6 +77,31 @@ def status_response(host: DaemonHost) -> control_pb2.StatusResponse:
         uptime_s=host.uptime_s(), version=hft.__version__, config_path=str(host.suite.source or ""),
         plugins=map(plugin_info, host.plugins), metrics_port=host.metrics_port,
         started_ns=host.started_ns, loop_iterations=host.iterations)
+
+
+def plugin_command(host: DaemonHost, name: str, command: str, args: dict[str, Any]) -> str:
+    """Run ``command(command, args)`` of a running plugin (on the main thread); its result as
+    JSON. A plugin takes commands by defining that method; it refuses one by raising
+    ValueError, LookupError or TypeError."""
+    entry = host.plugins.get(name)
+    if entry.state is not PluginState.RUNNING or entry.instance is None:
+        raise CommandRefused(grpc.StatusCode.FAILED_PRECONDITION,
+                             f"plugin {name!r} is {entry.state.value}, not running")
+    handler = getattr(entry.instance, "command", None)
+    if not callable(handler):
+        raise CommandRefused(grpc.StatusCode.UNIMPLEMENTED,
+                             f"plugin {name!r} ({entry.spec}) takes no commands")
+    try:
+        result = handler(command, args)
+    except (ValueError, LookupError, TypeError) as exc:
+        reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise CommandRefused(grpc.StatusCode.INVALID_ARGUMENT,
+                             f"{name} {command}: {reason}") from None
+    try:
+        return json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise CommandRefused(grpc.StatusCode.INTERNAL,
+                             f"{name} {command}: the result is not JSON: {exc}") from None
 
 
 class ControlService(control_pb2_grpc.ControlServicer):
@@ -106,6 +140,13 @@ class ControlService(control_pb2_grpc.ControlServicer):
         name = _checked_name(request.name, context)
         return self._on_main_thread(context, lambda: plugin_info(self._host.plugins.reload(name)))
 
+    def PluginCommand(self, request: control_pb2.PluginCommandRequest,  # noqa: N802
+                      context: grpc.ServicerContext) -> control_pb2.PluginCommandResponse:
+        name = _checked_name(request.name, context)
+        args = _parse_config(request.args_json, context, "args_json")
+        return self._on_main_thread(context, lambda: control_pb2.PluginCommandResponse(
+            result_json=plugin_command(self._host, name, request.command, args)))
+
     def Stop(self, request: control_pb2.StopRequest,  # noqa: N802
              context: grpc.ServicerContext) -> control_pb2.StopResponse:
         self._host.request_stop("Control.Stop")
@@ -127,6 +168,8 @@ class ControlService(control_pb2_grpc.ControlServicer):
                              "(it is busy or hung; the command may still complete)")
         except HostStoppingError as exc:
             code, message = grpc.StatusCode.UNAVAILABLE, str(exc)
+        except CommandRefused as exc:
+            code, message = exc.code, exc.message
         except KeyError as exc:  # PluginManager: no plugin of that name
             code, message = grpc.StatusCode.NOT_FOUND, str(exc.args[0])
         except ValueError as exc:  # PluginManager.load: the name is taken
@@ -185,17 +228,18 @@ def _checked_name(name: str, context: grpc.ServicerContext) -> str:
     return name
 
 
-def _parse_config(text: str, context: grpc.ServicerContext) -> dict[str, Any]:
+def _parse_config(text: str, context: grpc.ServicerContext,
+                  field: str = "config_json") -> dict[str, Any]:
     if len(text) > MAX_CONFIG_JSON_LENGTH:
         _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-               f"config_json is {len(text)} characters, at most {MAX_CONFIG_JSON_LENGTH}")
+               f"{field} is {len(text)} characters, at most {MAX_CONFIG_JSON_LENGTH}")
     try:
         config = json.loads(text) if text else {}
     except json.JSONDecodeError as exc:
-        _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"config_json is not JSON: {exc}")
+        _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{field} is not JSON: {exc}")
     if not isinstance(config, dict):
         _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-               f"config_json must be a JSON object, got {type(config).__name__}")
+               f"{field} must be a JSON object, got {type(config).__name__}")
     return config
 
 

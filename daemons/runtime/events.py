@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterable
 from enum import IntEnum, IntFlag
 from typing import NamedTuple
 
@@ -322,21 +323,30 @@ _STRUCT_CODES = {"u1": "B", "u2": "H", "u4": "I", "u8": "Q", "i1": "b", "i2": "h
                  "i8": "q", "f8": "d"}
 
 
-def record_struct(event_type: EventType) -> struct.Struct:
-    """A ``struct.Struct`` laid out exactly like the type's dtype: ``pack_into`` fills a whole
-    record (every field, in dtype order, arrays flattened) in one C call, which is several
-    times cheaper than setting numpy fields one by one."""
-    dtype = DTYPES[event_type]
+def fields_struct(dtype: np.dtype[np.void], names: Iterable[str] | None = None, *,
+                  size: int | None = None) -> struct.Struct:
+    """A ``struct.Struct`` for the named fields of ``dtype`` (all when None) at their offsets,
+    in offset order, subarrays flattened, padded to ``size`` bytes when given. One
+    ``unpack_from``/``pack_into`` call then reads or writes them all: several times cheaper
+    than numpy field access on a single record."""
+    fields = dtype.fields
+    assert fields is not None and dtype.names is not None
     parts, position = ["<"], 0
-    for name in dtype.names or ():
-        field_dtype, offset = dtype.fields[name][:2]  # type: ignore[index]
-        parts.append("x" * (offset - position))
+    for name in sorted(dtype.names if names is None else names, key=lambda n: fields[n][1]):
+        field_dtype, offset = fields[name][0], fields[name][1]
         base, count = field_dtype.base, int(np.prod(field_dtype.shape or (1,)))
         code = f"{base.itemsize}s" if base.kind == "S" else _STRUCT_CODES[f"{base.kind}{base.itemsize}"]
-        parts.append(f"{count}{code}" if count > 1 else code)
+        parts += ["x" * (offset - position), f"{count}{code}" if count > 1 else code]
         position = offset + field_dtype.itemsize
-    parts.append("x" * (RECORD_SIZE - position))
-    packer = struct.Struct("".join(parts))
+    if size is not None:
+        parts.append("x" * (size - position))
+    return struct.Struct("".join(parts))
+
+
+def record_struct(event_type: EventType) -> struct.Struct:
+    """A ``struct.Struct`` laid out exactly like the type's whole record: ``pack_into`` fills
+    every field (in dtype order, arrays flattened) in one C call."""
+    packer = fields_struct(DTYPES[event_type], size=RECORD_SIZE)
     assert packer.size == RECORD_SIZE
     return packer
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -73,12 +73,7 @@ class HostCollector:
                 plugin_state.add_metric([entry.name, state.value], int(entry.state is state))
         yield plugin_state
 
-        for entry in host.plugins:
-            if entry.instance is not None and entry.state is PluginState.RUNNING:
-                try:
-                    yield from entry.instance.metrics()
-                except Exception:  # a plugin's broken metrics must not break the scrape
-                    log.exception("plugin metrics failed", extra={"plugin": entry.name})
+        yield from _merged(self._plugin_families())
 
         yield CounterMetricFamily("hft_main_loop_iterations", "Main-loop iterations",
                                   value=host.iterations)
@@ -87,6 +82,28 @@ class HostCollector:
         yield GaugeMetricFamily("hft_heartbeat_age_seconds",
                                 "Seconds since the main loop last wrote its heartbeat",
                                 value=host.heartbeat_age_s())
+
+
+    def _plugin_families(self) -> Iterator[Metric]:
+        for entry in self._host.plugins:
+            if entry.instance is not None and entry.state is PluginState.RUNNING:
+                try:
+                    yield from list(entry.instance.metrics())
+                except Exception:  # a plugin's broken metrics must not break the scrape
+                    log.exception("plugin metrics failed", extra={"plugin": entry.name})
+
+
+def _merged(families: Iterable[Metric]) -> Iterator[Metric]:
+    """One family per name: plugins of one kind (two feeds, two factor hosts) each report the
+    same families with their own labels, and OpenMetrics refuses a scrape that repeats one."""
+    by_name: dict[str, Metric] = {}
+    for family in families:
+        known = by_name.get(family.name)
+        if known is None:
+            by_name[family.name] = family
+        else:
+            known.samples.extend(family.samples)
+    return iter(by_name.values())
 
 
 class _QuietHandler(WSGIRequestHandler):
