@@ -29,7 +29,9 @@ pip_install() {
 }
 : >.venv/setup.log
 pip_install -e ".[dev]"
-# The benchmark peer: vn.py's EventEngine needs only the standard library, so its
-# dependency tree (Qt, ta-lib, ...) is not installed.
+# The benchmark peers: vn.py's EventEngine needs only the standard library, so its
+# dependency tree (Qt, ...) is not installed; its BarGenerator module imports talib, whose
+# PyPI wheel bundles the C library.
 pip_install --no-deps "vnpy==4.5.0"
+pip_install "ta-lib==0.8.2"
 echo "setup: done (.venv/bin/hftctl --help)"

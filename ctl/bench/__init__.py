@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from hft.ctl.bench import bus, factors, ipc, journal, md, seqlock
+from hft.ctl.bench import bars, bus, factors, ipc, journal, md, seqlock
 from hft.ctl.bench.common import BenchError, Result
 
-__all__ = ["BENCHMARKS", "BenchError", "Result", "bus", "factors", "ipc", "journal", "md",
+__all__ = ["BENCHMARKS", "BenchError", "Result", "bars", "bus", "factors", "ipc", "journal", "md",
            "resolve", "run", "run_iter", "seqlock"]
 
 BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "import": md.run_import,
     "replay": md.run_replay,
     "recorder": md.run_recorder,
+    "bars": bars.run,
     "factors": factors.run,
 }
 """Benchmark name -> function(quick) returning its results, in the order ``all`` runs them."""
