@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from hft.ctl import bench
-from hft.ctl.bench import md
+from hft.ctl.bench import common, md
 from hft.ctl.bench.common import RESERVED_KEYS, BenchError
 from hft.daemons.engine.replay import Replay
 from hft.daemons.runtime.config import SuiteConfig
@@ -78,8 +78,8 @@ def test_targets_say_whether_met(results: dict[str, dict[str, Any]]) -> None:
 
 def test_a_missing_tick_file_is_a_clear_error(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(md.TICKS_ENV, str(tmp_path / "absent.csv"))
-    with pytest.raises(BenchError, match=md.TICKS_ENV):
+    monkeypatch.setenv(common.TICKS_ENV, str(tmp_path / "absent.csv"))
+    with pytest.raises(BenchError, match=common.TICKS_ENV):
         md.run_import(quick=True)
 
 

@@ -69,3 +69,4 @@ def test_unknown_instrument_and_missing_journal_are_named(tmp_path: Path) -> Non
     assert "no ticks of rb2105" in unknown.stderr and "IF2101" in unknown.stderr
     missing = hftctl("ticks", "--journal", str(tmp_path / "nope"), "--instrument", "IF2101")
     assert missing.returncode == 1 and "no such journal file" in missing.stderr
+

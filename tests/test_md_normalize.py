@@ -237,3 +237,16 @@ def test_turnover_from_average_price_uses_czce_per_unit_prices(tmp_path: Path,
     path = write(tmp_path / "avg.csv", "TradingDay,UpdateTime,InstrumentID,LastPrice,Volume,AveragePrice\n"
                                        "20210104,09:30:00,SR105,5300,4,5299.5\n")
     assert read_ticks(path, instruments)["turnover"][0] == 5299.5 * 10 * 4  # SR: 10 t a lot
+
+
+@pytest.mark.parametrize(("trading_day", "flagged"), [("20210104", False), ("20210105", True)],
+                         ids=["first-day-after-new-year", "ordinary-day"])
+def test_the_opening_auction_of_a_day_without_night_session_is_in_session(
+        instruments: InstrumentTable, trading_day: str, flagged: bool) -> None:
+    """rb trades a night session, so its day session has no call auction, except on a day
+    without a night session (after a holiday), which opens with one at 08:59."""
+    tick = normalized(TickNormalizer(instruments, stale_after_s=None),
+                      ctp_tick(instrument="rb2105", trading_day=trading_day, action_day=trading_day,
+                               time="08:59:00", ms=0))
+    assert tick is not None
+    assert bool(tick["flags"] & TickFlag.OUT_OF_SESSION) is flagged

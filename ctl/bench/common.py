@@ -219,3 +219,44 @@ def receive(conn: Connection, process: SpawnProcess, what: str, timeout_s: float
 def rss_mb() -> float:
     """This process's resident set size in MiB."""
     return float(psutil.Process().memory_info().rss) / 2**20
+
+
+TICKS_ENV = "HFT_BENCH_TICKS"
+TICKS_FILE = "IF2101_20210104_ticks.csv"
+
+
+def ticks_file() -> Path:
+    """The IF day CSV: ``TICKS_ENV`` if set, else ``shared/data`` in a parent of this file."""
+    configured = os.environ.get(TICKS_ENV)
+    if configured:
+        candidates = [Path(configured)]
+    else:
+        here = Path(__file__).resolve()
+        candidates = [parent / "shared" / "data" / TICKS_FILE for parent in here.parents]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise BenchError(f"{TICKS_FILE} not found (looked for {candidates[0]}"
+                     f"{' and in the parents' if len(candidates) > 1 else ''}); set "
+                     f"{TICKS_ENV} to its path")
+
+
+SPIN_TAIL_NS = 60_000  # more than a sleep's usual overshoot (50 us timer slack)
+
+
+def wait_until(due_ns: int) -> None:
+    """Sleep until shortly before ``due_ns``, then spin to it, so the writer is running (not
+    waking up) when it stamps and commits."""
+    rest_ns = due_ns - time.monotonic_ns() - SPIN_TAIL_NS
+    if rest_ns > 0:
+        time.sleep(rest_ns / 1e9)
+    while time.monotonic_ns() < due_ns:
+        pass
+
+
+def check_complete(samples: np.ndarray, n: int, what: str) -> None:
+    if len(samples) != n:
+        raise BenchError(f"{what} got {len(samples)} of {n} records before it timed out")
+    if (samples <= 0).any():
+        raise BenchError(f"{what}: a record was seen before it was stamped; the clock is "
+                         "not monotonic across processes here")

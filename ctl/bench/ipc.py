@@ -22,8 +22,9 @@ import numpy as np
 
 from hft.ctl.bench.common import (
     SPAWN,
-    BenchError,
+    SPIN_TAIL_NS,
     Result,
+    check_complete,
     child,
     field_offset,
     percentiles,
@@ -32,6 +33,7 @@ from hft.ctl.bench.common import (
     sample_tick,
     temp_dir,
     wait_ready,
+    wait_until,
 )
 from hft.daemons.runtime.events import TICK_DTYPE, EventType
 from hft.daemons.runtime.journal import JournalReader, JournalWriter, WaitMode
@@ -39,7 +41,6 @@ from hft.daemons.runtime.journal import JournalReader, JournalWriter, WaitMode
 PEER = "multiprocessing.Pipe: send_bytes(record) / blocking recv_bytes in the child"
 MODES = (WaitMode.BUSY, WaitMode.YIELD, WaitMode.BLOCK)
 _TS_OFFSET = field_offset(TICK_DTYPE, "exchange_ts_ns")
-_SPIN_TAIL_NS = 60_000  # more than a sleep's usual overshoot (50 us timer slack)
 SPIN_S = 50e-6
 """The yield and block readers' spin before they yield or sleep (the reader's default)."""
 _RECORD_TIMEOUT_S = 10.0  # a reader that waits this long for one record has lost the writer
@@ -61,7 +62,7 @@ def run(quick: bool) -> list[Result]:
             f"ipc.{mode.value}", figures, quick=quick,
             params={"n": n, "warmup_dropped": warmup, "mode": mode.value,
                     "interval_us": interval_ns / 1000,
-                    "pacing": f"sleep, then spin the last {_SPIN_TAIL_NS // 1000} us",
+                    "pacing": f"sleep, then spin the last {SPIN_TAIL_NS // 1000} us",
                     **({} if mode is WaitMode.BUSY else {"spin_us": SPIN_S * 1e6}),
                     "clock": "monotonic_ns, stamped before commit / send",
                     "peer_mode": "blocking recv"},
@@ -85,24 +86,14 @@ def _journal_latency(directory: Path, mode: WaitMode, n: int, interval_ns: int) 
         due = clock()
         for _ in range(n):
             due += interval_ns
-            _wait_until(due)
+            wait_until(due)
             slot = claim(tick_type)
             slot["exchange_ts_ns"] = clock()
             commit()
         samples: np.ndarray = receive(results_in, process, f"ipc {mode.value} reader",
                                       _RECORD_TIMEOUT_S + 10.0)
-    _check_complete(samples, n, f"journal reader ({mode.value})")
+    check_complete(samples, n, f"journal reader ({mode.value})")
     return samples
-
-
-def _wait_until(due_ns: int) -> None:
-    """Sleep until shortly before ``due_ns``, then spin to it, so the writer is running (not
-    waking up) when it stamps and commits."""
-    rest_ns = due_ns - time.monotonic_ns() - _SPIN_TAIL_NS
-    if rest_ns > 0:
-        time.sleep(rest_ns / 1e9)
-    while time.monotonic_ns() < due_ns:
-        pass
 
 
 def _journal_reader(directory: str, name: str, mode: str, n: int, ready: Connection,
@@ -135,14 +126,14 @@ def _pipe_latency(n: int, interval_ns: int) -> np.ndarray:
             due = clock()
             for _ in range(n):
                 due += interval_ns
-                _wait_until(due)
+                wait_until(due)
                 record["exchange_ts_ns"] = clock()
                 send(tick.tobytes())
             samples: np.ndarray = receive(results_in, process, "ipc pipe reader",
                                           _RECORD_TIMEOUT_S + 10.0)
     finally:
         data_out.close()
-    _check_complete(samples, n, "pipe reader")
+    check_complete(samples, n, "pipe reader")
     return samples
 
 
@@ -163,9 +154,3 @@ def _pipe_reader(data: Connection, n: int, ready: Connection, results: Connectio
     results.send(samples[:received])
 
 
-def _check_complete(samples: np.ndarray, n: int, what: str) -> None:
-    if len(samples) != n:
-        raise BenchError(f"{what} got {len(samples)} of {n} records before it timed out")
-    if (samples <= 0).any():
-        raise BenchError(f"{what}: a record was seen before it was stamped; the clock is "
-                         "not monotonic across processes here")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +45,7 @@ from hft.ctl.bench.common import (
     SPAWN,
     BenchError,
     Result,
+    check_complete,
     child,
     median_ns_per_op,
     median_rate,
@@ -54,9 +54,10 @@ from hft.ctl.bench.common import (
     result,
     sample_tick,
     temp_dir,
+    ticks_file,
     wait_ready,
+    wait_until,
 )
-from hft.ctl.bench.ipc import _check_complete, _wait_until
 from hft.daemons.engine.replay import Replay
 from hft.daemons.md.csvfile import read_ticks
 from hft.daemons.md.ctpstruct import RawStructReader
@@ -70,9 +71,7 @@ from hft.daemons.runtime.host import DaemonHost
 from hft.daemons.runtime.journal import JournalReader, JournalWriter
 from hft.daemons.runtime.plugins import PluginState
 
-TICKS_ENV = "HFT_BENCH_TICKS"
 """Path of the IF day CSV, when it is not at ``shared/data`` above the package."""
-TICKS_FILE = "IF2101_20210104_ticks.csv"
 TRADING_DAY = 20210104
 TICK_STEP_NS = 500_000
 """Replay journal: ticks this far apart (the whole market: ~800 contracts, 2-4 ticks/s each)."""
@@ -107,22 +106,6 @@ def run_import(quick: bool) -> list[Result]:
                 "journal": "a new one per repeat, in the default temp dir",
                 "parse": "read_ticks alone: CSV rows -> normalized records, nothing written"},
     )]
-
-
-def ticks_file() -> Path:
-    """The IF day CSV: ``TICKS_ENV`` if set, else ``shared/data`` in a parent of this file."""
-    configured = os.environ.get(TICKS_ENV)
-    if configured:
-        candidates = [Path(configured)]
-    else:
-        here = Path(__file__).resolve()
-        candidates = [parent / "shared" / "data" / TICKS_FILE for parent in here.parents]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise BenchError(f"{TICKS_FILE} not found (looked for {candidates[0]}"
-                     f"{' and in the parents' if len(candidates) > 1 else ''}); set "
-                     f"{TICKS_ENV} to its path")
 
 
 def _import(path: Path, directory: Path, name: str, instruments: InstrumentTable, n: int) -> int:
@@ -406,12 +389,12 @@ def _visible_latency(recorder: _RecorderFactory, read: Read, structs: Sequence[A
         on_depth, stamp, due = opened.on_depth, time.time_ns, time.monotonic_ns()
         for depth in structs:
             due += interval_ns
-            _wait_until(due)
+            wait_until(due)
             on_depth(read(depth), stamp())
         samples: np.ndarray = receive(results_in, process, "recorder reader",
                                       _RECORD_TIMEOUT_S + 10.0)
         _check_count("the recorder", opened.normalizer.stats.ticks, n)
-    _check_complete(samples, n, "md journal reader")
+    check_complete(samples, n, "md journal reader")
     return samples
 
 

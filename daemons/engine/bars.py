@@ -53,9 +53,8 @@ from hft.daemons.refdata.instruments import ProductTable
 from hft.daemons.refdata.sessions import (
     MINUTES_PER_DAY,
     NO_BAR,
-    Section,
     SessionTemplate,
-    build_template,
+    day_only,
     local_minute,
     tday_minute,
 )
@@ -153,14 +152,6 @@ class Schedule:
     ms_to: list[int] = field(repr=False)
     """Per bar: the local clock range (ms since midnight) of the run of minutes around its
     label that feed it, auction or end minute included: the live path's one-compare test."""
-
-
-def day_only(template: SessionTemplate) -> SessionTemplate:
-    """The template on a trading day without a night session: day sections only, the call
-    auction in the minute before the first of them."""
-    sections = tuple(s for s in template.sections if not s.is_night)
-    first = sections[0].start
-    return build_template(f"{template.name}-day", Section(first - 1, first), sections)
 
 
 def make_schedule(template: SessionTemplate, periods: Sequence[Period]) -> Schedule:

@@ -42,7 +42,10 @@ def import_files(paths: Sequence[Path], directory: Path, name: str, instruments:
     for part in parts:
         merged[position:position + len(part)] = part
         position += len(part)
-    merged = merged[np.argsort(merged["ts_ns"], kind="stable")]
+    # sort whole rows as bytes: fancy indexing a padded record dtype leaves the padding
+    # uninitialized, and a journal's bytes must not depend on the heap
+    rows = merged.view(np.uint8).reshape(len(merged), -1)
+    merged = rows[np.argsort(merged["ts_ns"], kind="stable")].reshape(-1).view(TICK_DTYPE)
     _check_after_journal(directory, name, int(merged["ts_ns"][0]))
     with JournalWriter(directory, name) as writer:
         first_seq = writer.last_seq + 1

@@ -28,6 +28,7 @@ from typing import Any
 
 from hft.daemons.refdata import calendar
 from hft.daemons.refdata.instruments import Instrument, InstrumentTable
+from hft.daemons.refdata.sessions import day_only
 from hft.daemons.runtime.events import EventType, TickFlag, record_struct
 
 EMPTY_PRICE = 1e300
@@ -82,16 +83,20 @@ class NormalizerStats:
 class _InstrumentState:
     """What the normalizer keeps per instrument, found by the feed's raw id bytes."""
 
-    __slots__ = ("exchange", "id", "in_session", "index", "instrument", "last_md",
-                 "last_trading_day", "last_volume")
+    __slots__ = ("exchange", "id", "in_day_session", "in_session", "index", "instrument",
+                 "last_md", "last_trading_day", "last_volume")
 
     def __init__(self, instrument: Instrument) -> None:
         self.instrument = instrument
         self.index = instrument.index
         self.id = instrument.id.encode()
         self.exchange = instrument.exchange_id
-        self.in_session = bytes(instrument.product.session.bar_of_minute >= 0)
+        session = instrument.product.session
+        self.in_session = bytes(session.bar_of_minute >= 0)
         """Trading-day minute -> 1 if it is in a session (auction and end minutes included)."""
+        self.in_day_session = bytes(day_only(session).bar_of_minute >= 0) \
+            if session.has_night else self.in_session
+        """The same on a trading day without a night session (the first after a holiday)."""
         self.last_md: DepthValues = ()
         self.last_trading_day = 0
         self.last_volume = 0
@@ -117,7 +122,7 @@ class TickNormalizer:
         """Exchange time (ns) of the last record kept."""
         self._states: dict[bytes, _InstrumentState] = {}
         self._second_ms: dict[bytes, int] = {}
-        self._days: dict[tuple[bytes, bytes, bytes, bytes, int], tuple[int, int, bool, int]] = {}
+        self._days: dict[tuple[bytes, bytes, bytes, bytes, int], tuple[int, int, bool, int, bytes]] = {}
 
     def normalize(self, md: DepthValues, received_ns: int | None, out: bytearray | memoryview,
                   offset: int = 0) -> bool:
@@ -145,12 +150,12 @@ class TickNormalizer:
         if days is None:
             days = self._resolve(state, exchange, instrument_id, trading_day_text, action_day_text,
                                  update_ms, part)
-        trading_day, action_day, derived, midnight = days
+        trading_day, action_day, derived, midnight, in_session = days
         exchange_ts = midnight + update_ms * 1_000_000
         flags = _DAYS_DERIVED if derived else 0
         if volume < state.last_volume and trading_day == state.last_trading_day:
             flags |= _VOLUME_BACKWARDS
-        if not state.in_session[(update_ms // 60_000 - _EVENING_MINUTE) % 1440]:
+        if not in_session[(update_ms // 60_000 - _EVENING_MINUTE) % 1440]:
             flags |= _OUT_OF_SESSION
         if received_ns is None:
             received_ns = exchange_ts
@@ -209,15 +214,17 @@ class TickNormalizer:
 
     def _resolve(self, state: _InstrumentState, exchange: bytes, instrument_id: bytes,
                  trading_day: bytes, action_day: bytes, update_ms: int,
-                 part: int) -> tuple[int, int, bool, int]:
-        """(TradingDay, ActionDay, whether one was derived, local midnight of ActionDay in ns),
-        cached per exchange, instrument, day fields and part of the day."""
+                 part: int) -> tuple[int, int, bool, int, bytes]:
+        """(TradingDay, ActionDay, whether one was derived, local midnight of ActionDay in ns,
+        the day's in-session table), cached per exchange, instrument, day fields and part of
+        the day."""
         exchange_id = exchange.rstrip(b"\0") or state.exchange
         trading, action, derived = resolve_days(exchange_id, trading_day.rstrip(b"\0"),
                                                 action_day.rstrip(b"\0"), update_ms)
         midnight = (calendar.to_date(action) - _EPOCH).days * 86_400 * 10**9 - CHINA_UTC_OFFSET_NS
+        in_session = state.in_session if calendar.has_night_session(trading) else state.in_day_session
         days = self._days[(exchange, instrument_id, trading_day, action_day, part)] = (
-            trading, action, derived, midnight)
+            trading, action, derived, midnight, in_session)
         return days
 
 

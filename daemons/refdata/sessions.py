@@ -12,6 +12,7 @@ last bar, any other minute outside the sections has no bar.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -81,6 +82,15 @@ def build_template(name: str, auction: Section | None, sections: tuple[Section, 
         for minute in range(auction.start, auction.end):
             bar_of_minute[minute] = bar_of_minute[first.start]
     return SessionTemplate(name, auction, sections, bar_of_minute, bar_starts)
+
+
+@functools.cache
+def day_only(template: SessionTemplate) -> SessionTemplate:
+    """The template on a trading day without a night session (the first day after a holiday):
+    day sections only, the call auction in the minute before the first of them."""
+    sections = tuple(s for s in template.sections if not s.is_night)
+    first = sections[0].start
+    return build_template(f"{template.name}-day", Section(first - 1, first), sections)
 
 
 def load_templates(text: str | None = None) -> dict[str, SessionTemplate]:
