@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -116,9 +117,20 @@ def test_bad_replay_config_is_refused_naming_the_key(tmp_path: Path) -> None:
     host = DaemonHost("engine", SuiteConfig())
     entry = host.plugins.load("replay", "replay", {"mode": "sideways"})
     assert entry.state is PluginState.FAILED and "mode" in entry.error
-    entry = host.plugins.load("replay2", "replay", {"journals": ["absent"],
+    entry = host.plugins.load("replay2", "replay", {"journals": ["absent"], "mode": "historical",
                                                     "directory": str(tmp_path)})
     assert entry.state is PluginState.FAILED and "no such journal file" in entry.error
+
+
+def test_live_replay_waits_for_a_journal_that_does_not_exist_yet(tmp_path: Path) -> None:
+    host, seen, plugin = replay_host({"journals": ["md"], "directory": str(tmp_path)})
+    assert host.pollers == () and not plugin._attach()
+    write_ticks(tmp_path, "md", b"IF2101", [T0])  # hft_md starts: its history is not replayed
+    assert plugin._attach() and host.pollers == (plugin.poll,)
+    write_ticks(tmp_path, "md", b"IF2101", [T0 + SECOND])
+    drain(plugin)
+    assert [t[2] for t in seen.of(EventType.MARKET_DATA)] == [T0 + SECOND]
+    host.plugins.stop_all()
 
 
 TWO_DAEMONS = """
@@ -155,3 +167,17 @@ def test_ticks_from_a_hft_md_process_reach_the_engine_process_bus(
     engine = start_daemon("engine", config)
     wait_for(lambda: published_ticks(engine) >= 20, "20 ticks on the engine's bus", 60)
     assert published_ticks(hft_md) == 0, "hft_md publishes nothing on its own bus"
+
+
+def test_live_timers_follow_the_feeds_clock_not_the_machines(tmp_path: Path) -> None:
+    """A simulated feed's clock skips closed hours: bars must close on its time."""
+    write_ticks(tmp_path, "md", b"IF2101", [T0])
+    host, seen, plugin = replay_host({"journals": ["md"], "directory": str(tmp_path)})
+    plugin._wall_timer()
+    before = seen.of(EventType.TIMER)[-1][2]
+    assert abs(before - time.time_ns()) < 60 * SECOND, "no data yet: the wall clock"
+    write_ticks(tmp_path, "md", b"IF2101", [T0 + SECOND])  # 2021, far from today
+    drain(plugin)
+    plugin._wall_timer()
+    assert T0 + SECOND <= seen.of(EventType.TIMER)[-1][2] < T0 + 60 * SECOND
+    host.plugins.stop_all()

@@ -29,10 +29,18 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from pydantic import BaseModel, ConfigDict, Field
 
 from hft.daemons.runtime.events import DTYPES, HEADER_DTYPE, MAX_EVENT_TYPE, EventType, empty
-from hft.daemons.runtime.journal import JournalLapped, JournalReader, seq_at_time
+from hft.daemons.runtime.journal import (
+    JournalError,
+    JournalFormatError,
+    JournalLapped,
+    JournalReader,
+    seq_at_time,
+)
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.waitmode import WaitMode
 
+ATTACH_INTERVAL_S = 0.5
+"""How often a live replay looks for md journals that do not exist yet."""
 _MARKET_DATA = int(EventType.MARKET_DATA)
 _TIMER = int(EventType.TIMER)
 _DTYPE_OF = {int(event_type): dtype for event_type, dtype in DTYPES.items()}
@@ -78,21 +86,45 @@ class Replay(Plugin):
 
     def start(self) -> None:
         config, ctx = self.config, self.ctx
-        directory = config.directory or ctx.host.journal_dir
-        start_ns = _ns(config.start) if config.start else None
-        self._readers = [
-            JournalReader(directory, name, wait_mode=config.wait_mode,
-                          start=self._start_seq(directory, name, start_ns))
-            for name in config.journals]
+        self._directory = config.directory or ctx.host.journal_dir
+        self._start_ns = _ns(config.start) if config.start else None
+        self._readers: list[JournalReader] = []
         # one pending (ts_ns, journal index, record, type) per journal: the merge front
         self._front: list[tuple[int, int, Any, int]] = []
         self._data_start_ns = self._wall_start_ns = 0
         self._next_timer_ns = 0
-        ctx.add_poller(self.poll)
-        if config.mode == "live":
-            ctx.call_every(config.timer_interval_ms / 1000, self._wall_timer)
-            if len(self._readers) == 1 and config.wait_mode is WaitMode.BLOCK:
-                ctx.set_idle_waiter(self._readers[0].wait)
+        self._clock_data_ns = self._clock_wall_ns = 0
+        if config.mode == "historical":  # history that is not there is an error
+            self._readers = [self._open(name) for name in config.journals]
+            ctx.add_poller(self.poll)
+            return
+        ctx.call_every(config.timer_interval_ms / 1000, self._wall_timer)
+        if not self._attach():  # live: the engine may start before hft_md made its journals
+            ctx.log.warning("waiting for the md journals to appear",
+                            extra={"journals": config.journals, "directory": str(self._directory)})
+            ctx.call_every(ATTACH_INTERVAL_S, self._attach)
+
+    def _attach(self) -> bool:
+        """Open every live journal once all exist, then start following them."""
+        if self._readers:
+            return True
+        try:
+            readers = [self._open(name) for name in self.config.journals]
+        except JournalFormatError as exc:
+            self.ctx.log.error("an md journal cannot be read", extra={"error": str(exc)})
+            return False
+        except JournalError:
+            return False  # not there yet (missing, or no segment): the timer tries again
+        self._readers = readers
+        self.ctx.add_poller(self.poll)
+        if len(readers) == 1 and self.config.wait_mode is WaitMode.BLOCK:
+            self.ctx.set_idle_waiter(readers[0].wait)
+        self.ctx.log.info("following the md journals", extra={"journals": self.config.journals})
+        return True
+
+    def _open(self, name: str) -> JournalReader:
+        return JournalReader(self._directory, name, wait_mode=self.config.wait_mode,
+                             start=self._start_seq(self._directory, name, self._start_ns))
 
     def stop(self) -> None:
         for reader in self._readers:
@@ -111,7 +143,7 @@ class Replay(Plugin):
     def _follow(self, reader: JournalReader) -> int:
         """Live, one journal, no filter: the hot path, straight from the reader to the bus."""
         publish, read = self.ctx.bus.publish, reader.read
-        count = 0
+        count, last = 0, None
         for _ in range(self.config.batch):
             try:
                 record = read()
@@ -122,6 +154,9 @@ class Replay(Plugin):
                 break
             publish(reader.last_type, record)
             count += 1
+            last = record
+        if last is not None:
+            self._anchor_clock(int(last["ts_ns"]))
         self.published += count
         return count
 
@@ -196,6 +231,8 @@ class Replay(Plugin):
             heapq.heappop(front)
             if self.config.mode == "historical":
                 self._data_timers(ts_ns)
+            else:
+                self._anchor_clock(ts_ns)
             if not (self._filter and event_type == _MARKET_DATA
                     and bytes(record["instrument"]) not in self._filter):
                 publish(event_type, record)
@@ -243,8 +280,16 @@ class Replay(Plugin):
             self._publish_timer(self._next_timer_ns)
             self._next_timer_ns += interval
 
+    def _anchor_clock(self, data_ns: int) -> None:
+        self._clock_data_ns, self._clock_wall_ns = data_ns, time.time_ns()
+
     def _wall_timer(self) -> None:
-        self._publish_timer(time.time_ns())
+        """Live TIMER on the feed's clock: the last record's ts_ns plus the wall time since it
+        was read. For a real feed that is the wall clock; for a simulated one, whose clock
+        skips closed hours, it is the simulation's, so bars close on the data's time."""
+        now = time.time_ns()
+        self._publish_timer(self._clock_data_ns + now - self._clock_wall_ns
+                            if self._clock_data_ns else now)
 
     def _publish_timer(self, now_ns: int) -> None:
         self._timer["ts_ns"] = now_ns

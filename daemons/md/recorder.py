@@ -43,9 +43,10 @@ class Recorder:
         self.gaps = 0
         self.last_lag_ns = 0
         """Receive time minus exchange time of the last tick (feed latency plus clock skew)."""
-        self.last_received_ns = 0
         self._snapshot_slots: dict[int, int] = {}
-        self.gap("recorder started", _last_ts(writer))
+        self.last_received_ns = _last_ts(writer)
+        """Stamp of the last record (at start: the journal's last), so markers keep time order."""
+        self.gap("recorder started")
 
     @classmethod
     def open(cls, feed: str, journal_dir: Path, journal: str, instruments: InstrumentTable, *,
@@ -56,11 +57,10 @@ class Recorder:
         normalizer = TickNormalizer(instruments, stale_after_s=stale_after_s, drop_stale=drop_stale)
         return cls(feed, writer, snapshot, normalizer)
 
-    def on_depth(self, md: DepthValues, received_ns: int | None = None) -> bool:
-        """Record one snapshot (DEPTH_FIELDS values); False if it was dropped (a duplicate,
-        stale, unreadable)."""
-        if received_ns is None:
-            received_ns = time.time_ns()
+    def on_depth(self, md: DepthValues, received_ns: int) -> bool:
+        """Record one snapshot (DEPTH_FIELDS values) received at ``received_ns`` (the source's
+        clock: the wall clock for a live feed); False if it was dropped (a duplicate, stale,
+        unreadable)."""
         buffer, offset = self.writer.next_slot()
         try:
             kept = self.normalizer.normalize(md, received_ns, buffer, offset)
@@ -82,9 +82,11 @@ class Recorder:
         return True
 
     def gap(self, reason: str, last_ns: int | None = None) -> None:
-        """Journal that data may be missing from ``last_ns`` (default: the last tick) on."""
+        """Journal that data may be missing from ``last_ns`` (default: the last tick) on. The
+        marker is stamped no earlier than the last record: a journal stays in time order
+        even when the source's clock (a simulation's) runs ahead of the wall clock."""
         marker = empty(EventType.FEED_GAP)
-        marker["ts_ns"] = time.time_ns()
+        marker["ts_ns"] = max(time.time_ns(), self.last_received_ns)
         marker["feed"] = self.feed.encode()[:16]
         marker["reason"] = reason.encode()[:64]
         marker["last_ns"] = self.last_received_ns if last_ns is None else last_ns

@@ -47,15 +47,11 @@ class SimFeed(Plugin):
         super().init(ctx)
         config: SimFeedConfig = ctx.config
         self._config = config
-        table = InstrumentTable(ProductTable.load())
+        self._table = InstrumentTable(ProductTable.load())
         start = config.start or dt.datetime.now(CHINA)
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=CHINA)
-        instruments = [table.register(_contract(name, start, table)) for name in config.instruments]
-        self._market = SimulatedMarket(instruments, start, seed=config.seed,
-                                       interval_ms=config.interval_ms)
-        self._target_ms = float(self._market.now_ms)
-        self._table = table
+        self._start = start if start.tzinfo else start.replace(tzinfo=CHINA)
+        self._instruments = [self._table.register(_contract(name, self._start, self._table))
+                             for name in config.instruments]
 
     def start(self) -> None:
         config = self._config
@@ -63,6 +59,11 @@ class SimFeed(Plugin):
             "sim", self.ctx.host.journal_dir, config.journal, self._table,
             snapshot_path=self.ctx.host.run_dir / f"{config.journal}.snap" if config.snapshot else None,
             stale_after_s=None)
+        # a restart resumes after the journal's last record: its clock may be ahead of ours
+        resume = dt.datetime.fromtimestamp(self.recorder.last_received_ns / 1e9, CHINA)
+        self._market = SimulatedMarket(self._instruments, max(self._start, resume),
+                                       seed=config.seed, interval_ms=config.interval_ms)
+        self._target_ms = float(self._market.now_ms)
         self._last_poll_ns = time.monotonic_ns()
         self.ctx.add_poller(self.poll)
 
@@ -70,9 +71,10 @@ class SimFeed(Plugin):
         now_ns = time.monotonic_ns()
         self._target_ms += (now_ns - self._last_poll_ns) / 1e6 * self._config.speed
         self._last_poll_ns = now_ns
-        recorded = 0
-        for snapshot in self._market.advance(int(self._target_ms)):
-            recorded += self.recorder.on_depth(snapshot)
+        recorded, market = 0, self._market
+        for snapshot in market.advance(int(self._target_ms)):
+            # the simulation is its own exchange: it receives each snapshot at its own time
+            recorded += self.recorder.on_depth(snapshot, market.now_ms * 1_000_000)
         self._target_ms = max(self._target_ms, self._market.now_ms - self._config.interval_ms)
         return recorded
 
