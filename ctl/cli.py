@@ -253,45 +253,6 @@ def events() -> None:
     click.echo(describe())
 
 
-def _period(ctx: click.Context, param: click.Parameter, value: str) -> Any:
-    from hft.daemons.engine.bars import parse_period
-
-    try:
-        return parse_period(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-@main.command()
-@click.option("--journal", "directory", required=True, metavar="DIR",
-              type=click.Path(file_okay=False, path_type=Path), help="Directory of the md journal.")
-@click.option("--name", default="md", show_default=True, help="Name of the md journal in DIR.")
-@click.option("--instrument", required=True, metavar="ID", help="Instrument id, e.g. IF2101.")
-@click.option("--period", default="1m", show_default=True, callback=_period,
-              help="1m, 5m, 15m, 30m, 1h (any Nm/Nh dividing a day) or 1d (a trading day).")
-@click.option("--format", "output_format", type=click.Choice(["csv"]), default="csv",
-              show_default=True, help="Output format.")
-def bars(directory: Path, name: str, instrument: str, period: Any, output_format: str) -> None:
-    """Print the bars of one instrument built from an md journal (the batch path): one row
-    per bar, labelled by its start on the local clock, daily bars by their trading day."""
-    import csv
-    import sys
-
-    from hft.daemons.engine.barbatch import CSV_COLUMNS, bar_rows, build_bars, journal_ticks
-    from hft.daemons.refdata.instruments import ProductTable
-    from hft.daemons.runtime.journal import JournalError
-
-    products = ProductTable.load()
-    try:
-        products.product_of(instrument)
-        ticks = journal_ticks(directory, name, instrument)
-    except (KeyError, ValueError, JournalError) as exc:
-        raise click.ClickException(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(bar_rows(build_bars(ticks, products, (period,))))
-
-
 @main.command("gen-protos")
 @click.option("--check", is_flag=True,
               help="Generate into a scratch directory and exit 1 if the files in protos/ "
@@ -335,3 +296,4 @@ def bench(as_json: bool, quick: bool, names: tuple[str, ...]) -> None:
 
 main.add_command(data.import_ticks)
 main.add_command(data.ticks)
+main.add_command(data.bars)

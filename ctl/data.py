@@ -1,4 +1,4 @@
-"""``hftctl`` commands on market-data journals: import tick files, print ticks."""
+"""``hftctl`` commands on market-data journals: import tick files, print ticks and bars."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from pathlib import Path
 import click
 import numpy as np
 
+from hft.daemons.engine.barbatch import CSV_COLUMNS as BAR_COLUMNS
+from hft.daemons.engine.barbatch import bar_rows, build_bars, journal_ticks
+from hft.daemons.engine.bars import Period, parse_period
 from hft.daemons.md.csvfile import CSV_COLUMNS, CsvTickError, tick_rows
 from hft.daemons.md.importer import import_files
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
@@ -74,3 +77,32 @@ def ticks(directory: Path, name: str, instrument: str, output_format: str) -> No
         present = ", ".join(sorted(i.decode() for i in seen)) or "none"
         raise click.ClickException(f"no ticks of {instrument} in {directory / name} "
                                    f"(instruments there: {present})")
+
+
+def _period(ctx: click.Context, param: click.Parameter, value: str) -> Period:
+    try:
+        return parse_period(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command("bars")
+@journal_option
+@name_option
+@click.option("--instrument", required=True, metavar="ID", help="Instrument id, e.g. IF2101.")
+@click.option("--period", default="1m", show_default=True, callback=_period,
+              help="1m, 5m, 15m, 30m, 1h (any Nm/Nh dividing a day) or 1d (a trading day).")
+@click.option("--format", "output_format", type=click.Choice(["csv"]), default="csv",
+              show_default=True)
+def bars(directory: Path, name: str, instrument: str, period: Period, output_format: str) -> None:
+    """Print the bars of one instrument built from an md journal (the batch path): one row
+    per bar, labelled by its start on the local clock, daily bars by their trading day."""
+    products = ProductTable.load()
+    try:
+        products.product_of(instrument)
+        ticks = journal_ticks(directory, name, instrument)
+    except (KeyError, ValueError, JournalError) as exc:
+        raise click.ClickException(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(BAR_COLUMNS)
+    writer.writerows(bar_rows(build_bars(ticks, products, (period,))))
