@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # Sets up everything hft needs on a fresh Debian machine (run as root from anywhere):
-# the zh_CN.GB18030 locale openctp-ctp needs at import, and the virtual environment .venv
-# with hft and its Python dependencies. Idempotent: a second run only checks.
+# the zh_CN.GB18030 locale openctp-ctp needs at import, python3-venv where the Python lacks
+# venv, and the virtual environment .venv with hft and its Python dependencies.
+# Idempotent: a second run only checks.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-if ! locale -a 2>/dev/null | grep -qi '^zh_CN\.gb18030$'; then
-    echo "setup: installing the zh_CN.GB18030 locale (openctp-ctp aborts without it)"
+python=${PYTHON:-python3}
+apt_packages=()
+locale -a 2>/dev/null | grep -qi '^zh_CN\.gb18030$' || apt_packages+=(locales)
+"$python" -c "import ensurepip, venv" 2>/dev/null || apt_packages+=(python3-venv)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+    echo "setup: installing ${apt_packages[*]} (Debian packages)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq locales >/dev/null
+    apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+if ! locale -a 2>/dev/null | grep -qi '^zh_CN\.gb18030$'; then
+    echo "setup: making the zh_CN.GB18030 locale (openctp-ctp aborts at import without it)"
     localedef -c -f GB18030 -i zh_CN zh_CN.GB18030
 fi
 
-python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv with $($python --version)"
     "$python" -m venv .venv
