@@ -11,7 +11,7 @@ import numpy as np
 
 from hft.daemons.engine.barbatch import CSV_COLUMNS as BAR_COLUMNS
 from hft.daemons.engine.barbatch import bar_rows, build_bars, journal_ticks
-from hft.daemons.engine.bars import Period, parse_period
+from hft.daemons.engine.bartables import Period, parse_period
 from hft.daemons.md.csvfile import CSV_COLUMNS, CsvTickError, tick_rows
 from hft.daemons.md.importer import import_files
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable

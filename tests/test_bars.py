@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 from hft.ctl.cli import main as hftctl
 from hft.daemons.engine.barbatch import CSV_COLUMNS, build_bars
-from hft.daemons.engine.bars import BarBuilder, Period, parse_periods
+from hft.daemons.engine.bars import BarBuilder
+from hft.daemons.engine.bartables import Period, parse_periods
 from hft.daemons.md.csvfile import read_ticks
 from hft.daemons.md.importer import import_files
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable

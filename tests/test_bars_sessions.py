@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from test_bars import ALL, CHINA, GRACE_NS, PRODUCTS, Collector, batch_bars, labels, live_bars, local, of
 
 from hft.daemons.engine.barbatch import build_bars
-from hft.daemons.engine.bars import BarBuilder, local_midnight_ns, parse_period, parse_periods
+from hft.daemons.engine.bars import BarBuilder
+from hft.daemons.engine.bartables import local_midnight_ns, parse_period, parse_periods
 from hft.daemons.refdata import calendar
 from hft.daemons.runtime.events import TICK_DTYPE, EventType, TickFlag, empty
 

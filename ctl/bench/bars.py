@@ -27,7 +27,8 @@ from vnpy.trader.utility import BarGenerator
 
 from hft.ctl.bench.common import Result, median_ns_per_op, median_rate, result, ticks_file
 from hft.daemons.engine.barbatch import build_bars
-from hft.daemons.engine.bars import BarBuilder, Period, local_midnight_ns, parse_periods
+from hft.daemons.engine.bars import BarBuilder
+from hft.daemons.engine.bartables import Period, local_midnight_ns, parse_periods
 from hft.daemons.md.csvfile import read_ticks
 from hft.daemons.refdata.calendar import next_trading_day
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable

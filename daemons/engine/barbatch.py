@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hft.daemons.engine.bars import (
+from hft.daemons.engine.bartables import (
     APPLY,
     DAY_MS,
     MINUTE_MS,

@@ -13,9 +13,10 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, Metric
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hft.daemons.engine.bars import BarBuilder, fields_struct, parse_periods
+from hft.daemons.engine.bars import BarBuilder
+from hft.daemons.engine.bartables import parse_periods
 from hft.daemons.refdata.instruments import ProductTable
-from hft.daemons.runtime.events import TIMER_DTYPE, EventType
+from hft.daemons.runtime.events import TIMER_DTYPE, EventType, fields_struct
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 
 _BAR = int(EventType.BAR)

@@ -324,14 +324,15 @@ _STRUCT_CODES = {"u1": "B", "u2": "H", "u4": "I", "u8": "Q", "i1": "b", "i2": "h
 
 
 def fields_struct(dtype: np.dtype[np.void], names: Iterable[str] | None = None, *,
-                  size: int | None = None) -> struct.Struct:
+                  size: int | None = None, start: int = 0) -> struct.Struct:
     """A ``struct.Struct`` for the named fields of ``dtype`` (all when None) at their offsets,
-    in offset order, subarrays flattened, padded to ``size`` bytes when given. One
-    ``unpack_from``/``pack_into`` call then reads or writes them all: several times cheaper
-    than numpy field access on a single record."""
+    in offset order, subarrays flattened, padded to ``size`` bytes when given; ``start`` is
+    the offset it begins at (to append its format to another). One ``unpack_from`` or
+    ``pack_into`` call then reads or writes them all: several times cheaper than numpy field
+    access on a single record."""
     fields = dtype.fields
     assert fields is not None and dtype.names is not None
-    parts, position = ["<"], 0
+    parts, position = ["<"], start
     for name in sorted(dtype.names if names is None else names, key=lambda n: fields[n][1]):
         field_dtype, offset = fields[name][0], fields[name][1]
         base, count = field_dtype.base, int(np.prod(field_dtype.shape or (1,)))
