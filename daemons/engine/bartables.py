@@ -176,7 +176,6 @@ class DaySchedule:
 
     trading_day: int
     schedule: Schedule
-    bar_start_ns: np.ndarray
     group_start_ns: tuple[np.ndarray, ...]
     group_end_ns: tuple[np.ndarray, ...]
     bar_start: list[int] = field(repr=False)
@@ -205,7 +204,7 @@ def place(schedule: Schedule, trading_day: int, periods: Sequence[Period]) -> Da
         group_starts.append(starts[first] if period.minutes else
                             np.array([local_midnight_ns(trading_day)], dtype=np.int64))
         group_ends.append(ends[last])
-    return DaySchedule(trading_day, schedule, starts, tuple(group_starts), tuple(group_ends),
+    return DaySchedule(trading_day, schedule, tuple(group_starts), tuple(group_ends),
                        starts.tolist(), ends.tolist(), tuple(g.tolist() for g in group_starts),
                        tuple(g.tolist() for g in group_ends))
 
