@@ -322,3 +322,26 @@ def test_kline_plugin_refuses_a_bad_config() -> None:
 
 def test_empty_records_make_an_empty_batch() -> None:
     assert len(build_bars(empty(EventType.MARKET_DATA, 0), PRODUCTS, ALL)) == 0
+
+
+def test_a_live_builder_joining_mid_day_does_not_dump_the_days_volume_into_its_first_bar(
+        if_ticks: np.ndarray) -> None:
+    """An engine restarted at 10:00 sees the first tick's cumulative volume (everything since
+    09:29): with late_join_baseline that tick is a baseline, so the 10:00 bar holds only
+    what traded from it on; without, the day counts from zero as for complete history."""
+    from_ten = if_ticks[if_ticks["update_ms"] >= 10 * 3_600_000]
+    minute = parse_periods(["1m"])
+
+    def first_bar_volume(baseline: bool) -> int:
+        bars: list[tuple[int, int]] = []
+        builder = BarBuilder(ProductTable.load(), minute,
+                             lambda b: bars.append((int(b["start_ns"]), int(b["volume"]))),
+                             late_join_baseline=baseline)
+        for tick in from_ten:
+            builder.on_tick(tick)
+        builder.flush()
+        return bars[0][1]
+
+    in_ten = from_ten[from_ten["update_ms"] < 10 * 3_600_000 + 60_000]
+    assert first_bar_volume(True) == in_ten["volume"][-1] - in_ten["volume"][0]
+    assert first_bar_volume(False) == in_ten["volume"][-1]

@@ -26,6 +26,7 @@ from hft.daemons.engine.bartables import (
     DaySchedule,
     Period,
     SessionBook,
+    joined_late,
     order_verdict,
 )
 from hft.daemons.refdata.instruments import ProductTable
@@ -119,7 +120,7 @@ class BarBuilder:
     """Live bars of every instrument it sees, for the given periods (see the module doc)."""
 
     def __init__(self, products: ProductTable, periods: Sequence[Period], on_bar: BarSink, *,
-                 grace_ns: int = 1_000_000_000) -> None:
+                 grace_ns: int = 1_000_000_000, late_join_baseline: bool = False) -> None:
         self.products = products
         self.periods = tuple(periods)
         self.book = SessionBook(self.periods)
@@ -133,6 +134,10 @@ class BarBuilder:
         self._states: dict[bytes, _Instrument] = {}
         self._unknown: set[bytes] = set()
         self._next_deadline = NEVER
+        self._joined_ns = NEVER if late_join_baseline else 0
+        """Exchange time of the first tick this builder saw, when it takes a late join's
+        first ticks as volume baselines (bartables.joined_late); else 0, and every trading
+        day counts from zero, as the batch path does for complete history."""
         self._out = empty(EventType.BAR, 1)
         self._buffer = self._out.view(np.uint8).data
         self._record = self._out[0]
@@ -201,6 +206,8 @@ class BarBuilder:
     def _tick(self, record: np.void, st: _Instrument | None, key: int, raw_id: bytes, ms: int,
               last: float, high: float, low: float, volume: int, turnover: float, oi: float) -> None:
         flags, day = key >> 16 & 0xFFFF, key >> 32
+        if self._joined_ns == NEVER:
+            self._joined_ns = int(record["exchange_ts_ns"])
         if st is None:
             st = self._register(record, raw_id)
             if st is None:
@@ -222,6 +229,8 @@ class BarBuilder:
             return
         if day != st.day:
             self._roll(st, day, days)
+            if joined_late(self._joined_ns, days, bar):
+                st.v, st.t = volume, turnover  # the baseline: it contributes only its price
         if bar != st.cur:
             self._open(st, bar, last)
         self._apply(st, key, ms, last, high, low, volume, turnover, oi)

@@ -240,6 +240,16 @@ class SessionBook:
         return placed
 
 
+def joined_late(joined_ns: int, days: DaySchedule, bar: int) -> bool:
+    """Whether an instrument's first tick of a trading day, in ``bar``, must serve as its
+    volume baseline: the builder joined the stream (its first tick, at ``joined_ns``) after
+    the day's first bar began, and this tick is not in that bar. What traded before it is then
+    unknown, so it contributes only its LastPrice; otherwise the day counts from zero (the
+    auction volume in the first bar; an illiquid contract's first trade in its own bar).
+    Only a live builder asks: the batch path takes its input as the whole history."""
+    return bar > 0 and joined_ns > days.bar_start[0]
+
+
 APPLY, LATE, DUPLICATE = 0, 1, 2
 
 

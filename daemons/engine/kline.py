@@ -30,6 +30,9 @@ class KlineConfig(BaseModel):
     """Bar periods: Nm or Nh dividing a day (clock-aligned windows), or 1d (a trading day)."""
     grace_s: float = Field(default=1.0, ge=0.0, le=60.0)
     """How long after its end a bar waits for a late print (11:30:00.4 belongs to 11:29)."""
+    late_join_baseline: bool = True
+    """Started mid-day (an engine restart), take each instrument's first tick of the day as
+    its volume baseline instead of putting the day's earlier volume into its first bar."""
 
     @field_validator("periods")
     @classmethod
@@ -47,7 +50,8 @@ class KlineEngine(Plugin):
         super().init(ctx)
         config: KlineConfig = ctx.config
         self.builder = BarBuilder(ProductTable.load(), parse_periods(config.periods),
-                                  self._publish, grace_ns=round(config.grace_s * 1e9))
+                                  self._publish, grace_ns=round(config.grace_s * 1e9),
+                                  late_join_baseline=config.late_join_baseline)
         ctx.subscribe(EventType.MARKET_DATA, self.builder.on_tick)
         ctx.subscribe(EventType.TIMER, self._on_timer)
 
