@@ -18,7 +18,7 @@ SIM_CONFIG = """
 metrics_port = 0
 [daemons.hft_md.plugins.sim]
 spec = "sim_feed"
-config = { instruments = ["IF2101", "rb2105"], start = "2021-01-08T22:59:00+08:00", speed = 60 }
+config = { instruments = ["IF2101", "rb2105"], start = "2021-01-08T22:59:00+08:00", speed = 600 }
 [daemons.engine]
 enabled = false
 [daemons.risk]
@@ -51,8 +51,8 @@ def test_hft_md_records_the_sim_feed_and_marks_its_gaps(
     daemon = start_daemon("hft_md", config)
     with daemon.client() as client:
         port = client.status().metrics_port
-    # Friday 22:59 at 60x: rb trades its last night minute, then the weekend takes no time
-    # and Monday's day session follows at once
+    # Friday 22:59 at 600x: rb trades its last night minute, then the weekend takes no time,
+    # rb opens on Monday at 09:00 and IF at 09:29 (under 3 s of wall time later)
     wait_for(lambda: SnapshotReader(daemon.suite.run_dir / "md-sim.snap").read(b"IF2101"),
              "Monday's IF ticks", 30)
     assert metric(daemon, port, "hft_md_ticks_total") >= 100
