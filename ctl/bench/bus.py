@@ -28,6 +28,7 @@ from hft.ctl.bench.common import (
     percentiles,
     result,
     sample_tick,
+    vnpy_burst,
 )
 from hft.daemons.runtime.bus import EventBus
 from hft.daemons.runtime.events import EventType
@@ -142,18 +143,7 @@ def _bus_latency(bus: EventBus, record: np.void, n: int) -> np.ndarray:
 
 def _engine_burst(engine: EventEngine, event: Event, n: int) -> int:
     counter = _Counter(n)
-    engine.register(_VNPY_TICK, counter.handle)
-    try:
-        put = engine.put
-        start = time.perf_counter_ns()
-        for _ in range(n):
-            put(event)
-        if not counter.done.wait(_DRAIN_TIMEOUT_S):
-            raise BenchError(f"vn.py EventEngine handled {counter.count} of {n} events in "
-                             f"{_DRAIN_TIMEOUT_S:.0f} s")
-    finally:
-        engine.unregister(_VNPY_TICK, counter.handle)
-    return counter.last_ns - start
+    return vnpy_burst(engine, _VNPY_TICK, event, counter.handle, counter, n, _DRAIN_TIMEOUT_S)
 
 
 def _engine_latency(engine: EventEngine, event: Event, n: int) -> np.ndarray:

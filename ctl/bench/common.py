@@ -11,13 +11,14 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import psutil
@@ -260,3 +261,28 @@ def check_complete(samples: np.ndarray, n: int, what: str) -> None:
     if (samples <= 0).any():
         raise BenchError(f"{what}: a record was seen before it was stamped; the clock is "
                          "not monotonic across processes here")
+
+
+class Drained(Protocol):
+    """A peer-side handler that counts what it got and sets ``done`` at the last expected."""
+
+    count: int
+    done: threading.Event
+
+
+def vnpy_burst(engine: Any, event_type: str, event: Any, handler: Callable[[Any], None],
+               sink: Drained, n: int, timeout_s: float = 120.0) -> int:
+    """ns for vn.py's EventEngine to take ``n`` puts of ``event`` and have its thread run
+    ``handler`` on each (``sink`` counts them): the peer side of the bus and replay benches."""
+    engine.register(event_type, handler)
+    try:
+        put = engine.put
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            put(event)
+        if not sink.done.wait(timeout_s):
+            raise BenchError(f"vn.py EventEngine handled {sink.count} of {n} events in "
+                             f"{timeout_s:.0f} s")
+        return time.perf_counter_ns() - start
+    finally:
+        engine.unregister(event_type, handler)

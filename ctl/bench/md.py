@@ -55,6 +55,7 @@ from hft.ctl.bench.common import (
     sample_tick,
     temp_dir,
     ticks_file,
+    vnpy_burst,
     wait_ready,
     wait_until,
 )
@@ -241,25 +242,13 @@ def _engine_rate(n: int, repeats: int) -> float:
 
 def _engine_burst(engine: EventEngine, event: Event, n: int) -> int:
     subscriber = _LastPrice(n)
-    engine.register(EVENT_TICK, subscriber.on_event)
-    try:
-        put = engine.put
-        start = time.perf_counter_ns()
-        for _ in range(n):
-            put(event)
-        if not subscriber.done.wait(_DRAIN_TIMEOUT_S):
-            raise BenchError(f"vn.py EventEngine handled {subscriber.count} of {n} events in "
-                             f"{_DRAIN_TIMEOUT_S:.0f} s")
-        return time.perf_counter_ns() - start
-    finally:
-        engine.unregister(EVENT_TICK, subscriber.on_event)
+    return vnpy_burst(engine, EVENT_TICK, event, subscriber.on_event, subscriber, n,
+                      _DRAIN_TIMEOUT_S)
 
 
 # --- recorder --------------------------------------------------------------------------------
 
 Read = Callable[[Any], DepthValues]
-
-
 def run_recorder(quick: bool) -> list[Result]:
     """The callback's cost in process (ours and the SWIG getters'), then its latency to a
     reader in another process."""
