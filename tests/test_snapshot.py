@@ -163,3 +163,8 @@ def test_reads_under_a_concurrent_writer_process_are_never_torn(tmp_path: Path) 
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_the_snapshot_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    SnapshotWriter(tmp_path / "s", capacity=4).close()
+    assert (tmp_path / "s").stat().st_mode & 0o777 == 0o600

@@ -31,7 +31,7 @@ from hft.daemons.engine.bartables import (
 from hft.daemons.md.normalize import CHINA_UTC_OFFSET_NS
 from hft.daemons.refdata.instruments import ProductTable
 from hft.daemons.refdata.sessions import MINUTES_PER_DAY, NO_BAR, SessionTemplate
-from hft.daemons.runtime.events import RECORD_SIZE, TICK_DTYPE, EventType, empty
+from hft.daemons.runtime.events import RECORD_SIZE, TICK_DTYPE, EventType, concatenate, empty
 from hft.daemons.runtime.journal import JournalReader
 
 _DAY_SHIFT = 12  # key = trading_day << 12 | bar: 4096 > any bar index
@@ -106,12 +106,7 @@ def build_bars(ticks: np.ndarray, products: ProductTable, periods: Sequence[Peri
         parts.append(_instrument_bars(own, book, product.session, bytes(ids[first]),
                                       int(ticks["instrument_index"][first]),
                                       product.exchange.encode()))
-    out = empty(EventType.BAR, sum(len(part) for part in parts))
-    position = 0
-    for part in parts:  # np.concatenate would drop the dtype's padding
-        out[position:position + len(part)] = part
-        position += len(part)
-    return out
+    return concatenate(parts, EventType.BAR)
 
 
 def _instrument_bars(ticks: _Ticks, book: SessionBook, template: SessionTemplate, raw_id: bytes,
@@ -253,12 +248,7 @@ def journal_ticks(directory: Path, name: str, instrument: str) -> np.ndarray:
                        for i in np.unique(chunk["instrument"])})
         raise ValueError(f"journal {directory / name} has no ticks of {instrument!r} "
                          f"(it has: {', '.join(held) or 'no ticks at all'})")
-    out = empty(EventType.MARKET_DATA, sum(len(part) for part in parts))
-    position = 0
-    for part in parts:  # np.concatenate would drop the dtype's padding
-        out[position:position + len(part)] = part
-        position += len(part)
-    return out
+    return concatenate(parts, EventType.MARKET_DATA)
 
 
 def _tick_chunks(directory: Path, name: str, batch: int = 65_536) -> Iterator[np.ndarray]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from hft.daemons.md.csvfile import read_ticks
 from hft.daemons.refdata.instruments import InstrumentTable
-from hft.daemons.runtime.events import TICK_DTYPE
+from hft.daemons.runtime.events import TICK_DTYPE, EventType, concatenate
 from hft.daemons.runtime.journal import JournalError, JournalReader, JournalWriter
 
 
@@ -37,11 +37,7 @@ def import_files(paths: Sequence[Path], directory: Path, name: str, instruments:
         ticks = read_ticks(path, instruments)
         progress(path, len(ticks))
         parts.append(ticks)
-    merged = np.zeros(sum(len(p) for p in parts), dtype=TICK_DTYPE)  # np.concatenate would
-    position = 0                                                    # drop the dtype's padding
-    for part in parts:
-        merged[position:position + len(part)] = part
-        position += len(part)
+    merged = concatenate(parts, EventType.MARKET_DATA)
     # sort whole rows as bytes: fancy indexing a padded record dtype leaves the padding
     # uninitialized, and a journal's bytes must not depend on the heap
     rows = merged.view(np.uint8).reshape(len(merged), -1)

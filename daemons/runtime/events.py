@@ -372,6 +372,18 @@ def empty(event_type: EventType, count: int = 1) -> np.ndarray:
     return records
 
 
+def concatenate(parts: Iterable[np.ndarray], event_type: EventType) -> np.ndarray:
+    """Records of one type joined into one array. np.concatenate would promote the padded
+    record dtype to a packed one (itemsize below RECORD_SIZE), which journals cannot take."""
+    parts = list(parts)
+    out = np.zeros(sum(len(part) for part in parts), dtype=DTYPES[event_type])
+    position = 0
+    for part in parts:
+        out[position:position + len(part)] = part
+        position += len(part)
+    return out
+
+
 def describe() -> str:
     """The protocol as a Markdown table per event type (``hftctl events``)."""
     lines: list[str] = []

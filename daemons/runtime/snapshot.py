@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from hft.daemons.runtime.events import DTYPES, HEADER_DTYPE, LAYOUT_HASH, RECORD_SIZE
+from hft.daemons.runtime.files import create_atomically
 
 MAGIC = b"HFTSNAP1"
 VERSION = 1
@@ -250,11 +251,4 @@ def _create(path: Path, capacity: int) -> None:
     header["magic"], header["version"], header["record_size"] = MAGIC, VERSION, RECORD_SIZE
     header["layout_hash"], header["capacity"] = LAYOUT_HASH, capacity
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.ftruncate(fd, size)
-        os.pwrite(fd, header.tobytes(), 0)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+    create_atomically(path, header.tobytes(), size)

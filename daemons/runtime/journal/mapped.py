@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hft.daemons.runtime.events import DTYPES, HEADER_DTYPE, MAX_EVENT_TYPE, RECORD_SIZE
+from hft.daemons.runtime.files import create_atomically
 from hft.daemons.runtime.journal.format import (
     MAX_BLOCKING_READERS,
     META_DTYPE,
@@ -72,7 +73,7 @@ class MappedMeta:
         header = new_header(META_DTYPE, META_MAGIC)
         header["segment_records"] = segment_records
         header["created_ns"] = time.time_ns()
-        _write_atomically(path, header.tobytes(), PAGE)
+        create_atomically(path, header.tobytes(), PAGE)
 
     @property
     def last_seq(self) -> int:
@@ -125,7 +126,7 @@ class MappedSegment:
         header["capacity"] = capacity
         header["trading_day"] = trading_day
         header["created_ns"] = time.time_ns()
-        _write_atomically(path, header.tobytes(), segment_bytes(capacity))
+        create_atomically(path, header.tobytes(), segment_bytes(capacity))
 
     def seq_at(self, slot: int) -> int:
         return self.words[_HEADER_WORDS + slot * WORDS_PER_RECORD]
@@ -180,18 +181,6 @@ def _checked_header(mapped: MappedMeta | MappedSegment, dtype: np.dtype[np.void]
         os.close(mapped.fd)
         raise
     return header
-
-
-def _write_atomically(path: Path, header: bytes, size: int) -> None:
-    """Create ``path`` complete or not at all: a reader never sees a half-made header."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.ftruncate(fd, size)
-        os.pwrite(fd, header, 0)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
 
 
 META_LAST_SEQ_WORD = META_LAST_SEQ // 8
