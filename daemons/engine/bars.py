@@ -49,15 +49,20 @@ BAR_STRUCT = record_struct(EventType.BAR)
 
 # --- the live builder -------------------------------------------------------------------------
 
-_TICK_FIELDS = ("instrument", "update_ms", "last_price", "highest_price", "lowest_price", "volume",
-                "turnover", "open_interest")
-_unpack_tick = struct.Struct(
-    "<16xQ" + fields_struct(TICK_DTYPE, _TICK_FIELDS, start=24).format[1:]).unpack_from
-"""(type | flags << 16 | trading_day << 32, *_TICK_FIELDS) of a tick: type, flags and
-trading_day are adjacent header fields, read as one word that the fast path compares with
-the previous applied tick's (same day, same flags, none of them SKIP_FLAGS) in one go."""
+_unpack_tick = struct.Struct("<16xQ" + fields_struct(
+    TICK_DTYPE, ("instrument", "update_ms", "last_price", "volume"), start=24,
+    raw_spans=(("highest_price", "lowest_price"), ("turnover", "open_interest"))).format[1:]).unpack_from
+"""(key, instrument, update_ms, last_price, extremes, volume, turnover_oi) of a tick, in one call.
+The key is type | flags << 16 | trading_day << 32: adjacent header fields read as one word
+that the fast path compares with the previous applied tick's (same day, same flags, none of
+them SKIP_FLAGS) in one go. ``extremes`` (HighestPrice, LowestPrice) and ``turnover_oi``
+(Turnover, OpenInterest) stay raw bytes: the fast path only compares the first, and only a
+closing bar reads the second, so they are decoded (``_unpack_pair``) when needed."""
+_unpack_pair = struct.Struct("<dd").unpack
 assert [HEADER_DTYPE.fields[n][1] for n in ("type", "flags", "trading_day")] == [16, 18, 20]  # type: ignore[index]
 _NAN = float("nan")
+_NO_EXTREMES = struct.pack("<dd", _NAN, _NAN)
+_NO_TURNOVER = struct.pack("<dd", 0.0, _NAN)
 
 
 @dataclass
@@ -91,9 +96,9 @@ class _Instrument:
     """Per-instrument state: the day's tables, the open 1-minute bar, the previous applied
     tick's fields the rules compare against."""
 
-    __slots__ = ("c", "cur", "day", "days", "deadline", "exchange", "h", "hi_ms", "index", "key",
-                 "l", "last_bar", "lo_ms", "minute_deadline", "ms", "o", "oi", "ph", "pl", "raw_id",
-                 "t", "t0", "template", "v", "v0", "windows")
+    __slots__ = ("c", "cur", "day", "days", "deadline", "exchange", "extremes", "h", "hi_ms", "index",
+                 "key", "l", "last_bar", "lo_ms", "minute_deadline", "ms", "o", "raw_id", "t0",
+                 "template", "turnover_oi", "v", "v0", "windows")
 
     def __init__(self, raw_id: bytes, index: int, exchange: bytes, template: SessionTemplate,
                  windows: list[_Window]) -> None:
@@ -106,10 +111,23 @@ class _Instrument:
         self.lo_ms = self.hi_ms = 0  # local clock range feeding the open bar; empty when none
         self.last_bar = -1  # latest bar opened or closed by the clock this day
         self.deadline = self.minute_deadline = NEVER
-        self.o = self.h = self.l = self.c = self.t = self.t0 = self.oi = 0.0
-        self.ph = self.pl = _NAN  # previous applied tick's HighestPrice, LowestPrice
+        self.o = self.h = self.l = self.c = self.t0 = 0.0
         self.v = self.v0 = 0
         self.ms = -1
+        self.extremes = _NO_EXTREMES  # the previous applied tick's, raw (see _unpack_tick)
+        self.turnover_oi = _NO_TURNOVER
+
+
+def _new_extremes(st: _Instrument, extremes: bytes) -> None:
+    """The tick's HighestPrice or LowestPrice moved since the previous applied tick: a trade
+    between the two snapshots set a new day high (low), which belongs to this tick's bar."""
+    high, low = _unpack_pair(extremes)
+    previous_high, previous_low = _unpack_pair(st.extremes)
+    if high > previous_high and high > st.h:
+        st.h = high
+    if low < previous_low and low < st.l:
+        st.l = low
+    st.extremes = extremes
 
 
 BarSink = Callable[[np.void], object]
@@ -157,33 +175,26 @@ class BarBuilder:
 
     def on_tick(self, record: np.void) -> None:
         """Apply one MARKET_DATA record. The common case (a tick of the open bar) is inline."""
-        key, raw_id, ms, last, high, low, volume, turnover, oi = _unpack_tick(
+        key, raw_id, ms, last, extremes, volume, turnover_oi = _unpack_tick(
             record)  # type: ignore[arg-type]  # numpy.void has the buffer protocol; its stubs omit it
         try:
             st = self._states[raw_id]
         except KeyError:
-            self._tick(record, None, key, raw_id, ms, last, high, low, volume, turnover, oi)
+            self._tick(record, None, key, raw_id, ms, last, extremes, volume, turnover_oi)
             return
-        if (key != st.key or last != last or not st.lo_ms <= ms < st.hi_ms
+        if (key != st.key or last != last or ms < st.lo_ms or ms >= st.hi_ms
                 or (volume <= st.v and (volume < st.v or ms == st.ms))):
-            self._tick(record, st, key, raw_id, ms, last, high, low, volume, turnover, oi)
+            self._tick(record, st, key, raw_id, ms, last, extremes, volume, turnover_oi)
             return
         if last > st.h:
             st.h = last
         elif last < st.l:
             st.l = last
-        if high != st.ph:
-            if high > st.ph and high > st.h:
-                st.h = high
-            st.ph = high
-        if low != st.pl:
-            if low < st.pl and low < st.l:
-                st.l = low
-            st.pl = low
+        if extremes != st.extremes:
+            _new_extremes(st, extremes)
         st.c = last
         st.v = volume
-        st.t = turnover
-        st.oi = oi
+        st.turnover_oi = turnover_oi
         st.ms = ms
 
     def on_clock(self, now_ns: int) -> None:
@@ -204,7 +215,7 @@ class BarBuilder:
     # --- the slow path: new bar, new day, refusals ------------------------------------------
 
     def _tick(self, record: np.void, st: _Instrument | None, key: int, raw_id: bytes, ms: int,
-              last: float, high: float, low: float, volume: int, turnover: float, oi: float) -> None:
+              last: float, extremes: bytes, volume: int, turnover_oi: bytes) -> None:
         flags, day = key >> 16 & 0xFFFF, key >> 32
         if self._joined_ns == NEVER:
             self._joined_ns = int(record["exchange_ts_ns"])
@@ -230,10 +241,13 @@ class BarBuilder:
         if day != st.day:
             self._roll(st, day, days)
             if joined_late(self._joined_ns, days, bar):
-                st.v, st.t = volume, turnover  # the baseline: it contributes only its price
+                st.v, st.turnover_oi = volume, turnover_oi  # the baseline: it contributes only its price
         if bar != st.cur:
             self._open(st, bar, last)
-        self._apply(st, key, ms, last, high, low, volume, turnover, oi)
+        st.h, st.l = max(st.h, last), min(st.l, last)
+        if extremes != st.extremes:
+            _new_extremes(st, extremes)
+        st.c, st.v, st.turnover_oi, st.ms, st.key = last, volume, turnover_oi, ms, key
 
     def _register(self, record: np.void, raw_id: bytes) -> _Instrument | None:
         if raw_id in self._unknown:
@@ -245,24 +259,12 @@ class BarBuilder:
             return None
         return self._states[raw_id]
 
-    @staticmethod
-    def _apply(st: _Instrument, key: int, ms: int, last: float, high: float, low: float, volume: int,
-               turnover: float, oi: float) -> None:
-        """The rules for one applied tick (inlined in on_tick for the common case)."""
-        st.h, st.l = max(st.h, last), min(st.l, last)
-        if high > st.ph and high > st.h:
-            st.h = high
-        if low < st.pl and low < st.l:
-            st.l = low
-        st.ph, st.pl = high, low
-        st.c, st.v, st.t, st.oi, st.ms, st.key = last, volume, turnover, oi, ms, key
-
     def _roll(self, st: _Instrument, day: int, days: DaySchedule) -> None:
         """A new trading day: close what the old one left open, start from zero."""
         self._close_all(st)
         st.day, st.days = day, days
-        st.last_bar, st.ms, st.v, st.t = -1, -1, 0, 0.0
-        st.ph = st.pl = _NAN
+        st.last_bar, st.ms, st.v = -1, -1, 0
+        st.extremes, st.turnover_oi = _NO_EXTREMES, _NO_TURNOVER
 
     def _open(self, st: _Instrument, bar: int, last: float) -> None:
         if st.cur >= 0:
@@ -272,7 +274,7 @@ class BarBuilder:
         st.cur = st.last_bar = bar
         st.lo_ms, st.hi_ms = days.schedule.ms_from[bar], days.schedule.ms_to[bar]
         st.o = st.h = st.l = st.c = last
-        st.v0, st.t0 = st.v, st.t
+        st.v0, st.t0 = st.v, _unpack_pair(st.turnover_oi)[0]
         st.minute_deadline = days.bar_end[bar] + self.grace_ns
         st.deadline = min(st.deadline, st.minute_deadline)
         self._next_deadline = min(self._next_deadline, st.deadline)
@@ -282,9 +284,10 @@ class BarBuilder:
         last minute this was."""
         days, bar = st.days, st.cur
         assert days is not None
+        turnover, oi = _unpack_pair(st.turnover_oi)
         if self._minute_period >= 0:
             self._emit(st, self._minute_period, days.bar_start[bar], days.bar_end[bar],
-                       st.o, st.h, st.l, st.c, st.v - st.v0, st.t - st.t0, st.oi)
+                       st.o, st.h, st.l, st.c, st.v - st.v0, turnover - st.t0, oi)
         deadline = NEVER
         for w in st.windows:
             group = days.schedule.group_of[w.period][bar]
@@ -298,7 +301,7 @@ class BarBuilder:
                     w.h = st.h
                 if st.l < w.l:
                     w.l = st.l
-            w.c, w.v, w.t, w.oi = st.c, st.v, st.t, st.oi
+            w.c, w.v, w.t, w.oi = st.c, st.v, turnover, oi
             if bar == days.schedule.last_of_group[w.period][group]:
                 self._emit_window(st, w)
             elif w.deadline < deadline:

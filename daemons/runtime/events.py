@@ -324,21 +324,32 @@ _STRUCT_CODES = {"u1": "B", "u2": "H", "u4": "I", "u8": "Q", "i1": "b", "i2": "h
 
 
 def fields_struct(dtype: np.dtype[np.void], names: Iterable[str] | None = None, *,
-                  size: int | None = None, start: int = 0) -> struct.Struct:
+                  size: int | None = None, start: int = 0,
+                  raw_spans: Iterable[tuple[str, str]] = ()) -> struct.Struct:
     """A ``struct.Struct`` for the named fields of ``dtype`` (all when None) at their offsets,
     in offset order, subarrays flattened, padded to ``size`` bytes when given; ``start`` is
     the offset it begins at (to append its format to another). One ``unpack_from`` or
     ``pack_into`` call then reads or writes them all: several times cheaper than numpy field
-    access on a single record."""
+    access on a single record. Each ``(first, last)`` of ``raw_spans`` is read as one bytes
+    value, from the start of field ``first`` to the end of ``last``: one object instead of
+    several, for a hot path that only compares them (and decodes them when they differ)."""
     fields = dtype.fields
     assert fields is not None and dtype.names is not None
-    parts, position = ["<"], start
-    for name in sorted(dtype.names if names is None else names, key=lambda n: fields[n][1]):
+    items = []  # (offset, end, struct code)
+    for name in dtype.names if names is None else names:
         field_dtype, offset = fields[name][0], fields[name][1]
         base, count = field_dtype.base, int(np.prod(field_dtype.shape or (1,)))
         code = f"{base.itemsize}s" if base.kind == "S" else _STRUCT_CODES[f"{base.kind}{base.itemsize}"]
-        parts += ["x" * (offset - position), f"{count}{code}" if count > 1 else code]
-        position = offset + field_dtype.itemsize
+        items.append((offset, offset + field_dtype.itemsize, f"{count}{code}" if count > 1 else code))
+    for first, last in raw_spans:
+        offset, end = fields[first][1], fields[last][1] + fields[last][0].itemsize
+        items.append((offset, end, f"{end - offset}s"))
+    parts, position = ["<"], start
+    for offset, end, code in sorted(items):
+        if offset < position:
+            raise ValueError(f"fields overlap at offset {offset} in {dtype}")
+        parts += ["x" * (offset - position), code]
+        position = end
     if size is not None:
         parts.append("x" * (size - position))
     return struct.Struct("".join(parts))
