@@ -284,14 +284,17 @@ def bench(as_json: bool, quick: bool, names: tuple[str, ...]) -> None:
     and `ratio` (ours / the peer's: above 1 is faster). With --json, one object per line as
     each benchmark finishes. An unknown name lists the known ones.
     """
-    from hft.ctl.bench import resolve, run_iter  # heavy: import only when asked
+    from hft.ctl.bench import BenchError, resolve, run_iter  # heavy: import only when asked
 
     try:
         resolve(list(names))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    for result in run_iter(list(names), quick):
-        click.echo(json.dumps(result) if as_json else format_bench(result))
+    try:
+        for result in run_iter(list(names), quick):
+            click.echo(json.dumps(result) if as_json else format_bench(result))
+    except BenchError as exc:
+        raise click.ClickException(f"benchmark failed: {exc}") from None
 
 
 main.add_command(data.import_ticks)

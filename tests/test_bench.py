@@ -55,7 +55,8 @@ def test_results_are_json_with_params(results: list[dict[str, Any]]) -> None:
 
 
 def test_peers_have_baseline_and_ratio(results: list[dict[str, Any]]) -> None:
-    with_peer = [r for r in results if r["name"].split(".")[0] in ("bus", "journal", "ipc", "seqlock")]
+    with_peer = [r for r in results
+                 if r["name"].split(".")[0] in ("bus", "journal", "ipc", "seqlock", "engine")]
     assert with_peer and all("baseline" in r for r in with_peer), "a foundation peer is missing"
     for result in (r for r in results if "baseline" in r):
         baseline = result["baseline"]
@@ -98,3 +99,13 @@ def test_unknown_name_lists_known_ones() -> None:
 def test_all_expands_once_in_order() -> None:
     assert bench.resolve(["seqlock", "all", "bus"]) == list(bench.BENCHMARKS)
     assert bench.resolve(["ipc", "bus", "ipc"]) == ["ipc", "bus"]
+
+
+def test_engine_bench_runs_a_real_engine_that_orders_on_every_tick(
+        results: list[dict[str, Any]]) -> None:
+    engine = {r["name"]: r for r in results if r["name"].startswith("engine.")}
+    assert set(engine) == {"engine.block", "engine.yield"}
+    for result in engine.values():
+        assert result["params"]["orders"] >= 0.9 * result["params"]["n"]
+        assert result["p50_us"] <= result["p99_us"] <= result["p999_us"]
+        assert "vn.py" in result["baseline"]["what"]

@@ -49,7 +49,7 @@ def run(quick: bool) -> list[Result]:
     records = list(ticks)  # the views the bus hands over
     n = len(records)
     compared, every = parse_periods(COMPARED), parse_periods(ALL)
-    ours, theirs = _interleaved(_live(records, products, compared), _peer(_vnpy_ticks(ticks)),
+    ours, theirs = _interleaved(_live(records, products, compared), _peer(vnpy_ticks(ticks)),
                                 n, repeats)
     ours_all = median_ns_per_op(_live(records, products, every), n, repeats)
     history = _repeat_days(ticks, days)
@@ -136,7 +136,7 @@ def _check_bars(who: str, count: int) -> None:
         raise RuntimeError(f"{who} built only {count} bars from the IF day")
 
 
-def _vnpy_ticks(ticks: np.ndarray) -> list[TickData]:
+def vnpy_ticks(ticks: np.ndarray) -> list[TickData]:
     """vn.py's own tick objects for the same snapshots, as its CTP gateway builds them."""
     return [TickData(gateway_name="CTP", symbol=tick["instrument"].decode(), exchange=Exchange.CFFEX,
                      datetime=datetime.fromtimestamp(int(tick["exchange_ts_ns"]) / 1e9, _CHINA),
