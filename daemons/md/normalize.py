@@ -16,8 +16,10 @@ The quirks of a real CTP feed, and what happens to each:
 - a snapshot outside the product's sessions (settlement prints after the close) is kept and
   flagged ``OUT_OF_SESSION``, so bar builders can skip it without losing it.
 
-The whole record is packed with one ``struct.pack_into`` call; per-day and per-second
-values are cached, so the per-tick Python work is a few attribute reads and comparisons.
+The whole record is packed with one ``struct.pack_into`` call. What an UpdateTime text means
+(ms since midnight, part of the day, session minute) is cached per text, and each instrument
+keeps the days its day fields resolved to, so the per-tick Python work is a few lookups and
+comparisons.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ _NIGHT_START_MS, _MORNING_END_MS = calendar.NIGHT_START_MS, calendar.MORNING_END
 _EVENING_MINUTE = 18 * 60  # where the trading-day clock of the session tables starts
 _STALE, _VOLUME_BACKWARDS = int(TickFlag.STALE), int(TickFlag.VOLUME_BACKWARDS)
 _DAYS_DERIVED, _OUT_OF_SESSION = int(TickFlag.DAYS_DERIVED), int(TickFlag.OUT_OF_SESSION)
+_NO_DAYS_KEY = (b"", b"", b"", -1)  # matches no tick: a part of the day is 0, 1 or 2
+_DIGITS = tuple(b"%d" % digit for digit in range(10))
+assert _NIGHT_START_MS % 60_000 == _MORNING_END_MS % 60_000 == 0, \
+    "_parse_time gives all of a minute one part of the day: the parts must start on a minute"
 
 
 DEPTH_FIELDS = (
@@ -62,6 +68,13 @@ the MARKET_DATA record's body."""
 
 DepthValues = tuple[Any, ...]
 """One snapshot: the values of DEPTH_FIELDS, in that order."""
+_Clock = tuple[int, int, int]
+"""What an UpdateTime text means: (ms since midnight, part of the day, session minute)."""
+_DaysKey = tuple[bytes, bytes, bytes, int]
+"""(ExchangeID, TradingDay, ActionDay as sent, part of the day): what the days depend on."""
+_Days = tuple[int, int, bool, int, bytes]
+"""(TradingDay, ActionDay, whether one was derived, local midnight of ActionDay in ns, the
+day's in-session table)."""
 
 
 class TickError(ValueError):
@@ -83,8 +96,8 @@ class NormalizerStats:
 class _InstrumentState:
     """What the normalizer keeps per instrument, found by the feed's raw id bytes."""
 
-    __slots__ = ("exchange", "id", "in_day_session", "in_session", "index", "instrument",
-                 "last_md", "last_trading_day", "last_volume")
+    __slots__ = ("days", "days_key", "exchange", "id", "in_day_session", "in_session", "index",
+                 "instrument", "last_md", "last_trading_day", "last_volume")
 
     def __init__(self, instrument: Instrument) -> None:
         self.instrument = instrument
@@ -100,6 +113,11 @@ class _InstrumentState:
         self.last_md: DepthValues = ()
         self.last_trading_day = 0
         self.last_volume = 0
+        self.days_key: _DaysKey = _NO_DAYS_KEY
+        """The day fields of the last tick: they change a few times a day, so one entry is a
+        cache that nearly always hits and never grows."""
+        self.days: _Days = (0, 0, False, 0, b"")
+        """What ``days_key`` resolved to."""
 
 
 class TickNormalizer:
@@ -120,9 +138,12 @@ class TickNormalizer:
         """Flags of the last record kept."""
         self.last_exchange_ts = 0
         """Exchange time (ns) of the last record kept."""
+        self.last_trading_day = 0
+        """TradingDay of the last record kept (the recorder rolls its journal on a new one)."""
+        self.last_instrument_index = -1
+        """Instrument index of the last record kept."""
         self._states: dict[bytes, _InstrumentState] = {}
-        self._second_ms: dict[bytes, int] = {}
-        self._days: dict[tuple[bytes, bytes, bytes, bytes, int], tuple[int, int, bool, int, bytes]] = {}
+        self._clocks: dict[bytes, _Clock] = {}
 
     def normalize(self, md: DepthValues, received_ns: int | None, out: bytearray | memoryview,
                   offset: int = 0) -> bool:
@@ -139,23 +160,21 @@ class TickNormalizer:
         if md == state.last_md:
             self.stats.duplicates += 1
             return False
-        second = self._second_ms.get(update_time)
-        if second is None:
-            second = self._parse_time(update_time)
+        second, part, minute = self._clocks.get(update_time) or self._parse_time(update_time)
         if not 0 <= millisec < 1000:
             raise TickError(f"UpdateMillisec {millisec} is not in 0..999")
         update_ms = second + millisec
-        part = 1 if update_ms >= _NIGHT_START_MS else 2 if update_ms < _MORNING_END_MS else 0
-        days = self._days.get((exchange, instrument_id, trading_day_text, action_day_text, part))
-        if days is None:
-            days = self._resolve(state, exchange, instrument_id, trading_day_text, action_day_text,
-                                 update_ms, part)
-        trading_day, action_day, derived, midnight, in_session = days
+        days_key = (exchange, trading_day_text, action_day_text, part)
+        if days_key == state.days_key:
+            trading_day, action_day, derived, midnight, in_session = state.days
+        else:
+            trading_day, action_day, derived, midnight, in_session = self._resolve(
+                state, days_key, update_ms)
         exchange_ts = midnight + update_ms * 1_000_000
         flags = _DAYS_DERIVED if derived else 0
         if volume < state.last_volume and trading_day == state.last_trading_day:
             flags |= _VOLUME_BACKWARDS
-        if not in_session[(update_ms // 60_000 - _EVENING_MINUTE) % 1440]:
+        if not in_session[minute]:
             flags |= _OUT_OF_SESSION
         if received_ns is None:
             received_ns = exchange_ts
@@ -186,6 +205,7 @@ class TickNormalizer:
         state.last_trading_day, state.last_volume = trading_day, volume
         self.stats.ticks += 1
         self.last_flags, self.last_exchange_ts = flags, exchange_ts
+        self.last_trading_day, self.last_instrument_index = trading_day, state.index
         if flags & _VOLUME_BACKWARDS:
             self.stats.volume_backwards += 1
         if derived:
@@ -201,31 +221,40 @@ class TickNormalizer:
         state = self._states[instrument_id] = _InstrumentState(instrument)
         return state
 
-    def _parse_time(self, update_time: bytes) -> int:
+    def _parse_time(self, update_time: bytes) -> _Clock:
+        """Parse an UpdateTime text and cache what it means. A text spelt HH:MM:SS also
+        caches the nine that differ from it only in the last digit: a quiet instrument sends
+        a new second nearly every tick, which would otherwise be parsed on the hot path (ten,
+        not the whole minute, keeps the one tick that pays for them to a few µs)."""
         text = update_time.rstrip(b"\0")
         try:
-            hours, minutes, seconds = (int(part) for part in text.split(b":"))
+            hours, minutes, seconds = map(int, text.split(b":"))
         except ValueError:
             raise TickError(f"UpdateTime {text!r} is not HH:MM:SS") from None
         if not (0 <= hours < 24 and 0 <= minutes < 60 and 0 <= seconds < 60):
             raise TickError(f"UpdateTime {text!r} is out of range")
-        second = self._second_ms[update_time] = (hours * 3600 + minutes * 60 + seconds) * 1000
-        return second
+        start = (hours * 60 + minutes) * 60_000
+        part = 1 if start >= _NIGHT_START_MS else 2 if start < _MORNING_END_MS else 0
+        minute = (hours * 60 + minutes - _EVENING_MINUTE) % 1440  # on the trading-day clock
+        clocks = self._clocks
+        if text == b"%02d:%02d:%02d" % (hours, minutes, seconds):  # spelt so: the nine parse alike
+            prefix, padding = update_time[:7], update_time[8:]  # "HH:MM:S", the NULs
+            first = start + seconds // 10 * 10_000
+            for n, digit in enumerate(_DIGITS):
+                clocks[prefix + digit + padding] = (first + n * 1000, part, minute)
+        clock = clocks[update_time] = (start + seconds * 1000, part, minute)
+        return clock
 
-    def _resolve(self, state: _InstrumentState, exchange: bytes, instrument_id: bytes,
-                 trading_day: bytes, action_day: bytes, update_ms: int,
-                 part: int) -> tuple[int, int, bool, int, bytes]:
-        """(TradingDay, ActionDay, whether one was derived, local midnight of ActionDay in ns,
-        the day's in-session table), cached per exchange, instrument, day fields and part of
-        the day."""
+    def _resolve(self, state: _InstrumentState, key: _DaysKey, update_ms: int) -> _Days:
+        """Resolve the instrument's day fields ``key``; keep the result as its last days."""
+        exchange, trading_day, action_day, _ = key
         exchange_id = exchange.rstrip(b"\0") or state.exchange
         trading, action, derived = resolve_days(exchange_id, trading_day.rstrip(b"\0"),
                                                 action_day.rstrip(b"\0"), update_ms)
         midnight = (calendar.to_date(action) - _EPOCH).days * 86_400 * 10**9 - CHINA_UTC_OFFSET_NS
         in_session = state.in_session if calendar.has_night_session(trading) else state.in_day_session
-        days = self._days[(exchange, instrument_id, trading_day, action_day, part)] = (
-            trading, action, derived, midnight, in_session)
-        return days
+        state.days_key, state.days = key, (trading, action, derived, midnight, in_session)
+        return state.days
 
 
 def resolve_days(exchange: bytes, trading_day: bytes, action_day: bytes,

@@ -61,24 +61,26 @@ class Recorder:
         """Record one snapshot (DEPTH_FIELDS values) received at ``received_ns`` (the source's
         clock: the wall clock for a live feed); False if it was dropped (a duplicate, stale,
         unreadable)."""
-        buffer, offset = self.writer.next_slot()
+        writer, normalizer = self.writer, self.normalizer
+        buffer, offset = writer.next_slot()
         try:
-            kept = self.normalizer.normalize(md, received_ns, buffer, offset)
+            kept = normalizer.normalize(md, received_ns, buffer, offset)
         except TickError as exc:
             self.errors += 1
             log.warning("snapshot refused", extra={"feed": self.feed, "error": str(exc)})
             return False
         if not kept:
             return False
-        trading_day = int.from_bytes(buffer[offset + 20:offset + 24], "little", signed=True)
-        if trading_day != self.writer.trading_day:
-            buffer, offset = self._roll(trading_day, buffer, offset)
-        self.writer.commit()
+        if normalizer.last_trading_day != writer.trading_day:
+            buffer, offset = self._roll(normalizer.last_trading_day, buffer, offset)
+        writer.commit()
         self.last_received_ns = received_ns
-        self.last_lag_ns = received_ns - self.normalizer.last_exchange_ts
+        self.last_lag_ns = received_ns - normalizer.last_exchange_ts
         if self.snapshot is not None:
-            self.snapshot.update(self._snapshot_slot(md[_INSTRUMENT], buffer, offset),
-                                 buffer[offset:offset + RECORD_SIZE])
+            slot = self._snapshot_slots.get(normalizer.last_instrument_index)
+            if slot is None:
+                slot = self._new_snapshot_slot(md[_INSTRUMENT], normalizer.last_instrument_index)
+            self.snapshot.update(slot, buffer[offset:offset + RECORD_SIZE])
         return True
 
     def gap(self, reason: str, last_ns: int | None = None) -> None:
@@ -131,12 +133,11 @@ class Recorder:
         buffer[offset:offset + RECORD_SIZE] = record
         return buffer, offset
 
-    def _snapshot_slot(self, instrument: bytes, buffer: memoryview, offset: int) -> int:
-        index = int.from_bytes(buffer[offset + 24:offset + 28], "little", signed=True)
-        slot = self._snapshot_slots.get(index)
-        if slot is None:
-            assert self.snapshot is not None
-            slot = self._snapshot_slots[index] = self.snapshot.index_of(instrument)
+    def _new_snapshot_slot(self, instrument: bytes, index: int) -> int:
+        """Register instrument ``index`` (spelt ``instrument`` by the feed) in the snapshot on
+        its first tick; later ticks find its slot by the index alone."""
+        assert self.snapshot is not None
+        slot = self._snapshot_slots[index] = self.snapshot.index_of(instrument)
         return slot
 
 
