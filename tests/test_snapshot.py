@@ -76,6 +76,28 @@ def test_a_restarted_writer_keeps_the_directory(tmp_path: Path) -> None:
     assert SnapshotReader(path).read(b"cu2102")["last_price"] == 58000.0  # type: ignore[index]
 
 
+def test_a_padded_id_finds_its_slot_again_after_a_restart(tmp_path: Path) -> None:
+    """CTP structs carry the id NUL-padded to 81 bytes; the directory holds it unpadded."""
+    path = tmp_path / "s"
+    padded = b"IF2101".ljust(81, b"\0")
+    for price in (5298.0, 5299.0):  # two runs of the writer
+        writer = SnapshotWriter(path, capacity=4)
+        writer.update(writer.index_of(padded), tick(b"IF2101", price))
+        writer.close()
+    reader = SnapshotReader(path)
+    assert reader.instruments() == [b"IF2101"]
+    assert reader.index_of(padded) == reader.index_of(b"IF2101") == 0
+    assert reader.read(b"IF2101")["last_price"] == 5299.0  # type: ignore[index]
+
+
+@pytest.mark.parametrize("bad", [b"", b"\0" * 8, b"x" * 33, b"IF\x002101"])
+def test_a_bad_id_is_refused_by_name(tmp_path: Path, bad: bytes) -> None:
+    writer = SnapshotWriter(tmp_path / "s", capacity=4)
+    with pytest.raises(SnapshotError, match="is not 1 to 32 bytes"):
+        writer.index_of(bad)
+    writer.close()
+
+
 def test_writer_killed_mid_update_blocks_readers_until_restart_repairs(tmp_path: Path) -> None:
     path = tmp_path / "s"
     writer = SnapshotWriter(path, capacity=4)

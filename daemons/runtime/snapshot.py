@@ -122,15 +122,21 @@ class SnapshotWriter:
             _create(self.path, capacity)
         self._lock_fd = _lock_single_writer(self.path)
         self._map = _Mapped(self.path, writable=True)
+        self._words, self._bytes = self._map.words, self._map.bytes  # for update(), the hot path
         self._index = {bytes(i): n for n, i in enumerate(self._map.ids[: self._map.count()])}
-        self._versions = [self._map.words[self._map.version_word(i)] for i in range(self._map.capacity)]
+        self._version_words = [self._map.version_word(i) for i in range(self._map.capacity)]
+        """Each slot's version word, looked up rather than computed per update."""
+        self._versions = [self._words[word] for word in self._version_words]
         for index, version in enumerate(self._versions):
             if version & 1:  # a writer died mid-update: the slot may be torn, mark it usable
                 self._versions[index] = version + 1
-                self._map.words[self._map.version_word(index)] = version + 1
+                self._words[self._version_words[index]] = version + 1
 
     def index_of(self, instrument: bytes) -> int:
-        """The instrument's slot, registering it on first use (publish the id, then the count)."""
+        """The instrument's slot, registering it on first use (publish the id, then the count).
+        The id may come NUL-padded, as a CTP struct's char array does: the directory holds it
+        without the padding, so the same instrument finds its slot again after a restart."""
+        instrument = _canonical_id(instrument)
         index = self._index.get(instrument)
         if index is None:
             index = len(self._index)
@@ -146,12 +152,12 @@ class SnapshotWriter:
         """Store ``record`` as the latest of instrument ``index`` (SeqLock write). A
         memoryview (a journal slot) is copied buffer to buffer, without a bytes in between."""
         data = record if isinstance(record, memoryview) else record.tobytes()
-        word = self._map.version_word(index)
+        words, word = self._words, self._version_words[index]
         version = self._versions[index] + 1
-        self._map.words[word] = version
+        words[word] = version
         offset = word * 8 + 64
-        self._map.bytes[offset:offset + RECORD_SIZE] = data
-        self._map.words[word] = version + 1
+        self._bytes[offset:offset + RECORD_SIZE] = data
+        words[word] = version + 1
         self._versions[index] = version + 1
 
     def close(self) -> None:
@@ -176,6 +182,7 @@ class SnapshotReader:
         return list(self._index)
 
     def index_of(self, instrument: bytes) -> int | None:
+        instrument = instrument.rstrip(b"\0")
         index = self._index.get(instrument)
         if index is None and self._refresh():
             index = self._index.get(instrument)
@@ -230,6 +237,15 @@ class SnapshotReader:
             self._index[bytes(self._map.ids[index])] = index
         self._known = count
         return True
+
+
+def _canonical_id(instrument: bytes) -> bytes:
+    """An instrument id as the directory stores it: without NUL padding, at most ID_SIZE bytes
+    (a longer one would be cut, and two ids could then share a slot)."""
+    canonical = instrument.rstrip(b"\0")
+    if not canonical or len(canonical) > ID_SIZE or b"\0" in canonical:
+        raise SnapshotError(f"instrument id {instrument!r} is not 1 to {ID_SIZE} bytes without NULs")
+    return canonical
 
 
 def _lock_single_writer(path: Path) -> int:
