@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import hft
 from hft.ctl.client import ControlError
 from hft.daemons.runtime.heartbeat import DaemonState, read_heartbeat
+from hft.daemons.runtime.waitmode import IdleStep, WaitMode, idle_step
 from hft.protos import control_pb2, control_pb2_grpc
 
 StartDaemon = Callable[[str, Path], Daemon]
@@ -476,3 +477,16 @@ def test_daemon_states_match_the_proto() -> None:
     for state in DaemonState:
         assert control_pb2.DaemonState.Value(f"DAEMON_STATE_{state.name}") == state
 
+
+
+@pytest.mark.parametrize(("mode", "idle_us", "step"), [
+    (WaitMode.BUSY, 10**6, IdleStep.POLL),
+    (WaitMode.YIELD, 10, IdleStep.POLL),
+    (WaitMode.YIELD, 10**6, IdleStep.YIELD),
+    (WaitMode.BLOCK, 10, IdleStep.POLL),
+    (WaitMode.BLOCK, 500, IdleStep.YIELD),
+    (WaitMode.BLOCK, 2000, IdleStep.SLEEP),
+])
+def test_the_loop_polls_then_yields_then_sleeps(mode: WaitMode, idle_us: int, step: IdleStep) -> None:
+    """spin_us=50, yield_us=2000: block mode yields between the two, then sleeps."""
+    assert idle_step(mode, idle_us * 1000, spin_ns=50_000, yield_ns=2_000_000) is step

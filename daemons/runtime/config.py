@@ -109,6 +109,8 @@ class DaemonConfig(_Strict):
     wait_mode: Annotated[WaitMode, Field(strict=False)] = WaitMode.BLOCK
     spin_us: int = Field(default=50, ge=0, le=1_000_000)
     """How long the loop keeps polling after the last work before it yields or blocks."""
+    yield_us: int = Field(default=2000, ge=0, le=1_000_000)
+    """Block mode: how long after the last work the loop yields before it sleeps."""
     idle_block_s: float = Field(default=0.0005, gt=0, le=1)
     """Longest block while pollers are registered: the idle pollers' latency bound."""
     plugins: dict[PluginName, PluginConfig] = Field(default_factory=dict)

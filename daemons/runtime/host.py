@@ -3,9 +3,10 @@
 One main thread runs everything that touches plugins: queued control commands, due timers
 and pollers, in that order, once per loop iteration. Other threads (gRPC handlers, the
 metrics server) never call plugin code; they hand commands over with :meth:`submit` and
-read plain counters. When no poller had work for ``spin_us`` the loop yields or blocks
-(``wait_mode``); a block waits on a self-pipe that commands, signals and ``request_stop``
-write to, bounded by the next timer and, while pollers exist, by ``idle_block_s``.
+read plain counters. When no poller had work for ``spin_us`` the loop yields or, in block
+mode once ``yield_us`` have passed, sleeps (``waitmode.idle_step``); a sleep waits on a
+self-pipe that commands, signals and ``request_stop`` write to (or on the followed journal,
+``set_idle_waiter``), bounded by the next timer and, while pollers exist, by ``idle_block_s``.
 
 Start: claim the socket, heartbeat, signal handlers, /metrics, gRPC, the config's plugins,
 then health SERVING. Stop (SIGTERM, SIGINT or Control.Stop): health NOT_SERVING, refuse
@@ -37,7 +38,7 @@ from hft.daemons.runtime.metrics import MetricsServer
 from hft.daemons.runtime.plugins import IdleWaiter, PluginManager, Poller
 from hft.daemons.runtime.socketlock import SocketClaim, SocketInUseError
 from hft.daemons.runtime.timers import TimerQueue
-from hft.daemons.runtime.waitmode import WaitMode
+from hft.daemons.runtime.waitmode import IdleStep, idle_step
 
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -206,7 +207,7 @@ class DaemonHost:
 
     def _loop(self) -> None:
         mode = self.config.wait_mode
-        spin_ns = self.config.spin_us * 1000
+        spin_ns, yield_ns = self.config.spin_us * 1000, self.config.yield_us * 1000
         timers = self.timers
         commands = self._commands
         last_work_ns = time.monotonic_ns()
@@ -225,13 +226,14 @@ class DaemonHost:
                     self._callback_failed("poller", poller)
             if work:
                 last_work_ns = now_ns
-            elif mode is not WaitMode.BUSY and now_ns - last_work_ns >= spin_ns:
-                self._idle(mode)
+                continue
+            step = idle_step(mode, now_ns - last_work_ns, spin_ns, yield_ns)
+            if step is IdleStep.YIELD:
+                os.sched_yield()
+            elif step is IdleStep.SLEEP:
+                self._sleep()
 
-    def _idle(self, mode: WaitMode) -> None:
-        if mode is WaitMode.YIELD:
-            os.sched_yield()
-            return
+    def _sleep(self) -> None:
         timeout_ns = min(self.timers.next_due_ns - time.monotonic_ns(), MAX_BLOCK_NS)
         if self._idle_waiter is not None:
             # the one journal this daemon follows wakes us when its writer commits; commands
