@@ -60,7 +60,12 @@ class Market:
         self.bus = host.bus
         self.orders: list[np.void] = []
         self.bus.subscribe(EventType.ORDER_REQ, self._on_order)
+        self.cancels: list[np.void] = []
+        self.bus.subscribe(EventType.CANCEL_REQ, self._on_cancel)
         self.fill_at_once = fill_at_once
+
+    def _on_cancel(self, record: np.void) -> None:
+        self.cancels.append(record.copy())
 
     def _on_order(self, record: np.void) -> None:
         self.orders.append(record.copy())
@@ -107,6 +112,11 @@ class Market:
     def fill(self, order: np.void, price: float = 5000.0) -> None:
         self.trade(order, price=price)
         self.status(order, OrderStatus.ALL_TRADED)
+
+    def timer(self, ts_ns: int) -> None:
+        record = empty(EventType.TIMER)[0]
+        record["ts_ns"] = ts_ns
+        self.bus.publish(EventType.TIMER, record)
 
     def reject(self, order: np.void) -> None:
         record = empty(EventType.RISK_REJECT)[0]
@@ -275,6 +285,40 @@ def test_a_rejected_order_holds_the_instrument_back(host: DaemonHost, scripted: 
     assert len(market.orders) == 1
     wait_for(lambda: market.tick() or len(market.orders) == 2, "the order to be sent again")
     assert time.monotonic() - rejected >= 0.2
+
+
+def test_a_resting_order_is_cancelled_on_the_data_clock_and_the_target_sent_again(
+        host: DaemonHost, scripted: str) -> None:
+    market = Market(host)
+    strat = container(host, {"a": {"spec": scripted, "config": {"targets": {"IF2101": 2}}}},
+                      price_type="limit", cancel_after_s=1.0)
+    second = 1_000_000_000
+    market.timer(100 * second)
+    market.tick()
+    resting = market.orders[0]
+    market.timer(100 * second + second // 2)
+    assert market.cancels == []  # not yet working for cancel_after_s
+    market.trade(resting, volume=1)  # partly filled, then it rests
+    market.timer(101 * second)
+    assert [(int(c["order_ref"]), int(c["source"]), bytes(c["instrument"])) for c in market.cancels
+            ] == [(int(resting["order_ref"]), 42, b"IF2101")]
+    market.timer(101 * second + second // 2)
+    assert len(market.cancels) == 1  # asked once per cancel_after_s
+    market.timer(102 * second)
+    assert len(market.cancels) == 2  # no answer: asked again
+    market.status(resting, OrderStatus.CANCELLED, traded=1)
+    assert legs(market.orders[1:]) == [("BUY", "OPEN", 1)]  # the rest of the target, at once
+    assert strat.router.cancels == 2 and not strat.router.orders.keys() - {
+        int(market.orders[1]["order_ref"])}
+
+
+def test_no_cancel_when_cancel_after_is_off(host: DaemonHost, scripted: str) -> None:
+    market = Market(host)
+    container(host, {"a": {"spec": scripted, "config": {"targets": {"IF2101": 1}}}},
+              price_type="limit", cancel_after_s=0)
+    market.tick()
+    market.timer(10**15)
+    assert len(market.orders) == 1 and market.cancels == []
 
 
 def test_pos_update_reaches_every_child(host: DaemonHost, scripted: str) -> None:

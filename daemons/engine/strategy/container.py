@@ -2,12 +2,13 @@
 
 - Children are plugins (entry point, ``module:Class`` or a file, each with its own config), a
   weight and an enabled flag, from the ``children`` table of the config or loaded at run time.
-- The container subscribes to MARKET_DATA, BAR, FACTOR, POS_UPDATE, RTN_ORDER, RTN_TRADE and
-  RISK_REJECT, books what concerns it (router), forwards each event to its children's bus,
-  and only then trades: for every instrument whose targets or position moved, the net target
-  is ``round(sum of weight x target)`` over the children that count, and the orders for the
-  difference from the position go out as ORDER_REQ (``source`` = the container's id, a
-  unique ``order_ref``). Two children reacting to one tick never trade against each other.
+- The container subscribes to MARKET_DATA, BAR, FACTOR, TIMER, POS_UPDATE, RTN_ORDER,
+  RTN_TRADE and RISK_REJECT, books what concerns it (router), forwards each event to its
+  children's bus, and only then trades: for every instrument whose targets or position
+  moved, the net target is ``round(sum of weight x target)`` over the children that count,
+  and the orders for the difference from the position go out as ORDER_REQ (``source`` = the
+  container's id, a unique ``order_ref``). Two children reacting to one tick never trade
+  against each other.
 - A disabled, unloaded or failed child wants 0: its share is traded out. An unloaded child's
   book (lots, PnL) stays, and a child loaded again under the same name takes it back.
 - Fills are attributed to the children as the ledger module describes.
@@ -82,6 +83,9 @@ class ContainerConfig(BaseModel):
     """Price ticks beyond the opposite best quote."""
     retry_after_s: float = Field(default=1.0, ge=0.0)
     """How long an instrument waits after a rejected order."""
+    cancel_after_s: float = Field(default=5.0, ge=0.0, allow_inf_nan=False)
+    """An order still working this long after it was sent (on the data's clock) is cancelled,
+    so a resting limit order does not hold its instrument forever; 0: never."""
     children: dict[PluginName, ChildConfig] = {}
 
 
@@ -115,13 +119,15 @@ class StrategyContainer(Plugin):
             ctx.bus, source=config.source_id if config.source_id is not None
             else zlib.crc32(ctx.name.encode()), account=config.account,
             price_type=_PRICE_TYPES[config.price_type], slippage_ticks=config.slippage_ticks,
-            retry_after_s=config.retry_after_s, house=self.house, on_change=self._mark)
+            retry_after_s=config.retry_after_s, cancel_after_s=config.cancel_after_s,
+            house=self.house, on_change=self._mark)
         self.children_bus = EventBus()
         self.children = PluginManager(self.children_bus, _ChildHost(self, ctx.host),
                                       ctx.log.getChild("child"))
         router = self.router
         for event_type, book in ((EventType.MARKET_DATA, router.on_tick),
                                  (EventType.BAR, router.on_bar), (EventType.FACTOR, None),
+                                 (EventType.TIMER, router.on_timer),
                                  (EventType.POS_UPDATE, router.on_position),
                                  (EventType.RTN_ORDER, router.on_order),
                                  (EventType.RTN_TRADE, router.on_trade),
@@ -392,7 +398,9 @@ def _families(containers: Sequence[StrategyContainer]) -> Iterable[Metric]:
     counters = [(CounterMetricFamily(f"hft_strategy_{name}", text, labels=["container"]), attr)
                 for name, text, attr in (("orders", "ORDER_REQs sent", "sent"),
                                          ("fills", "Fills of its orders", "fills"),
-                                         ("rejects", "Orders refused by risk", "rejects"))]
+                                         ("rejects", "Orders refused by risk", "rejects"),
+                                         ("cancels", "CANCEL_REQs sent for orders that worked "
+                                          "too long", "cancels"))]
     for container in containers:
         name = container.ctx.name
         for party in (*list(container.parties.values()), container.house):

@@ -5,7 +5,11 @@ the CTP position (four buckets) and the orders in flight. An instrument with an 
 flight gets no new order until every one of them is settled, so a change of the net position
 is never sent twice; an order is settled once its fills add up to its volume, or to the
 volume traded its terminal RTN_ORDER reports (CTP may report ALL_TRADED before the trades).
-A RISK_REJECT or a REJECTED order holds the instrument back for ``retry_after_s``.
+A RISK_REJECT or a REJECTED order holds the instrument back for ``retry_after_s``. An order
+still working ``cancel_after_s`` after it was sent (a resting limit order, or one whose
+returns never came) gets a CANCEL_REQ, and another every ``cancel_after_s`` until it ends:
+its terminal RTN_ORDER settles it and the instrument trades again. That clock is the data's
+(TIMER events), so a backtest cancels where live trading would.
 
 The container's own fills move its position at once; a POS_UPDATE for its account is taken
 as the truth whenever nothing is in flight (start-up positions, manual trades), and a change
@@ -34,6 +38,7 @@ from hft.daemons.runtime.events import (
     RTN_ORDER_DTYPE,
     RTN_TRADE_DTYPE,
     TICK_DTYPE,
+    TIMER_DTYPE,
     Direction,
     EventType,
     OrderStatus,
@@ -50,6 +55,9 @@ _BAR = field_reader(BAR_DTYPE, "trading_day", "instrument_index", "instrument", 
 _TRADE = field_reader(RTN_TRADE_DTYPE, "order_ref", "price", "volume", "direction", "offset")
 _ORDER = field_reader(RTN_ORDER_DTYPE, "order_ref", "volume_traded", "status")
 _REJECT = field_reader(REJECT_DTYPE, "order_ref")
+_CLOCK = field_reader(TIMER_DTYPE, "ts_ns")
+_CANCEL_REQ = int(EventType.CANCEL_REQ)
+_NEVER = 2**63 - 1
 _POSITION = field_reader(POS_DTYPE, "instrument", "account", "long_today", "long_yesterday",
                          "short_today", "short_yesterday", "long_avg_price", "short_avg_price")
 _TERMINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
@@ -99,6 +107,8 @@ class Order:
     """+1 buy, -1 sell."""
     volume: int
     shares: tuple[Share, ...]
+    cancel_due_ns: int
+    """Data-clock time at which it gets a CANCEL_REQ if it still works."""
     filled: int = 0
     final: int | None = None
     """Volume traded as its terminal RTN_ORDER reported it; None while it works."""
@@ -116,18 +126,21 @@ class OrderRouter:
     """
 
     def __init__(self, bus: EventBus, *, source: int, account: str, price_type: PriceType,
-                 slippage_ticks: int, retry_after_s: float, house: Party,
-                 on_change: Callable[[Instrument], None]) -> None:
+                 slippage_ticks: int, retry_after_s: float, cancel_after_s: float,
+                 house: Party, on_change: Callable[[Instrument], None]) -> None:
         self.instruments: dict[bytes, Instrument | None] = {}
         """Every instrument seen, quoted from its first tick; None: not tradable."""
         self.orders: dict[int, Order] = {}
-        self.sent = self.fills = self.rejects = 0
+        self.sent = self.fills = self.rejects = self.cancels = 0
+        self.clock_ns = 0
+        """The data's clock: the latest TIMER's time."""
         self._bus = bus
         self._source = source
         self._account = account.encode()
         self._price_type = int(price_type)
         self._slippage_ticks = slippage_ticks
         self._retry_after_ns = int(retry_after_s * 1e9)
+        self._cancel_after_ns = int(cancel_after_s * 1e9) or _NEVER  # 0: never
         self._house = house
         self._on_change = on_change
         self._next_ref = time.time_ns() // 1000  # above any ref of an earlier run today
@@ -135,6 +148,10 @@ class OrderRouter:
         self._view = record.view("u1").data
         self._out = record[0]
         self._pack = record_struct(EventType.ORDER_REQ).pack_into
+        cancel = empty(EventType.CANCEL_REQ)
+        self._cancel_view = cancel.view("u1").data
+        self._cancel_out = cancel[0]
+        self._pack_cancel = record_struct(EventType.CANCEL_REQ).pack_into
 
     def instrument(self, key: bytes) -> Instrument:
         """The instrument to trade (ValueError if it cannot be traded)."""
@@ -173,7 +190,8 @@ class OrderRouter:
         for direction, offset, volume in instrument.position.legs(delta, instrument.exchange):
             ref = self._next_ref
             self._next_ref += 1
-            self.orders[ref] = Order(instrument, 1 if buy else -1, volume, order_shares)
+            self.orders[ref] = Order(instrument, 1 if buy else -1, volume, order_shares,
+                                     min(self.clock_ns + self._cancel_after_ns, _NEVER))
             instrument.open_orders += 1
             self.sent += 1
             self._pack(self._view, 0, 0, time.time_ns(), _ORDER_REQ, 0, instrument.trading_day,
@@ -205,6 +223,22 @@ class OrderRouter:
         instrument.last = price
         if instrument.stale:
             self._on_change(instrument)
+
+    def on_timer(self, record: Any) -> None:
+        """Advance the data clock; cancel what has worked too long."""
+        (now,) = _CLOCK(record)
+        self.clock_ns = now
+        for ref, order in list(self.orders.items()):
+            if order.final is None and now >= order.cancel_due_ns:
+                order.cancel_due_ns = min(now + self._cancel_after_ns, _NEVER)
+                self._cancel(ref, order.instrument)
+
+    def _cancel(self, ref: int, instrument: Instrument) -> None:
+        self.cancels += 1
+        self._pack_cancel(self._cancel_view, 0, 0, time.time_ns(), _CANCEL_REQ, 0,
+                          instrument.trading_day, instrument.index, self._source, instrument.key,
+                          instrument.exchange.encode(), ref, b"", self._account)
+        self._bus.publish(_CANCEL_REQ, self._cancel_out)
 
     def on_trade(self, record: Any) -> None:
         ref, price, volume, direction, offset = _TRADE(record)
