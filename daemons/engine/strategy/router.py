@@ -8,8 +8,9 @@ volume traded its terminal RTN_ORDER reports (CTP may report ALL_TRADED before t
 A RISK_REJECT or a REJECTED order holds the instrument back for ``retry_after_s``. An order
 still working ``cancel_after_s`` after it was sent (a resting limit order, or one whose
 returns never came) gets a CANCEL_REQ, and another every ``cancel_after_s`` until it ends:
-its terminal RTN_ORDER settles it and the instrument trades again. That clock is the data's
-(TIMER events), so a backtest cancels where live trading would.
+its terminal RTN_ORDER settles it and the instrument trades again. Both run on the data's
+clock (the latest ``ts_ns`` of a tick or TIMER), so a backtest waits and cancels where live
+trading would.
 
 The container's own fills move its position at once; a POS_UPDATE for its account is taken
 as the truth whenever nothing is in flight (start-up positions, manual trades), and a change
@@ -48,9 +49,9 @@ from hft.daemons.runtime.events import (
 )
 
 _ORDER_REQ = int(EventType.ORDER_REQ)
-_TICK = field_reader(TICK_DTYPE, "trading_day", "instrument_index", "instrument", "last_price",
-                     "bid_price", "ask_price")
-_BID1, _ASK1 = 4, 9  # positions of bid_price[0] and ask_price[0] in a _TICK tuple
+_TICK = field_reader(TICK_DTYPE, "ts_ns", "trading_day", "instrument_index", "instrument",
+                     "last_price", "bid_price", "ask_price")
+_BID1, _ASK1 = 5, 10  # positions of bid_price[0] and ask_price[0] in a _TICK tuple
 _BAR = field_reader(BAR_DTYPE, "trading_day", "instrument_index", "instrument", "close")
 _TRADE = field_reader(RTN_TRADE_DTYPE, "order_ref", "price", "volume", "direction", "offset")
 _ORDER = field_reader(RTN_ORDER_DTYPE, "order_ref", "volume_traded", "status")
@@ -133,7 +134,7 @@ class OrderRouter:
         self.orders: dict[int, Order] = {}
         self.sent = self.fills = self.rejects = self.cancels = 0
         self.clock_ns = 0
-        """The data's clock: the latest TIMER's time."""
+        """The data's clock: the latest ``ts_ns`` of a tick or TIMER."""
         self._bus = bus
         self._source = source
         self._account = account.encode()
@@ -177,7 +178,7 @@ class OrderRouter:
     def can_trade(self, instrument: Instrument) -> bool:
         if instrument.open_orders:
             return False
-        return not instrument.blocked_until_ns or time.monotonic_ns() >= instrument.blocked_until_ns
+        return self.clock_ns >= instrument.blocked_until_ns
 
     def send(self, instrument: Instrument, delta: int, order_shares: tuple[Share, ...]) -> bool:
         """Send the legs that move the net position by ``delta``; False if there is no price
@@ -203,9 +204,11 @@ class OrderRouter:
 
     def on_tick(self, record: Any) -> None:
         values = _TICK(record)
-        instrument = self._lookup(values[2])
+        if values[0] > self.clock_ns:
+            self.clock_ns = values[0]
+        instrument = self._lookup(values[3])
         if instrument is not None:
-            self._quote(instrument, values[0], values[1], values[3])
+            self._quote(instrument, values[1], values[2], values[4])
             instrument.bid, instrument.ask = values[_BID1], values[_ASK1]
 
     def on_bar(self, record: Any) -> None:
@@ -226,8 +229,7 @@ class OrderRouter:
 
     def on_timer(self, record: Any) -> None:
         """Advance the data clock; cancel what has worked too long."""
-        (now,) = _CLOCK(record)
-        self.clock_ns = now
+        self.clock_ns = now = max(self.clock_ns, _CLOCK(record)[0])
         for ref, order in list(self.orders.items()):
             if order.final is None and now >= order.cancel_due_ns:
                 order.cancel_due_ns = min(now + self._cancel_after_ns, _NEVER)
@@ -303,4 +305,4 @@ class OrderRouter:
         self._on_change(order.instrument)
 
     def _hold_back(self, instrument: Instrument) -> None:
-        instrument.blocked_until_ns = time.monotonic_ns() + self._retry_after_ns
+        instrument.blocked_until_ns = self.clock_ns + self._retry_after_ns
