@@ -13,6 +13,8 @@ iteration. One result per daemon wait mode: ``p50_us`` ... from commit to ORDER_
 into ``seen_p50_us`` (commit to the tick on the engine's bus: DESIGN's "engine reader sees
 it") and ``work_p50_us`` (bus to ORDER_REQ: replay, bars, factors, strategy). The journal
 commit of the ORDER_REQ (the engine journal, not built yet) is not included.
+``engine_cpu_pct`` is the daemon's CPU time over the wall time of the tick stream: what the
+wait mode costs while ticks come every ``interval``.
 
 The peer is vn.py doing the same job in one process, as its CTA strategies do: a gateway
 thread (here, this one, paced the same) puts ``Event(EVENT_TICK, TickData)`` into its
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 from vnpy.event import Event, EventEngine
 from vnpy.trader.event import EVENT_TICK
 from vnpy.trader.utility import BarGenerator
@@ -59,7 +62,8 @@ PEER = ("vn.py in one process: EventEngine.put(Event(EVENT_TICK, TickData)) from
         "thread; its thread runs BarGenerator.update_tick (1m, window 5) and the flip decision, "
         "stamped where send_order would be called")
 MODES = (WaitMode.BLOCK, WaitMode.YIELD)
-"""The engine's default (spin, then sleep on the journal's futex) and spin-then-yield."""
+"""The engine's default (spin, yield ``yield_us``, then sleep on the journal's futex) and
+spin-then-yield."""
 JOURNAL = "md-bench"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -79,9 +83,9 @@ def run(quick: bool) -> list[Result]:
     results = []
     for mode in MODES:
         with temp_dir(f"engine-{mode.value}") as directory:
-            total, seen = _engine_latency(directory, ticks, mode, interval_ns)
+            total, seen, cpu_pct = _engine_latency(directory, ticks, mode, interval_ns)
         total, seen = total[warmup:], seen[warmup:]
-        figures = {**percentiles(total),
+        figures = {**percentiles(total), "engine_cpu_pct": cpu_pct,
                    **{f"seen_{key}": value for key, value in percentiles(seen).items()},
                    **{f"work_{key}": value for key, value in percentiles(total - seen).items()}}
         results.append(result(
@@ -104,21 +108,23 @@ def run(quick: bool) -> list[Result]:
 # --- ours: a real engine daemon ---------------------------------------------------------------
 
 def _engine_latency(directory: Path, ticks: np.ndarray, mode: WaitMode,
-                    interval_ns: int) -> tuple[np.ndarray, np.ndarray]:
+                    interval_ns: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Per tick that made an order (nearly all; a tick read in the same poll as the one
     before finds its order still in flight), ns from just before its commit to its ORDER_REQ,
-    and to its arrival on the engine's bus."""
+    and to its arrival on the engine's bus; and the daemon's CPU % meanwhile."""
     samples_path = directory / "orders.npy"
     committed = np.zeros(len(ticks) + 1, np.int64)  # by seq (seqs start at 1)
     with JournalWriter(directory, JOURNAL, trading_day=int(ticks["trading_day"][0])) as writer, \
-            _engine_daemon(directory, mode, samples_path):
+            _engine_daemon(directory, mode, samples_path) as engine:
         clock, append = time.monotonic_ns, writer.append
-        due = clock()
+        cpu_before, start = _cpu_s(engine), clock()
+        due = start
         for tick in ticks:
             due += interval_ns
             wait_until(due)
             stamp = clock()
             committed[append(tick)] = stamp
+        cpu_pct = (_cpu_s(engine) - cpu_before) / ((clock() - start) / 1e9) * 100
         time.sleep(_DRAIN_S)
     orders = np.load(samples_path)
     if len(orders) < len(ticks) * 0.9:  # a tick read in one poll with the one before has to wait
@@ -129,11 +135,17 @@ def _engine_latency(directory: Path, ticks: np.ndarray, mode: WaitMode,
     if (seen <= 0).any():
         raise BenchError("a tick reached the engine before it was committed: the clock is not "
                          "monotonic across processes here")
-    return total, seen
+    return total, seen, cpu_pct
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 @contextmanager
-def _engine_daemon(directory: Path, mode: WaitMode, samples_path: Path) -> Iterator[None]:
+def _engine_daemon(directory: Path, mode: WaitMode,
+                   samples_path: Path) -> Iterator[psutil.Process]:
     """An engine daemon on ``directory``'s journal, SERVING, stopped (and its samples file
     written) when the block ends."""
     socket_path = directory / "engine.sock"
@@ -147,7 +159,7 @@ def _engine_daemon(directory: Path, mode: WaitMode, samples_path: Path) -> Itera
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         _wait_serving(process, socket_path, log_path)
-        yield
+        yield psutil.Process(process.pid)
         with DaemonClient(socket_path) as client:
             client.stop()
         process.wait(STOP_TIMEOUT_S)
