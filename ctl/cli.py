@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,7 +14,15 @@ import click
 from hft.ctl import data, launcher, protogen
 from hft.ctl.client import ControlError, DaemonClient
 from hft.ctl.report import format_bench, format_table, plugin_dict, suite_status
-from hft.daemons.runtime.config import DAEMON_NAMES, HOME_ENV, ConfigError, SuiteConfig, load_config
+from hft.daemons.runtime.config import (
+    CONTROL_TCP_PATTERN,
+    DAEMON_NAMES,
+    HOME_ENV,
+    ConfigError,
+    SuiteConfig,
+    load_config,
+)
+from hft.daemons.runtime.token import TokenError, read_token
 from hft.protos import control_pb2
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -135,16 +145,52 @@ def status(config_file: Path | None, as_json: bool) -> None:
     _print_rows(rows, as_json)
 
 
+@dataclass(frozen=True)
+class _Remote:
+    """Where ``plugins --connect`` sends its calls, and the token they carry."""
+
+    address: str
+    token: bytes
+
+    def __repr__(self) -> str:  # never show the token
+        return f"_Remote({self.address!r})"
+
+
 @main.group()
-def plugins() -> None:
+@click.option("--connect", "address", metavar="HOST:PORT",
+              help="Reach the daemon's TCP control listener (daemons.NAME.control_tcp) "
+                   "instead of its Unix socket; needs --token-file.")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="The daemon's control_token_file (readable by its owner only).")
+@click.pass_context
+def plugins(ctx: click.Context, address: str | None, token_file: Path | None) -> None:
     """List, load, unload, reload and send commands to the plugins of a running daemon."""
+    if (address is None) != (token_file is None):
+        raise click.UsageError("--connect and --token-file go together")
+    if address is None or token_file is None:
+        return
+    if not re.match(CONTROL_TCP_PATTERN, address):
+        raise click.BadParameter(f"{address!r} is not HOST:PORT", param_hint="--connect")
+    try:
+        ctx.obj = _Remote(address, read_token(token_file))
+    except TokenError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _client(suite: SuiteConfig, daemon: str) -> DaemonClient:
+    """DAEMON's control plane: the TCP listener given to ``plugins --connect``, else its
+    Unix socket."""
+    remote = click.get_current_context().find_object(_Remote)
+    if remote is not None:
+        return DaemonClient(remote.address, token=remote.token)
+    return DaemonClient(suite.socket_path(daemon))
 
 
 def _client_call(suite: SuiteConfig, daemon: str,
                  call: Callable[[DaemonClient], control_pb2.PluginInfo]) -> None:
     """Run one plugin command and print the plugin; exit 1 if it failed or was refused."""
     try:
-        with DaemonClient(suite.socket_path(daemon)) as client:
+        with _client(suite, daemon) as client:
             info = call(client)
     except ControlError as exc:
         raise click.ClickException(f"{daemon}: {exc.code}: {exc.details}") from None
@@ -163,7 +209,7 @@ def plugins_list(config_file: Path | None, as_json: bool, daemon: str) -> None:
     """List DAEMON's plugins in load order, with their state and last error."""
     suite = _load(config_file)
     try:
-        with DaemonClient(suite.socket_path(daemon)) as client:
+        with _client(suite, daemon) as client:
             rows = [plugin_dict(info) for info in client.list_plugins()]
     except ControlError as exc:
         raise click.ClickException(f"{daemon}: {exc.code}: {exc.details}") from None
@@ -238,7 +284,7 @@ def plugins_command(config_file: Path | None, args: dict[str, Any], daemon: str,
     """
     suite = _load(config_file)
     try:
-        with DaemonClient(suite.socket_path(daemon)) as client:
+        with _client(suite, daemon) as client:
             result = client.plugin_command(name, command, args)
     except ControlError as exc:
         raise click.ClickException(f"{daemon}: {exc.code}: {exc.details}") from None

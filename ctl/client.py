@@ -1,4 +1,5 @@
-"""A typed client for one daemon's control socket (used by hftctl, the watchdog and tests).
+"""A typed client for one daemon's control plane (used by hftctl, the watchdog and tests):
+its Unix socket, or its TCP listener with the daemon's token.
 
 Every failure comes out as :class:`ControlError` with the gRPC status name and the daemon's
 message, and an unreachable daemon as its subclass :class:`DaemonUnavailableError`, so
@@ -16,6 +17,7 @@ from typing import Any, Self
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from hft.daemons.runtime.token import METADATA_KEY, bearer
 from hft.protos import control_pb2, control_pb2_grpc
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -24,10 +26,10 @@ DEFAULT_TIMEOUT_S = 5.0
 class ControlError(Exception):
     """A control call failed; ``code`` is the gRPC status name, e.g. ``NOT_FOUND``."""
 
-    def __init__(self, socket_path: Path, code: str, details: str) -> None:
+    def __init__(self, target: Path | str, code: str, details: str) -> None:
         self.code = code
         self.details = details
-        super().__init__(f"{socket_path}: {code}: {details}")
+        super().__init__(f"{target}: {code}: {details}")
 
 
 class DaemonUnavailableError(ControlError):
@@ -35,12 +37,17 @@ class DaemonUnavailableError(ControlError):
 
 
 class DaemonClient:
-    """Calls to the daemon serving ``socket_path``; use as a context manager or ``close()``."""
+    """Calls to the daemon serving ``target``: a Unix socket path, or a TCP ``HOST:PORT``
+    string with ``token`` (the daemon's control_token_file); use as a context manager or
+    ``close()``."""
 
-    def __init__(self, socket_path: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
-        self.socket_path = socket_path
+    def __init__(self, target: Path | str, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 token: bytes | str | None = None) -> None:
+        self.target = target
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(f"unix:{socket_path}")
+        self._metadata = () if token is None else ((METADATA_KEY, bearer(token)),)
+        self._channel = grpc.insecure_channel(
+            f"unix:{target}" if isinstance(target, Path) else target)
         self._control = control_pb2_grpc.ControlStub(self._channel)  # type: ignore[no-untyped-call]
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
@@ -104,9 +111,9 @@ class DaemonClient:
 
     def _call(self, method: Callable[..., Any], request: Any) -> Any:
         try:
-            return method(request, timeout=self.timeout_s)
+            return method(request, timeout=self.timeout_s, metadata=self._metadata)
         except grpc.RpcError as exc:
             code = exc.code()
             error = (DaemonUnavailableError if code == grpc.StatusCode.UNAVAILABLE
                      else ControlError)
-            raise error(self.socket_path, code.name, exc.details() or "") from None
+            raise error(self.target, code.name, exc.details() or "") from None

@@ -55,6 +55,8 @@ PLUGIN_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 MAX_UNIX_SOCKET_PATH = 107
 """sun_path holds 108 bytes including the terminating NUL."""
 
+CONTROL_TCP_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$"
+
 PluginName = Annotated[str, StringConstraints(pattern=PLUGIN_NAME_PATTERN)]
 LoosePath = Annotated[Path, Field(strict=False)]
 """TOML has no path type: accept a string where a path is expected."""
@@ -105,6 +107,13 @@ class DaemonConfig(_Strict):
     """Prometheus /metrics on 127.0.0.1; 0 picks a free port (see Control.Status)."""
     grpc_socket: LoosePath | None = None
     """Control socket; default <home>/run/NAME.sock, relative paths are below home."""
+    control_tcp: Annotated[str, StringConstraints(pattern=CONTROL_TCP_PATTERN)] | None = None
+    """Also serve the control plane on this TCP ``HOST:PORT`` (``[::1]:PORT`` for IPv6),
+    every call checked against the token in ``control_token_file``. Plain TCP, no TLS: bind
+    it to a private network or tunnel it."""
+    control_token_file: LoosePath | None = None
+    """File holding the TCP listener's token (16+ printable characters, mode 0600 or
+    stricter); relative paths are below home."""
     heartbeat_interval_s: float = Field(default=1.0, gt=0, le=60)
     wait_mode: Annotated[WaitMode, Field(strict=False)] = WaitMode.BLOCK
     spin_us: int = Field(default=50, ge=0, le=1_000_000)
@@ -115,10 +124,24 @@ class DaemonConfig(_Strict):
     """Longest block while pollers are registered: the idle pollers' latency bound."""
     plugins: dict[PluginName, PluginConfig] = Field(default_factory=dict)
 
-    @field_validator("grpc_socket")
+    @field_validator("grpc_socket", "control_token_file")
     @classmethod
     def _expand_user(cls, path: Path | None) -> Path | None:
         return None if path is None else path.expanduser()
+
+    @field_validator("control_tcp")
+    @classmethod
+    def _port_in_range(cls, address: str | None) -> str | None:
+        if address is not None and int(address.rpartition(":")[2]) > 65535:
+            raise ValueError(f"port of {address!r} is above 65535")
+        return address
+
+    @model_validator(mode="after")
+    def _token_with_tcp(self) -> DaemonConfig:
+        if self.control_tcp is not None and self.control_token_file is None:
+            raise ValueError("control_tcp needs control_token_file: the TCP listener checks "
+                             "every call against that token")
+        return self
 
 
 class DaemonsConfig(_Strict):
@@ -180,6 +203,11 @@ class SuiteConfig(_Strict):
     def socket_path(self, name: str) -> Path:
         configured = self.daemon(name).grpc_socket
         return self.run_dir / f"{name}.sock" if configured is None else self.home / configured
+
+    def token_path(self, name: str) -> Path | None:
+        """The daemon's control token file, None when it has no TCP listener."""
+        configured = self.daemon(name).control_token_file
+        return None if configured is None else self.home / configured
 
     def heartbeat_path(self, name: str) -> Path:
         return self.run_dir / f"{name}.hb"

@@ -1,7 +1,10 @@
 """The daemon's gRPC server: hft.control.v1.Control, grpc.health.v1 and server reflection.
 
 It listens on a Unix domain socket created with mode 0600 (the umask is tightened around
-the bind, so the socket is never reachable by other users, not even briefly). Handlers run
+the bind, so the socket is never reachable by other users, not even briefly) and, when
+configured, on a TCP address where every call must carry the daemon's token (metadata
+``authorization: Bearer <token>``, compared in constant time; a call without it gets
+UNAUTHENTICATED before any handler runs). Handlers run
 in gRPC's worker threads; everything that touches plugins is handed to the main loop with
 ``host.submit`` and the handler waits for the result, so plugins only ever run on the main
 thread.
@@ -26,6 +29,7 @@ import hft
 from hft.daemons.runtime.config import PLUGIN_NAME_PATTERN
 from hft.daemons.runtime.heartbeat import DaemonState
 from hft.daemons.runtime.plugins import LoadedPlugin, PluginState
+from hft.daemons.runtime.token import METADATA_KEY, bearer, matches
 from hft.protos import control_pb2, control_pb2_grpc
 
 if TYPE_CHECKING:
@@ -180,22 +184,36 @@ class ControlService(control_pb2_grpc.ControlServicer):
 
 
 class ControlServer:
-    """The gRPC server of one daemon on its Unix socket."""
+    """The gRPC server of one daemon: on its Unix socket, and on TCP with a token if asked."""
 
-    def __init__(self, host: DaemonHost, socket_path: Path) -> None:
+    def __init__(self, host: DaemonHost, socket_path: Path, tcp_address: str | None = None,
+                 token: bytes | None = None) -> None:
         self.socket_path = socket_path
-        self._server = grpc.server(ThreadPoolExecutor(max_workers=4,
-                                                      thread_name_prefix="grpc"))
+        self.tcp_address = tcp_address
+        self.tcp_port = 0
+        """The bound TCP port (``tcp_address`` may ask for port 0: any free one)."""
         self._health = health.HealthServicer()
-        control_pb2_grpc.add_ControlServicer_to_server(  # type: ignore[no-untyped-call]
-            ControlService(host), self._server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection(
-            (CONTROL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
+        self._server = self._serving(ControlService(host), interceptors=())
+        self._tcp_server = None
+        if tcp_address is not None:
+            if not token:
+                raise ValueError("a TCP control listener needs a token")
+            self._tcp_server = self._serving(ControlService(host), interceptors=(_TokenCheck(token),))
         self.set_serving(False)
 
+    def _serving(self, control: ControlService,
+                 interceptors: tuple[grpc.ServerInterceptor, ...]) -> grpc.Server:
+        server = grpc.server(ThreadPoolExecutor(max_workers=4, thread_name_prefix="grpc"),
+                             interceptors=interceptors)
+        control_pb2_grpc.add_ControlServicer_to_server(control, server)  # type: ignore[no-untyped-call]
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (CONTROL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        return server
+
     def start(self) -> None:
-        """Bind the socket with mode 0600 and start serving (health: NOT_SERVING)."""
+        """Bind the socket with mode 0600 (and the TCP address) and start serving (health:
+        NOT_SERVING)."""
         old_umask = os.umask(0o177)
         try:
             self._server.add_insecure_port(f"unix:{self.socket_path}")
@@ -204,6 +222,14 @@ class ControlServer:
         mode = stat.S_IMODE(self.socket_path.stat().st_mode)
         if mode != 0o600:
             raise PermissionError(f"{self.socket_path} was created with mode {mode:o}, not 600")
+        if self._tcp_server is not None:
+            try:
+                self.tcp_port = self._tcp_server.add_insecure_port(str(self.tcp_address))
+            except RuntimeError as exc:
+                raise OSError(f"cannot listen on {self.tcp_address}: {exc}") from None
+            if not self.tcp_port:
+                raise OSError(f"cannot listen on {self.tcp_address}")
+            self._tcp_server.start()
         self._server.start()
 
     def set_serving(self, serving: bool) -> None:
@@ -218,7 +244,45 @@ class ControlServer:
 
     def stop(self, grace_s: float) -> None:
         """Stop accepting calls, let running ones finish for ``grace_s``, close the socket."""
-        self._server.stop(grace_s).wait()
+        stopping = [self._server.stop(grace_s)]
+        if self._tcp_server is not None:
+            stopping.append(self._tcp_server.stop(grace_s))
+        for event in stopping:
+            event.wait()
+
+
+class _TokenCheck(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no stubs
+    """The TCP listener's gate: a call whose metadata lacks the token is refused."""
+
+    def __init__(self, token: bytes) -> None:
+        self._expected = bearer(token)
+
+    def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Any],
+                          details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        supplied = next((value for key, value in details.invocation_metadata or ()
+                         if key == METADATA_KEY), "")
+        if handler is None or (isinstance(supplied, str) and matches(supplied, self._expected)):
+            return handler
+        return _refusing(handler)
+
+
+def _refusing(handler: Any) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as ``handler`` that answers UNAUTHENTICATED."""
+    def refuse(_request: Any, context: grpc.ServicerContext) -> NoReturn:
+        _abort(context, grpc.StatusCode.UNAUTHENTICATED,
+               f"this listener needs the daemon's token in the metadata: {METADATA_KEY}: "
+               "Bearer <token>")
+
+    make = {(False, False): grpc.unary_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+            }[(handler.request_streaming, handler.response_streaming)]
+    method_handler: grpc.RpcMethodHandler = make(
+        refuse, request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer)
+    return method_handler
 
 
 def _checked_name(name: str, context: grpc.ServicerContext) -> str:

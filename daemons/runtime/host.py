@@ -38,6 +38,7 @@ from hft.daemons.runtime.metrics import MetricsServer
 from hft.daemons.runtime.plugins import IdleWaiter, PluginManager, Poller
 from hft.daemons.runtime.socketlock import SocketClaim, SocketInUseError
 from hft.daemons.runtime.timers import TimerQueue
+from hft.daemons.runtime.token import TokenError, read_token
 from hft.daemons.runtime.waitmode import IdleStep, idle_step
 
 T = TypeVar("T")
@@ -185,11 +186,13 @@ class DaemonHost:
                                f"(daemons.{self.name}.metrics_port): {exc}") from None
         cleanup.callback(metrics.stop)
 
-        control = ControlServer(self, socket_path)
+        control = self._control_server(socket_path)
         try:
             control.start()
         except (RuntimeError, OSError) as exc:
-            raise StartupError(f"cannot serve gRPC on {socket_path}: {exc}") from None
+            raise StartupError(f"cannot serve gRPC on {socket_path}"
+                               f"{f' and {control.tcp_address}' if control.tcp_address else ''}"
+                               f": {exc}") from None
         cleanup.callback(control.stop, GRPC_GRACE_S)
         cleanup.callback(self.plugins.stop_all)
         cleanup.callback(self._begin_shutdown, control)
@@ -203,7 +206,20 @@ class DaemonHost:
         control.set_serving(True)
         self.log.info("daemon started", extra={
             "socket": str(socket_path), "metrics_port": self.metrics_port,
+            "control_tcp": f"{control.tcp_address} (port {control.tcp_port}, token required)"
+            if control.tcp_address else "off",
             "plugins": [p.name for p in self.plugins], "config": str(self.suite.source)})
+
+    def _control_server(self, socket_path: Path) -> ControlServer:
+        """The gRPC server; with the TCP listener and its token when configured."""
+        token_path = self.suite.token_path(self.name)
+        if token_path is None:
+            return ControlServer(self, socket_path)
+        try:
+            token = read_token(token_path)
+        except TokenError as exc:
+            raise StartupError(f"{exc} (daemons.{self.name}.control_token_file)") from None
+        return ControlServer(self, socket_path, self.config.control_tcp, token)
 
     def _loop(self) -> None:
         mode = self.config.wait_mode
