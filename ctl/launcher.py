@@ -62,22 +62,32 @@ def wait_serving(suite: SuiteConfig, name: str, process: subprocess.Popen[bytes]
                  timeout_s: float) -> Outcome:
     """Wait until ``process`` reports SERVING; on failure, say why and show its log tail."""
     socket_path = suite.socket_path(name)
+    failure = serving_within(socket_path, process, timeout_s)
+    if failure is not None:
+        return _failed(suite, name, failure)
+    with DaemonClient(socket_path, timeout_s=_PROBE_TIMEOUT_S) as client:
+        status = client.status()
+    return Outcome(name, True, f"started (pid {status.pid}, socket {socket_path}, metrics port "
+                               f"{status.metrics_port})")
+
+
+def serving_within(socket_path: Path, process: subprocess.Popen[bytes],
+                   timeout_s: float) -> str | None:
+    """None once ``process`` answers SERVING on ``socket_path``; else why not (it exited, or
+    it did not within ``timeout_s`` and was terminated)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            return _failed(suite, name, f"exited with status {process.returncode}")
+            return f"exited with status {process.returncode}"
         try:
             with DaemonClient(socket_path, timeout_s=_PROBE_TIMEOUT_S) as client:
                 if client.health() == "SERVING":
-                    status = client.status()
-                    return Outcome(name, True, f"started (pid {status.pid}, socket "
-                                               f"{socket_path}, metrics port "
-                                               f"{status.metrics_port})")
+                    return None
         except ControlError:
             pass  # not listening yet
         time.sleep(POLL_INTERVAL_S)
     _terminate(process)
-    return _failed(suite, name, f"not SERVING within {timeout_s:g}s, terminated")
+    return f"not SERVING within {timeout_s:g}s, terminated"
 
 
 def stop(suite: SuiteConfig, names: Iterable[str], timeout_s: float) -> list[Outcome]:

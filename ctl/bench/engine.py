@@ -52,7 +52,8 @@ from hft.ctl.bench.common import (
     ticks_file,
     wait_until,
 )
-from hft.ctl.client import ControlError, DaemonClient
+from hft.ctl.client import DaemonClient
+from hft.ctl.launcher import log_tail, serving_within
 from hft.daemons.md.csvfile import read_ticks
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
 from hft.daemons.runtime.config import HOME_ENV
@@ -158,7 +159,9 @@ def _engine_daemon(directory: Path, mode: WaitMode,
             [sys.executable, "-m", "hft.daemons", "engine", "--config", str(config_path)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        _wait_serving(process, socket_path, log_path)
+        failure = serving_within(socket_path, process, START_TIMEOUT_S)
+        if failure is not None:
+            raise BenchError(f"the engine daemon {failure}; its log:\n{_tail(log_path)}")
         yield psutil.Process(process.pid)
         with DaemonClient(socket_path) as client:
             client.stop()
@@ -170,6 +173,10 @@ def _engine_daemon(directory: Path, mode: WaitMode,
     if process.returncode != 0 or not samples_path.exists():
         raise BenchError(f"the engine daemon exited with {process.returncode} without its "
                          f"samples; its log:\n{_tail(log_path)}")
+
+
+def _tail(path: Path) -> str:
+    return "\n".join(log_tail(path))
 
 
 def _config(directory: Path, socket_path: Path, mode: WaitMode, samples_path: Path) -> str:
@@ -206,27 +213,6 @@ config = {{ factors = [
 spec = "strategy_container"
 config = {{ children = {{ flip = {{ spec = "hft.ctl.bench.engine_plugins:FlipStrategy" }} }} }}
 """
-
-
-def _wait_serving(process: subprocess.Popen[bytes], socket_path: Path, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"the engine daemon exited with {process.returncode}; its log:\n"
-                             f"{_tail(log_path)}")
-        try:
-            with DaemonClient(socket_path, timeout_s=1.0) as client:
-                if client.health() == "SERVING":
-                    return
-        except ControlError:
-            pass  # not listening yet
-        time.sleep(0.05)
-    raise BenchError(f"the engine daemon was not SERVING within {START_TIMEOUT_S:g} s; its "
-                     f"log:\n{_tail(log_path)}")
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 # --- the peer: vn.py in one process -----------------------------------------------------------

@@ -58,7 +58,6 @@ _ORDER = field_reader(RTN_ORDER_DTYPE, "order_ref", "volume_traded", "status")
 _REJECT = field_reader(REJECT_DTYPE, "order_ref")
 _CLOCK = field_reader(TIMER_DTYPE, "ts_ns")
 _CANCEL_REQ = int(EventType.CANCEL_REQ)
-_NEVER = 2**63 - 1
 _POSITION = field_reader(POS_DTYPE, "instrument", "account", "long_today", "long_yesterday",
                          "short_today", "short_yesterday", "long_avg_price", "short_avg_price")
 _TERMINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
@@ -109,7 +108,7 @@ class Order:
     volume: int
     shares: tuple[Share, ...]
     cancel_due_ns: int
-    """Data-clock time at which it gets a CANCEL_REQ if it still works."""
+    """Data-clock time at which it gets a CANCEL_REQ if it still works (when cancels are on)."""
     filled: int = 0
     final: int | None = None
     """Volume traded as its terminal RTN_ORDER reported it; None while it works."""
@@ -141,7 +140,7 @@ class OrderRouter:
         self._price_type = int(price_type)
         self._slippage_ticks = slippage_ticks
         self._retry_after_ns = int(retry_after_s * 1e9)
-        self._cancel_after_ns = int(cancel_after_s * 1e9) or _NEVER  # 0: never
+        self._cancel_after_ns = int(cancel_after_s * 1e9)  # 0: never
         self._house = house
         self._on_change = on_change
         self._next_ref = time.time_ns() // 1000  # above any ref of an earlier run today
@@ -192,7 +191,7 @@ class OrderRouter:
             ref = self._next_ref
             self._next_ref += 1
             self.orders[ref] = Order(instrument, 1 if buy else -1, volume, order_shares,
-                                     min(self.clock_ns + self._cancel_after_ns, _NEVER))
+                                     self.clock_ns + self._cancel_after_ns)
             instrument.open_orders += 1
             self.sent += 1
             self._pack(self._view, 0, 0, time.time_ns(), _ORDER_REQ, 0, instrument.trading_day,
@@ -230,9 +229,11 @@ class OrderRouter:
     def on_timer(self, record: Any) -> None:
         """Advance the data clock; cancel what has worked too long."""
         self.clock_ns = now = max(self.clock_ns, _CLOCK(record)[0])
+        if not self._cancel_after_ns:
+            return
         for ref, order in list(self.orders.items()):
             if order.final is None and now >= order.cancel_due_ns:
-                order.cancel_due_ns = min(now + self._cancel_after_ns, _NEVER)
+                order.cancel_due_ns = now + self._cancel_after_ns
                 self._cancel(ref, order.instrument)
 
     def _cancel(self, ref: int, instrument: Instrument) -> None:
