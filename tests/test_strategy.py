@@ -93,7 +93,8 @@ class Market:
 
     def trade(self, order: np.void, volume: int | None = None, price: float = 5000.0) -> None:
         record = empty(EventType.RTN_TRADE)[0]
-        for name in ("instrument", "exchange", "order_ref", "direction", "offset", "account"):
+        for name in ("source", "instrument", "exchange", "order_ref", "direction", "offset",
+                     "account"):
             record[name] = order[name]
         record["volume"] = order["volume"] if volume is None else volume
         record["price"] = price
@@ -102,6 +103,7 @@ class Market:
     def status(self, order: np.void, status: OrderStatus, traded: int | None = None) -> None:
         record = empty(EventType.RTN_ORDER)[0]
         record["instrument"], record["order_ref"] = order["instrument"], order["order_ref"]
+        record["source"] = order["source"]
         record["volume"] = order["volume"]
         record["volume_traded"] = order["volume"] if traded is None else traded
         record["status"] = status
@@ -119,6 +121,7 @@ class Market:
     def reject(self, order: np.void) -> None:
         record = empty(EventType.RISK_REJECT)[0]
         record["instrument"], record["order_ref"] = order["instrument"], order["order_ref"]
+        record["source"] = order["source"]
         self.bus.publish(EventType.RISK_REJECT, record)
 
     def position(self, instrument: str, account: str = "acc1", **lots: float) -> None:
@@ -185,6 +188,22 @@ def test_opposite_targets_net_to_one_order(host: DaemonHost, scripted: str) -> N
     market.fill(order)
     market.tick()
     assert len(market.orders) == 1  # the net position is reached
+
+
+def test_returns_of_another_containers_orders_are_ignored(host: DaemonHost,
+                                                         scripted: str) -> None:
+    market = Market(host)
+    strat = container(host, two_children(scripted))
+    market.tick()
+    [order] = market.orders
+    stranger = order.copy()
+    stranger["source"] = 7  # another container, whose order refs may collide with ours
+    market.fill(stranger)
+    assert strat.router.orders and strat.command("list", {})["instruments"]["IF2101"][
+        "position"] == 0
+    market.fill(order)
+    assert not strat.router.orders
+    assert strat.command("list", {})["instruments"]["IF2101"]["position"] == 2
 
 
 def test_disabling_and_weighting_children_change_the_net(host: DaemonHost, scripted: str) -> None:

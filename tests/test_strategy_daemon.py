@@ -37,6 +37,7 @@ class Exchange(Plugin):
     def on_order(self, order):
         for record in (self.trade, self.status):
             record["instrument"], record["order_ref"] = order["instrument"], order["order_ref"]
+            record["source"] = order["source"]
         for name in ("exchange", "direction", "offset", "price", "volume", "account"):
             self.trade[name] = order[name]
         self.status["volume"] = self.status["volume_traded"] = order["volume"]

@@ -58,6 +58,12 @@ class TickFlag(IntFlag):
     OUT_OF_SESSION = 8  # exchange time outside the product's sessions (e.g. settlement snapshots)
 
 
+class OrderFlag(IntFlag):
+    """``flags`` bits of an ORDER_SEND on the risk daemon's bus."""
+
+    RECOVERED = 1  # journaled before a restart, never answered: the gateway says what it knows
+
+
 class Direction(IntEnum):
     BUY = 0
     SELL = 1
@@ -118,6 +124,8 @@ _ORDER_REF = Field("order_ref", "<i8", "client order id, unique per (source, tra
 _ORDER_SYS_ID = Field("order_sys_id", "S24", "exchange order id (CTP OrderSysID); empty until known")
 _DIRECTION = Field("direction", "u1", "Direction: 0 buy, 1 sell")
 _OFFSET = Field("offset", "u1", "Offset: 0 open, 1 close, 2 close today, 3 close yesterday")
+_ORIGIN_SEQ = Field("origin_seq", "<u8", "risk journal: seq of the engine journal request this "
+                    "record decides; 0 in the engine journal")
 
 TICK_FIELDS: tuple[Field, ...] = (
     _INSTRUMENT,
@@ -159,6 +167,7 @@ ORDER_FIELDS: tuple[Field, ...] = (
     Field("price_type", "u1", "PriceType: 0 limit, 1 market, 2 FAK, 3 FOK"),
     Field("hedge", "u1", "CTP hedge flag: 0 speculation, 1 arbitrage, 2 hedge"),
     Field("account", "S16", "investor account the order trades for"),
+    _ORIGIN_SEQ,
 )
 
 CANCEL_FIELDS: tuple[Field, ...] = (
@@ -167,6 +176,7 @@ CANCEL_FIELDS: tuple[Field, ...] = (
     _ORDER_REF,
     _ORDER_SYS_ID,
     Field("account", "S16", "investor account of the order"),
+    _ORIGIN_SEQ,
 )
 
 RTN_ORDER_FIELDS: tuple[Field, ...] = (
@@ -221,6 +231,7 @@ REJECT_FIELDS: tuple[Field, ...] = (
     Field("rule", "S24", "name of the risk rule that refused, e.g. b'order_rate'"),
     Field("reason", "S128", "why, UTF-8, with the figures that broke the limit"),
     Field("account", "S16", "investor account of the order"),
+    _ORIGIN_SEQ,
 )
 
 BAR_FIELDS: tuple[Field, ...] = (

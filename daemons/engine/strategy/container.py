@@ -43,7 +43,7 @@ from hft.daemons.engine.strategy.ledger import (
 from hft.daemons.engine.strategy.router import Instrument, OrderRouter
 from hft.daemons.runtime.bus import EventBus
 from hft.daemons.runtime.config import PluginName
-from hft.daemons.runtime.events import EventType, PriceType
+from hft.daemons.runtime.events import HEADER_DTYPE, EventType, PriceType, fields_struct
 from hft.daemons.runtime.plugins import (
     HostServices,
     IdleWaiter,
@@ -55,6 +55,8 @@ from hft.daemons.runtime.plugins import (
     Poller,
 )
 
+_OWN_RETURNS = frozenset({EventType.RTN_ORDER, EventType.RTN_TRADE, EventType.RISK_REJECT})
+_SOURCE = fields_struct(HEADER_DTYPE, ("source",)).unpack_from
 _PRICE_TYPES = {"limit": PriceType.LIMIT, "market": PriceType.MARKET, "fak": PriceType.FAK,
                 "fok": PriceType.FOK}
 
@@ -259,10 +261,14 @@ class StrategyContainer(Plugin):
 
     def _relay(self, event_type: EventType, book: Callable[[Any], None] | None
                ) -> Callable[[Any], None]:
-        """The handler of one event type: book it, hand it to the children, trade."""
+        """The handler of one event type: book it, hand it to the children, trade. Returns
+        of another container's orders (another ``source``) are not its business."""
         publish, kind = self.children_bus.publish, int(event_type)
+        source, own_only = self.router.source, event_type in _OWN_RETURNS
 
         def relay(record: Any) -> None:
+            if own_only and _SOURCE(record)[0] != source:
+                return
             if book is not None:
                 book(record)
             publish(kind, record)

@@ -135,7 +135,8 @@ class OrderRouter:
         self.clock_ns = 0
         """The data's clock: the latest ``ts_ns`` of a tick or TIMER."""
         self._bus = bus
-        self._source = source
+        self.source = source
+        """The ``source`` of its ORDER_REQs; returns carry it back."""
         self._account = account.encode()
         self._price_type = int(price_type)
         self._slippage_ticks = slippage_ticks
@@ -195,9 +196,9 @@ class OrderRouter:
             instrument.open_orders += 1
             self.sent += 1
             self._pack(self._view, 0, 0, time.time_ns(), _ORDER_REQ, 0, instrument.trading_day,
-                       instrument.index, self._source, instrument.key,
+                       instrument.index, self.source, instrument.key,
                        instrument.exchange.encode(), ref, price, volume, direction, offset,
-                       self._price_type, 0, self._account)
+                       self._price_type, 0, self._account, 0)
             self._bus.publish(_ORDER_REQ, self._out)
         return True
 
@@ -239,8 +240,8 @@ class OrderRouter:
     def _cancel(self, ref: int, instrument: Instrument) -> None:
         self.cancels += 1
         self._pack_cancel(self._cancel_view, 0, 0, time.time_ns(), _CANCEL_REQ, 0,
-                          instrument.trading_day, instrument.index, self._source, instrument.key,
-                          instrument.exchange.encode(), ref, b"", self._account)
+                          instrument.trading_day, instrument.index, self.source, instrument.key,
+                          instrument.exchange.encode(), ref, b"", self._account, 0)
         self._bus.publish(_CANCEL_REQ, self._cancel_out)
 
     def on_trade(self, record: Any) -> None:

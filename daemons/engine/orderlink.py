@@ -1,0 +1,144 @@
+"""The engine's end of the order path: requests out to the engine journal, returns back in.
+
+Out: every ORDER_REQ and CANCEL_REQ published on the engine's bus is appended to the engine
+journal (this plugin is its only writer) while the publish is still in progress, so a request
+is on disk before the publishing strategy goes on; the risk daemon follows that journal.
+
+In: the risk daemon's journal is followed live and its returns (RTN_ORDER, RTN_TRADE,
+RISK_REJECT, POS_UPDATE, ALERT) are published on the bus. The risk journal also holds the
+decisions themselves (ORDER_SEND, CANCEL_REQ): those are not republished, so a request can
+never loop back into the engine journal. On start the journal is read from its oldest record
+but only its POS_UPDATEs are published until the end seen at start ("catch-up"): a restarted
+engine learns its positions without replaying fills of orders it no longer tracks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from pydantic import BaseModel, ConfigDict, Field
+
+from hft.daemons.runtime.events import EventType
+from hft.daemons.runtime.journal import (
+    JournalError,
+    JournalFormatError,
+    JournalLapped,
+    JournalReader,
+    JournalWriter,
+)
+from hft.daemons.runtime.plugins import Plugin, PluginContext
+from hft.daemons.runtime.waitmode import WaitMode
+
+ATTACH_INTERVAL_S = 0.5
+"""How often the link looks for a risk journal that does not exist yet."""
+RETURNED_TYPES = frozenset({EventType.RTN_ORDER, EventType.RTN_TRADE, EventType.RISK_REJECT,
+                            EventType.POS_UPDATE, EventType.ALERT})
+"""What the engine takes from the risk journal; the rest (decisions) stays there."""
+_POS_UPDATE = int(EventType.POS_UPDATE)
+
+
+class OrderLinkConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    journal: str = Field(default="engine", min_length=1)
+    """The engine journal: ORDER_REQ and CANCEL_REQ, written by this plugin only."""
+    returns: str = Field(default="risk", min_length=1)
+    """The risk daemon's journal, followed for returns (it may appear later)."""
+    batch: int = Field(default=256, ge=1)
+    """Returns published per poll at most."""
+
+
+class OrderLink(Plugin):
+    """Engine plugin: ORDER_REQ/CANCEL_REQ -> engine journal; risk journal -> returns."""
+
+    Config = OrderLinkConfig
+
+    def init(self, ctx: PluginContext) -> None:
+        super().init(ctx)
+        self.config: OrderLinkConfig = ctx.config
+        self.journaled = self.returned = self.lapped = 0
+        self._writer: JournalWriter | None = None
+        self._reader: JournalReader | None = None
+        self._catch_up_to = 0
+        ctx.subscribe(EventType.ORDER_REQ, self._journal)
+        ctx.subscribe(EventType.CANCEL_REQ, self._journal)
+
+    def start(self) -> None:
+        directory = self.ctx.host.journal_dir
+        self._writer = JournalWriter(directory, self.config.journal)
+        if not self._attach():
+            self.ctx.log.info("waiting for the risk journal to appear",
+                              extra={"journal": self.config.returns})
+            self.ctx.call_every(ATTACH_INTERVAL_S, self._attach)
+
+    def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _journal(self, record: Any) -> None:
+        """Bus handler: the request is committed before the publish returns."""
+        if self._writer is None:
+            raise RuntimeError("the order link is not started: the request is not journaled")
+        self._writer.append(record)
+        self.journaled += 1
+
+    def _attach(self) -> bool:
+        if self._reader is not None:
+            return True
+        try:
+            reader = JournalReader(self.ctx.host.journal_dir, self.config.returns,
+                                   start="begin", wait_mode=WaitMode.BLOCK)
+        except JournalFormatError as exc:
+            self.ctx.log.error("the risk journal cannot be read", extra={"error": str(exc)})
+            return False
+        except JournalError:
+            return False
+        self._reader = reader
+        self._catch_up_to = reader.next_seq + reader.lag - 1
+        self.ctx.add_poller(self.poll)
+        self.ctx.log.info("following the risk journal",
+                          extra={"journal": self.config.returns, "catch_up_to": self._catch_up_to})
+        return True
+
+    def poll(self) -> int:
+        reader = self._reader
+        if reader is None:
+            return 0
+        publish, count = self.ctx.bus.publish, 0
+        for _ in range(self.config.batch):
+            try:
+                record = reader.read()
+            except JournalLapped as lapped:
+                self.lapped += lapped.missed
+                self.ctx.log.warning("returns lost to retention", extra={"error": str(lapped)})
+                continue
+            if record is None:
+                break
+            event_type = reader.last_type
+            if event_type not in RETURNED_TYPES:
+                continue
+            if reader.next_seq <= self._catch_up_to + 1 and event_type != _POS_UPDATE:
+                continue  # catch-up: positions only
+            publish(event_type, record)
+            count += 1
+        self.returned += count
+        return count
+
+    def metrics(self) -> Iterable[Metric]:
+        journaled = CounterMetricFamily("hft_order_link_requests",
+                                        "ORDER_REQ and CANCEL_REQ written to the engine journal")
+        journaled.add_metric([], self.journaled)
+        returned = CounterMetricFamily("hft_order_link_returns",
+                                       "Returns from the risk journal published on the bus")
+        returned.add_metric([], self.returned)
+        lag = GaugeMetricFamily("hft_order_link_lag_records",
+                                "Risk journal records committed but not read yet")
+        reader = self._reader
+        lag.add_metric([], reader.lag if reader is not None else 0)
+        return (journaled, returned, lag)

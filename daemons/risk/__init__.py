@@ -1,0 +1,1 @@
+"""The risk daemon: the order desk in front of the gateway, and its checks."""

@@ -1,0 +1,240 @@
+"""The order path across real processes: engine -> engine journal -> risk desk -> risk journal
+-> gateway, and the returns back into the engine's strategy container; restarts of the risk
+daemon at the worst moments."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Daemon, serving, spawn_daemon, wait_for, write_config
+from test_factors_daemon import FEED
+from test_strategy import SCRIPTED
+
+from hft.daemons.runtime.config import SuiteConfig
+from hft.daemons.runtime.events import EventType, OrderFlag, OrderStatus, empty
+from hft.daemons.runtime.host import DaemonHost
+from hft.daemons.runtime.journal import JournalReader, JournalWriter
+
+# The gateway at the far end, as a plugin of the risk daemon: it fills each ORDER_SEND at its
+# price, publishing the returns from inside the ORDER_SEND's dispatch. If the file named by
+# config "crash_file" exists, it deletes it and SIGKILLs its own daemon on the next order,
+# after the desk committed the decision and before anything was sent: the worst moment. A
+# RECOVERED order it never saw is answered LOST, as a counter that never received it would.
+GATEWAY = '''
+import os, signal
+from pathlib import Path
+from hft.daemons.runtime.events import EventType, OrderFlag, OrderStatus, empty
+from hft.daemons.runtime.plugins import Plugin
+
+
+class Gateway(Plugin):
+    def init(self, ctx):
+        super().init(ctx)
+        self.trade = empty(EventType.RTN_TRADE)[0]
+        self.status = empty(EventType.RTN_ORDER)[0]
+        ctx.subscribe(EventType.ORDER_SEND, self.on_order)
+
+    def on_order(self, order):
+        crash = Path(self.ctx.config.get("crash_file", "/nonexistent"))
+        if crash.exists():
+            crash.unlink()
+            os.kill(os.getpid(), signal.SIGKILL)
+        for record in (self.trade, self.status):
+            for name in ("source", "instrument", "exchange", "order_ref", "account",
+                         "direction", "offset"):
+                record[name] = order[name]
+        self.status["volume"] = order["volume"]
+        if order["flags"] & OrderFlag.RECOVERED:
+            self.status["status"], self.status["volume_traded"] = OrderStatus.LOST, 0
+            self.ctx.bus.publish(EventType.RTN_ORDER, self.status)
+            return
+        self.trade["price"], self.trade["volume"] = order["price"], order["volume"]
+        self.status["volume_traded"] = order["volume"]
+        self.status["status"] = OrderStatus.ALL_TRADED
+        self.ctx.bus.publish(EventType.RTN_TRADE, self.trade)
+        self.ctx.bus.publish(EventType.RTN_ORDER, self.status)
+'''
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Iterator[Callable[[str], Daemon]]:
+    """Writes the engine + risk config; yields a starter that (re)starts either daemon."""
+    for name, text in (("feed.py", FEED), ("gateway.py", GATEWAY), ("scripted.py", SCRIPTED)):
+        (tmp_path / name).write_text(text)
+    config = write_config(tmp_path, f"""
+[daemons.engine]
+metrics_port = 0
+
+[daemons.engine.plugins.link]
+spec = "order_link"
+
+[daemons.engine.plugins.feed]
+spec = "{tmp_path / 'feed.py'}"
+config = {{ instrument = "IF2101" }}
+
+[daemons.engine.plugins.strat]
+spec = "strategy_container"
+config.account = "sim-a"
+config.retry_after_s = 0
+config.children.long = {{ spec = "{tmp_path / 'scripted.py'}", config = {{ targets = {{ IF2101 = 3 }} }} }}
+
+[daemons.risk]
+metrics_port = 0
+
+[daemons.risk.plugins.desk]
+spec = "order_desk"
+
+[daemons.risk.plugins.gateway]
+spec = "{tmp_path / 'gateway.py'}"
+config = {{ crash_file = "{tmp_path / 'crash'}" }}
+""")
+    running: dict[str, Daemon] = {}
+
+    def start(name: str) -> Daemon:
+        daemon = running[name] = spawn_daemon(name, config, tmp_path / f"{name}.stderr")
+        wait_for(lambda: serving(daemon), f"{name} to be SERVING", 20)
+        return daemon
+
+    yield start
+    for daemon in running.values():
+        daemon.stop()
+
+
+def journal(daemon: Daemon, name: str) -> list[tuple[int, Any]]:
+    """Every record of a journal as (type, copy)."""
+    reader = JournalReader(daemon.suite.journal_dir, name)
+    records = []
+    try:
+        while (record := reader.read()) is not None:
+            records.append((reader.last_type, record.copy()))
+    finally:
+        reader.close()
+    return records
+
+
+def command(engine: Daemon, plugin: str, cmd: str, /, **args: Any) -> Any:
+    with engine.client() as client:
+        return client.plugin_command(plugin, cmd, args)
+
+
+def position(engine: Daemon) -> int:
+    return int(command(engine, "strat", "list")["instruments"]["IF2101"]["position"])
+
+
+def kinds(records: list[tuple[int, Any]]) -> list[str]:
+    return [EventType(kind).name for kind, _ in records]
+
+
+def test_an_order_goes_through_risk_and_its_fill_comes_back(
+        suite: Callable[[str], Daemon]) -> None:
+    risk, engine = suite("risk"), suite("engine")
+    command(engine, "feed", "publish", steps=1)  # the first price: the order goes out
+    wait_for(lambda: position(engine) == 3, "the fill to reach the engine's container")
+
+    requests = journal(engine, "engine")
+    assert kinds(requests) == ["ORDER_REQ"]
+    order = requests[0][1]
+    assert (int(order["volume"]), int(order["seq"]), bytes(order["account"])) == (3, 1, b"sim-a")
+    decided = journal(risk, "risk")
+    assert kinds(decided) == ["ORDER_SEND", "RTN_TRADE", "RTN_ORDER"]
+    send = decided[0][1]
+    assert int(send["origin_seq"]) == 1  # which request it decides
+    for name in ("source", "order_ref", "instrument", "price", "volume", "direction", "account"):
+        assert send[name] == order[name], name
+    assert decided[1][1]["order_ref"] == order["order_ref"]
+
+
+def test_a_restarted_risk_daemon_decides_nothing_twice(suite: Callable[[str], Daemon]) -> None:
+    risk, engine = suite("risk"), suite("engine")
+    command(engine, "feed", "publish", steps=1)
+    wait_for(lambda: position(engine) == 3, "the first fill")
+    risk.process.send_signal(signal.SIGKILL)
+    risk.process.wait()
+    command(engine, "strat", "weight", name="long", weight=2)  # an order while risk is down
+    assert kinds(journal(engine, "engine")) == ["ORDER_REQ", "ORDER_REQ"]
+
+    risk = suite("risk")
+    wait_for(lambda: position(engine) == 6, "the order made while risk was down to fill")
+    sends = [int(r["origin_seq"]) for kind, r in journal(risk, "risk")
+             if kind == EventType.ORDER_SEND]
+    assert sends == [1, 2]  # the first was not decided again
+
+
+def test_a_crash_between_decision_and_gateway_leaves_the_order_lost_not_sent_twice(
+        suite: Callable[[str], Daemon], tmp_path: Path) -> None:
+    risk, engine = suite("risk"), suite("engine")
+    (tmp_path / "crash").touch()  # the gateway dies on the next order, before sending it
+    command(engine, "feed", "publish", steps=1)
+    wait_for(lambda: risk.process.poll() is not None, "the risk daemon to die mid-order")
+    assert risk.process.returncode == -signal.SIGKILL
+    assert kinds(journal(risk, "risk")) == ["ORDER_SEND"]  # decided, committed, never sent
+
+    risk = suite("risk")
+    # the restarted desk asks the gateway about the order; it never saw it: LOST. The
+    # container then trades again (a new request), which fills.
+    wait_for(lambda: position(engine) == 3, "a fresh order after the lost one to fill", 20)
+    records = journal(risk, "risk")
+    lost = [r for kind, r in records if kind == EventType.RTN_ORDER
+            and r["status"] == OrderStatus.LOST]
+    assert len(lost) == 1
+    sends = [int(r["origin_seq"]) for kind, r in records if kind == EventType.ORDER_SEND]
+    assert sends == [1, 2]  # the lost one was not sent again by the desk
+    assert not any(int(r["flags"]) & OrderFlag.RECOVERED for kind, r in records
+                   if kind == EventType.ORDER_SEND)  # the journal keeps the original
+
+
+def request(ts_ns: int, ref: int) -> Any:
+    order = empty(EventType.ORDER_REQ)[0]
+    order["ts_ns"], order["order_ref"], order["volume"] = ts_ns, ref, 1
+    order["instrument"], order["account"] = b"IF2101", b"sim-a"
+    return order
+
+
+@pytest.fixture
+def desk_host(tmp_path: Path) -> Iterator[DaemonHost]:
+    """A risk daemon's host in this process, its bus watched, the desk not loaded yet."""
+    host = DaemonHost("risk", SuiteConfig.model_validate({"paths": {"home": str(tmp_path)}}))
+    yield host
+    host.plugins.stop_all()
+
+
+def decide_all(host: DaemonHost, config: dict[str, Any]) -> list[tuple[int, int, bytes]]:
+    """Load the desk, let it decide what the engine journal holds; (type, ref, rule) each."""
+    decided: list[tuple[int, int, bytes]] = []
+    for kind in (EventType.ORDER_SEND, EventType.RISK_REJECT):
+        host.bus.subscribe(kind, lambda r, kind=kind: decided.append(
+            (kind, int(r["order_ref"]), bytes(r["rule"]) if kind == EventType.RISK_REJECT
+             else b"")))
+    entry = host.plugins.load("desk", "order_desk", config)
+    assert entry.error == "" and entry.instance is not None
+    while entry.instance.poll():  # type: ignore[attr-defined]
+        pass
+    return decided
+
+
+def test_a_request_older_than_max_age_is_refused_as_stale(desk_host: DaemonHost) -> None:
+    now = time.time_ns()
+    with JournalWriter(desk_host.journal_dir, "engine") as engine:
+        engine.append(request(now, 1))
+        engine.append(request(now - 60 * 10**9, 2))  # waited a minute: the desk was down
+        engine.append(request(now, 3))
+    with JournalWriter(desk_host.journal_dir, "risk") as risk:  # 1 was decided before
+        send = request(now, 1)
+        send["type"], send["origin_seq"] = EventType.ORDER_SEND, 1
+        risk.append(send)
+    assert decide_all(desk_host, {"max_request_age_s": 10}) == [
+        (EventType.ORDER_SEND, 1, b""),  # no return in the journal: asked about again
+        (EventType.RISK_REJECT, 2, b"stale"), (EventType.ORDER_SEND, 3, b"")]
+
+
+def test_a_fresh_risk_journal_starts_max_age_back(desk_host: DaemonHost) -> None:
+    now = time.time_ns()
+    with JournalWriter(desk_host.journal_dir, "engine") as engine:
+        engine.append(request(now - 3600 * 10**9, 1))  # yesterday's flow: not decided at all
+        engine.append(request(now, 2))
+    assert decide_all(desk_host, {"max_request_age_s": 10}) == [(EventType.ORDER_SEND, 2, b"")]
