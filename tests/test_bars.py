@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from sample_data import IF_DAILY_REFERENCE, IF_DAY
 
 from hft.ctl.cli import main as hftctl
 from hft.daemons.engine.barbatch import CSV_COLUMNS, build_bars
@@ -29,8 +30,6 @@ from hft.daemons.runtime.host import DaemonHost
 from hft.daemons.runtime.journal import JournalWriter
 from hft.daemons.runtime.plugins import PluginState
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-IF_DAY = DATA / "IF2101_20210104_ticks.csv"
 PRODUCTS = ProductTable.load()
 ALL = parse_periods(["1m", "5m", "15m", "30m", "1h", "1d"])
 GRACE_NS = 1_000_000_000
@@ -121,7 +120,7 @@ def _minute(ticks: np.ndarray, hhmm: str) -> np.ndarray:
 
 
 def test_daily_bar_equals_the_vendor_reference(if_ticks: np.ndarray, if_bars: np.ndarray) -> None:
-    rows = list(csv.DictReader((DATA / "IF_daily_reference.csv").open()))
+    rows = list(csv.DictReader(IF_DAILY_REFERENCE.open()))
     reference = next(row for row in rows if row["date"] == "2021/01/04")
     for bars in (if_bars, batch_bars(if_ticks)):
         daily = of(bars, "1d")

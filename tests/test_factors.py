@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from prometheus_client.core import Metric
+from sample_data import IF_DAILY_REFERENCE, IF_DAY
 
 from hft.daemons.engine.factors import host as factor_host
 from hft.daemons.engine.factors.base import FactorDef
@@ -28,7 +28,6 @@ from hft.daemons.runtime.host import DaemonHost
 from hft.daemons.runtime.metrics import HostCollector
 from hft.daemons.runtime.plugins import ENTRY_POINT_GROUP, PluginState
 
-IF_TICKS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "IF2101_20210104_ticks.csv"
 MINUTE_NS = 60_000_000_000
 
 # every shipped factor, with the parameter sets the parity test runs
@@ -50,7 +49,7 @@ def define(plugin: type[FactorPlugin], config: dict[str, Any]) -> FactorDef:
 @pytest.fixture(scope="module")
 def if_ticks() -> np.ndarray:
     """The real IF2101 day (27,955 level-1 snapshots)."""
-    return read_ticks(IF_TICKS, InstrumentTable(ProductTable.load()))
+    return read_ticks(IF_DAY, InstrumentTable(ProductTable.load()))
 
 
 def bars_of(ticks: np.ndarray) -> np.ndarray:
@@ -157,7 +156,7 @@ def test_book_imbalance_weights_levels() -> None:
 
 
 def test_vwap_of_the_if_day_matches_the_vendor_daily_bar(if_ticks: np.ndarray) -> None:
-    reference = (IF_TICKS.parent / "IF_daily_reference.csv").read_text().splitlines()
+    reference = (IF_DAILY_REFERENCE).read_text().splitlines()
     header = reference[0].split(",")
     day = dict(zip(header, next(r for r in reference if r.startswith("2021")).split(","),
                    strict=True))

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hft.daemons.runtime.journal import JournalReader
+from sample_data import IF_DAY
 
-IF_DAY = Path(__file__).resolve().parents[2] / "shared" / "data" / "IF2101_20210104_ticks.csv"
+from hft.daemons.runtime.journal import JournalReader
 
 
 def hftctl(*args: str) -> subprocess.CompletedProcess[str]:

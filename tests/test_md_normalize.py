@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from ctpdata import depth
 from openctp_ctp import mdapi
+from sample_data import IF_DAY
 
 from hft.daemons.md.csvfile import CSV_COLUMNS, CsvTickError, read_ticks, tick_rows
 from hft.daemons.md.ctpstruct import RawStructReader
@@ -19,7 +20,6 @@ from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
 from hft.daemons.runtime.events import TICK_DTYPE, TickFlag
 
 READER = RawStructReader(mdapi.CThostFtdcDepthMarketDataField, DEPTH_FIELDS)
-IF_DAY = Path(__file__).resolve().parents[2] / "shared" / "data" / "IF2101_20210104_ticks.csv"
 
 
 @pytest.fixture(scope="module")

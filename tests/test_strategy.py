@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sample_data import IF_DAY
 
 from hft.daemons.engine.strategy.child import Strategy
 from hft.daemons.engine.strategy.container import StrategyContainer
@@ -28,7 +29,6 @@ from hft.daemons.runtime.events import (
 from hft.daemons.runtime.host import DaemonHost
 from hft.daemons.runtime.plugins import PluginState
 
-IF_TICKS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "IF2101_20210104_ticks.csv"
 IF_MULTIPLIER = 300
 
 SCRIPTED = '''
@@ -451,7 +451,7 @@ def test_dual_ema_crossover_follows_the_cross(host: DaemonHost) -> None:
 
 @pytest.mark.parametrize("mode", ["fade", "follow"])
 def test_book_imbalance_strategy_on_the_if_day(host: DaemonHost, mode: str) -> None:
-    ticks = read_ticks(IF_TICKS, InstrumentTable(ProductTable.load()))[:6000]
+    ticks = read_ticks(IF_DAY, InstrumentTable(ProductTable.load()))[:6000]
     market = Market(host, fill_at_once=True)
     strat = container(host, {"obi": {"spec": "strategy_book_imbalance", "config": {
         "levels": 1, "entry": 0.8, "exit": 0.3, "mode": mode}}})

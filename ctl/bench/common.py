@@ -227,13 +227,13 @@ TICKS_FILE = "IF2101_20210104_ticks.csv"
 
 
 def ticks_file() -> Path:
-    """The IF day CSV: ``TICKS_ENV`` if set, else ``shared/data`` in a parent of this file."""
+    """The IF day CSV: ``TICKS_ENV`` if set, else the copy in the repository's ``tests/data``."""
     configured = os.environ.get(TICKS_ENV)
     if configured:
         candidates = [Path(configured)]
     else:
         here = Path(__file__).resolve()
-        candidates = [parent / "shared" / "data" / TICKS_FILE for parent in here.parents]
+        candidates = [parent / "tests" / "data" / TICKS_FILE for parent in here.parents]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -18,7 +18,7 @@
   md journal taking ``time_ns() - ts_ns``: the recorder stamps ``ts_ns`` with the receive
   time it is given, ``time.time_ns()`` as the CTP adapter does, one clock for every process.
 
-The IF day is found next to the repository (``../shared/data``) or through ``TICKS_ENV``.
+The IF day is the repository's copy (``tests/data``), or the file ``TICKS_ENV`` names.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ from hft.daemons.runtime.host import DaemonHost
 from hft.daemons.runtime.journal import JournalReader, JournalWriter
 from hft.daemons.runtime.plugins import PluginState
 
-"""Path of the IF day CSV, when it is not at ``shared/data`` above the package."""
+"""Path of the IF day CSV, when it is not the repository's copy in ``tests/data``."""
 TRADING_DAY = 20210104
 TICK_STEP_NS = 500_000
 """Replay journal: ticks this far apart (the whole market: ~800 contracts, 2-4 ticks/s each)."""
