@@ -56,7 +56,8 @@ def test_results_are_json_with_params(results: list[dict[str, Any]]) -> None:
 
 def test_peers_have_baseline_and_ratio(results: list[dict[str, Any]]) -> None:
     with_peer = [r for r in results
-                 if r["name"].split(".")[0] in ("bus", "journal", "ipc", "seqlock", "engine")]
+                 if r["name"].split(".")[0] in ("bus", "journal", "ipc", "seqlock", "engine",
+                                            "tick-to-order")]
     assert with_peer and all("baseline" in r for r in with_peer), "a foundation peer is missing"
     for result in (r for r in results if "baseline" in r):
         baseline = result["baseline"]
@@ -109,3 +110,12 @@ def test_engine_bench_runs_a_real_engine_that_orders_on_every_tick(
         assert result["params"]["orders"] >= 0.9 * result["params"]["n"]
         assert result["p50_us"] <= result["p99_us"] <= result["p999_us"]
         assert "vn.py" in result["baseline"]["what"]
+
+
+def test_tick_to_order_goes_through_real_engine_and_risk_daemons(
+        results: list[dict[str, Any]]) -> None:
+    [result] = [r for r in results if r["name"] == "tick-to-order"]
+    assert result["params"]["orders"] > 0  # orders reached the risk daemon's gateway
+    assert result["engine_p50_us"] < result["p50_us"]  # the engine's part is a part of it
+    assert result["p50_us"] <= result["p99_us"] <= result["p999_us"]
+    assert "vn.py" in result["baseline"]["what"] and result["ratio"] > 0

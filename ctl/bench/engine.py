@@ -80,7 +80,7 @@ def run(quick: bool) -> list[Result]:
     ticks = read_ticks(ticks_file(), InstrumentTable(ProductTable.load()))[:n + warmup]
     if len(ticks) < n + warmup:
         raise BenchError(f"the ticks file has {len(ticks)} ticks, {n + warmup} are needed")
-    peer = percentiles(_vnpy_latency(ticks, interval_ns)[warmup:])
+    peer = percentiles(vnpy_latency(ticks, interval_ns)[warmup:])
     results = []
     for mode in MODES:
         with temp_dir(f"engine-{mode.value}") as directory:
@@ -114,29 +114,44 @@ def _engine_latency(directory: Path, ticks: np.ndarray, mode: WaitMode,
     before finds its order still in flight), ns from just before its commit to its ORDER_REQ,
     and to its arrival on the engine's bus; and the daemon's CPU % meanwhile."""
     samples_path = directory / "orders.npy"
-    committed = np.zeros(len(ticks) + 1, np.int64)  # by seq (seqs start at 1)
     with JournalWriter(directory, JOURNAL, trading_day=int(ticks["trading_day"][0])) as writer, \
             _engine_daemon(directory, mode, samples_path) as engine:
-        clock, append = time.monotonic_ns, writer.append
-        cpu_before, start = _cpu_s(engine), clock()
-        due = start
-        for tick in ticks:
-            due += interval_ns
-            wait_until(due)
-            stamp = clock()
-            committed[append(tick)] = stamp
-        cpu_pct = (_cpu_s(engine) - cpu_before) / ((clock() - start) / 1e9) * 100
-        time.sleep(_DRAIN_S)
+        committed, cpu_pct = paced_commits(writer, ticks, interval_ns, [engine])
     orders = np.load(samples_path)
-    if len(orders) < len(ticks) * 0.9:  # a tick read in one poll with the one before has to wait
-        raise BenchError(f"the engine sent {len(orders)} orders for {len(ticks)} ticks; every "
-                         "tick should make one")
+    check_orders(orders, len(ticks))
     commits = committed[orders[:, 0]]
     seen, total = orders[:, 1] - commits, orders[:, 2] - commits
     if (seen <= 0).any():
         raise BenchError("a tick reached the engine before it was committed: the clock is not "
                          "monotonic across processes here")
     return total, seen, cpu_pct
+
+
+def paced_commits(writer: JournalWriter, ticks: np.ndarray, interval_ns: int,
+                  daemons: list[psutil.Process]) -> tuple[np.ndarray, float]:
+    """Commit ``ticks`` one every ``interval_ns``; returns each one's monotonic stamp just
+    before its commit, by seq (seqs start at 1), and the CPU % ``daemons`` used meanwhile
+    (the sum); then lets them drain."""
+    committed = np.zeros(len(ticks) + 1, np.int64)
+    clock, append = time.monotonic_ns, writer.append
+    cpu_before, start = sum(map(_cpu_s, daemons)), clock()
+    due = start
+    for tick in ticks:
+        due += interval_ns
+        wait_until(due)
+        stamp = clock()
+        committed[append(tick)] = stamp
+    cpu_pct = (sum(map(_cpu_s, daemons)) - cpu_before) / ((clock() - start) / 1e9) * 100
+    time.sleep(_DRAIN_S)
+    return committed, cpu_pct
+
+
+def check_orders(orders: np.ndarray, ticks: int, share: float = 0.9) -> None:
+    """At least ``share`` of the ticks must have made an order (a tick that comes while the
+    order of an earlier one is still in flight makes none)."""
+    if len(orders) < ticks * share:
+        raise BenchError(f"the engine sent {len(orders)} orders for {ticks} ticks; at least "
+                         f"{share:.0%} of them should make one")
 
 
 def _cpu_s(process: psutil.Process) -> float:
@@ -149,19 +164,29 @@ def _engine_daemon(directory: Path, mode: WaitMode,
                    samples_path: Path) -> Iterator[psutil.Process]:
     """An engine daemon on ``directory``'s journal, SERVING, stopped (and its samples file
     written) when the block ends."""
-    socket_path = directory / "engine.sock"
     config_path = directory / "hft.toml"
-    config_path.write_text(_config(directory, socket_path, mode, samples_path))
+    config_path.write_text(_config(directory, directory / "engine.sock", mode, samples_path))
+    with daemon_process("engine", config_path, directory / "engine.sock",
+                        [samples_path]) as process:
+        yield process
+
+
+@contextmanager
+def daemon_process(name: str, config_path: Path, socket_path: Path,
+                   outputs: list[Path]) -> Iterator[psutil.Process]:
+    """Daemon ``name`` of the suite ``config_path`` describes (its gRPC socket at
+    ``socket_path``), SERVING; asked to stop when the block ends, which must leave every file
+    of ``outputs`` written."""
     env = {key: value for key, value in os.environ.items() if key != HOME_ENV}
-    log_path = directory / "engine.log"
+    log_path = config_path.parent / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "hft.daemons", "engine", "--config", str(config_path)],
+            [sys.executable, "-m", "hft.daemons", name, "--config", str(config_path)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         failure = serving_within(socket_path, process, START_TIMEOUT_S)
         if failure is not None:
-            raise BenchError(f"the engine daemon {failure}; its log:\n{_tail(log_path)}")
+            raise BenchError(f"the {name} daemon {failure}; its log:\n{_tail(log_path)}")
         yield psutil.Process(process.pid)
         with DaemonClient(socket_path) as client:
             client.stop()
@@ -170,8 +195,8 @@ def _engine_daemon(directory: Path, mode: WaitMode,
         if process.poll() is None:
             process.kill()
             process.wait()
-    if process.returncode != 0 or not samples_path.exists():
-        raise BenchError(f"the engine daemon exited with {process.returncode} without its "
+    if process.returncode != 0 or not all(path.exists() for path in outputs):
+        raise BenchError(f"the {name} daemon exited with {process.returncode} without its "
                          f"samples; its log:\n{_tail(log_path)}")
 
 
@@ -183,7 +208,14 @@ def _config(directory: Path, socket_path: Path, mode: WaitMode, samples_path: Pa
     return f"""
 [paths]
 home = "{directory / 'home'}"
+{engine_section(directory, socket_path, mode, samples_path, fill=True)}"""
 
+
+def engine_section(directory: Path, socket_path: Path, mode: WaitMode, samples_path: Path, *,
+                   fill: bool) -> str:
+    """The engine daemon's config table: the probe first, then the default engine's plugins
+    on ``directory``'s md journal and the flip strategy's container."""
+    return f"""
 [daemons.engine]
 metrics_port = 0
 grpc_socket = "{socket_path}"
@@ -191,7 +223,7 @@ wait_mode = "{mode.value}"
 
 [daemons.engine.plugins.probe]
 spec = "hft.ctl.bench.engine_plugins:OrderProbe"
-config = {{ samples_path = "{samples_path}" }}
+config = {{ samples_path = "{samples_path}", fill = {str(fill).lower()} }}
 
 [daemons.engine.plugins.replay]
 spec = "replay"
@@ -242,7 +274,7 @@ class _VnpyFlip:
         """The 5-minute bars: a strategy would trade on them; the bench drops them."""
 
 
-def _vnpy_latency(ticks: np.ndarray, interval_ns: int) -> np.ndarray:
+def vnpy_latency(ticks: np.ndarray, interval_ns: int) -> np.ndarray:
     events = [Event(EVENT_TICK, tick) for tick in vnpy_ticks(ticks)]
     strategy = _VnpyFlip(len(events))
     engine = EventEngine()
