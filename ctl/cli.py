@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from hft.ctl import data, launcher, protogen
+from hft.ctl import data, launcher, protogen, trading
 from hft.ctl.client import ControlError, DaemonClient
 from hft.ctl.report import format_bench, format_table, plugin_dict, suite_status
 from hft.daemons.runtime.config import (
@@ -22,6 +22,8 @@ from hft.daemons.runtime.config import (
     SuiteConfig,
     load_config,
 )
+from hft.daemons.runtime.events import EventType
+from hft.daemons.runtime.journal import JournalError
 from hft.daemons.runtime.token import TokenError, read_token
 from hft.protos import control_pb2
 
@@ -289,6 +291,79 @@ def plugins_command(config_file: Path | None, args: dict[str, Any], daemon: str,
     except ControlError as exc:
         raise click.ClickException(f"{daemon}: {exc.code}: {exc.details}") from None
     click.echo(json.dumps(result, indent=2))
+
+
+def _journal_view(config_file: Path | None,
+                  view: Callable[[Iterator[tuple[EventType, Any]]], list[dict[str, Any]]],
+                  as_json: bool) -> None:
+    suite = _load(config_file)
+    try:
+        directory, name = trading.risk_journal(suite)
+        rows = view(trading.records(directory, name))
+    except (ValueError, JournalError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _print_rows(rows, as_json)
+
+
+@main.command()
+@config_option
+@json_option
+def orders(config_file: Path | None, as_json: bool) -> None:
+    """Every order the risk daemon sent or refused, oldest first, with its latest status.
+
+    Read from the risk journal; the ORDER_REF column is what ``hftctl cancel`` takes.
+    """
+    _journal_view(config_file, trading.orders, as_json)
+
+
+@main.command()
+@config_option
+@json_option
+def trades(config_file: Path | None, as_json: bool) -> None:
+    """Every fill the gateway returned, oldest first (from the risk journal)."""
+    _journal_view(config_file, trading.trades, as_json)
+
+
+@main.command()
+@config_option
+@json_option
+def positions(config_file: Path | None, as_json: bool) -> None:
+    """The latest position of each account, instrument and direction (POS_UPDATE)."""
+    _journal_view(config_file, trading.positions, as_json)
+
+
+@main.command()
+@config_option
+@click.option("--account", default=None, help="The order's account, when ORDER_REF alone is "
+              "ambiguous.")
+@click.argument("order_ref", type=int)
+def cancel(config_file: Path | None, account: str | None, order_ref: int) -> None:
+    """Cancel working order ORDER_REF (see ``hftctl orders``) through the risk daemon.
+
+    The cancel is checked and journaled like a strategy's; exits 1 if it is refused or the
+    order is not working.
+    """
+    suite = _load(config_file)
+    args: dict[str, Any] = {"order_ref": order_ref}
+    if account is not None:
+        args["account"] = account
+    try:
+        desk = _desk_name(suite)
+        with _client(suite, trading.RISK_DAEMON) as client:
+            result = client.plugin_command(desk, "cancel", args)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ControlError as exc:
+        raise click.ClickException(f"{trading.RISK_DAEMON}: {exc.details}") from None
+    click.echo(f"cancel of {result['cancelled']} ({result['account']}, {result['instrument']}) "
+               "sent")
+
+
+def _desk_name(suite: SuiteConfig) -> str:
+    for name, plugin in suite.daemon(trading.RISK_DAEMON).plugins.items():
+        if plugin.spec == trading.DESK_SPEC:
+            return name
+    raise ValueError(f"the {trading.RISK_DAEMON} daemon loads no {trading.DESK_SPEC!r} plugin")
 
 
 @main.command()

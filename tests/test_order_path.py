@@ -4,7 +4,10 @@ daemon at the worst moments."""
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +28,7 @@ from hft.daemons.runtime.journal import JournalReader, JournalWriter
 # config "crash_file" exists, it deletes it and SIGKILLs its own daemon on the next order,
 # after the desk committed the decision and before anything was sent: the worst moment. A
 # RECOVERED order it never saw is answered LOST, as a counter that never received it would.
+# While the file named by "rest_file" exists, orders rest unfilled until cancelled.
 GATEWAY = '''
 import os, signal
 from pathlib import Path
@@ -38,6 +42,12 @@ class Gateway(Plugin):
         self.trade = empty(EventType.RTN_TRADE)[0]
         self.status = empty(EventType.RTN_ORDER)[0]
         ctx.subscribe(EventType.ORDER_SEND, self.on_order)
+        ctx.subscribe(EventType.CANCEL_REQ, self.on_cancel)
+
+    def on_cancel(self, cancel):
+        self.status["order_ref"], self.status["source"] = cancel["order_ref"], cancel["source"]
+        self.status["status"] = OrderStatus.CANCELLED
+        self.ctx.bus.publish(EventType.RTN_ORDER, self.status)
 
     def on_order(self, order):
         crash = Path(self.ctx.config.get("crash_file", "/nonexistent"))
@@ -51,6 +61,11 @@ class Gateway(Plugin):
         self.status["volume"] = order["volume"]
         if order["flags"] & OrderFlag.RECOVERED:
             self.status["status"], self.status["volume_traded"] = OrderStatus.LOST, 0
+            self.ctx.bus.publish(EventType.RTN_ORDER, self.status)
+            return
+        if Path(self.ctx.config.get("rest_file", "/nonexistent")).exists():
+            self.status["status"], self.status["volume_traded"] = OrderStatus.NOT_TRADED, 0
+            self.status["order_sys_id"] = b"X%d" % order["order_ref"]
             self.ctx.bus.publish(EventType.RTN_ORDER, self.status)
             return
         self.trade["price"], self.trade["volume"] = order["price"], order["volume"]
@@ -91,7 +106,7 @@ spec = "order_desk"
 
 [daemons.risk.plugins.gateway]
 spec = "{tmp_path / 'gateway.py'}"
-config = {{ crash_file = "{tmp_path / 'crash'}" }}
+config = {{ crash_file = "{tmp_path / 'crash'}", rest_file = "{tmp_path / 'rest'}" }}
 """)
     running: dict[str, Daemon] = {}
 
@@ -238,3 +253,42 @@ def test_a_fresh_risk_journal_starts_max_age_back(desk_host: DaemonHost) -> None
         engine.append(request(now - 3600 * 10**9, 1))  # yesterday's flow: not decided at all
         engine.append(request(now, 2))
     assert decide_all(desk_host, {"max_request_age_s": 10}) == [(EventType.ORDER_SEND, 2, b"")]
+
+
+def hftctl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hft.ctl", *args, "--config", str(config)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_orders_trades_and_cancel_from_hftctl(suite: Callable[[str], Daemon],
+                                              tmp_path: Path) -> None:
+    risk, engine = suite("risk"), suite("engine")
+    config = tmp_path / "hft.toml"
+    command(engine, "feed", "publish", steps=1)
+    wait_for(lambda: position(engine) == 3, "the first fill")
+    (tmp_path / "rest").touch()  # from now on orders rest
+    command(engine, "strat", "weight", name="long", weight=2)  # buy 3 more: it rests
+    wait_for(lambda: len(json_lines(hftctl(config, "orders", "--json"))) == 2, "two orders")
+
+    first, second = json_lines(hftctl(config, "orders", "--json"))
+    assert (first["status"], first["traded"], first["volume"]) == ("all_traded", 3, 3)
+    assert (second["status"], second["account"], second["direction"]) == (
+        "not_traded", "sim-a", "buy")
+    [trade] = json_lines(hftctl(config, "trades", "--json"))
+    assert (trade["volume"], trade["order_ref"]) == (3, first["order_ref"])
+    table = hftctl(config, "orders").stdout
+    assert "not_traded" in table and str(second["order_ref"]) in table
+
+    refused = hftctl(config, "cancel", str(first["order_ref"]))  # filled: not working
+    assert refused.returncode == 1 and "no working order" in refused.stderr
+    cancelled = hftctl(config, "cancel", str(second["order_ref"]))
+    assert cancelled.returncode == 0, cancelled.stderr
+    wait_for(lambda: json_lines(hftctl(config, "orders", "--json"))[1]["status"] == "cancelled",
+             "the cancel to come back")
+    cancels = [r for kind, r in journal(risk, "risk") if kind == EventType.CANCEL_REQ]
+    assert len(cancels) == 1 and int(cancels[0]["origin_seq"]) == 0  # by hand, journaled
+
+
+def json_lines(completed: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    assert completed.returncode == 0, completed.stderr
+    return [json.loads(line) for line in completed.stdout.splitlines()]

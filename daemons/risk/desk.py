@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -113,6 +113,24 @@ OrderKey = tuple[int, int, bytes]
 """(source, order_ref, account) of an order: the engine's id for it."""
 
 
+class WorkingOrder:
+    """An order sent and not finished: its ORDER_SEND (a copy) and what the returns said."""
+
+    __slots__ = ("order_sys_id", "record", "status")
+
+    def __init__(self, record: Any) -> None:
+        self.record = record
+        self.status = int(OrderStatus.SUBMITTING)
+        self.order_sys_id = b""
+
+
+class _CancelCommand(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    order_ref: int
+    account: str | None = Field(default=None, min_length=1, max_length=16)
+
+
 class OrderDesk(Plugin):
     """Risk daemon plugin: engine journal -> checks -> risk journal -> gateway (bus)."""
 
@@ -125,11 +143,12 @@ class OrderDesk(Plugin):
         super().init(ctx)
         self.config: DeskConfig = ctx.config
         self.decided = self.sent = self.rejected = self.returns = self.lapped = 0
-        self.working: dict[OrderKey, int] = {}
-        """Orders sent and not finished, by key: their status (SUBMITTING until a return)."""
+        self.working: dict[OrderKey, WorkingOrder] = {}
+        """Orders sent and not finished, by key."""
         self._writer: JournalWriter | None = None
         self._reader: JournalReader | None = None
         self._resume_seq = 0
+        self._last_rejection = Rejection("", "")
         self._max_age_ns = int(self.config.max_request_age_s * 1e9)
         buffers = {t: empty(t) for t in (EventType.ORDER_SEND, EventType.CANCEL_REQ,
                                          EventType.RISK_REJECT)}
@@ -193,8 +212,7 @@ class OrderDesk(Plugin):
             self._reject(EventType.ORDER_REQ, order, origin_seq, rejection, now)
             return
         record = self._decision(EventType.ORDER_SEND, order, origin_seq, now)
-        source, ref, account = _KEY[EventType.ORDER_REQ].unpack_from(record)
-        self.working[(source, ref, account)] = OrderStatus.SUBMITTING
+        self.working[_KEY[EventType.ORDER_REQ].unpack_from(record)] = WorkingOrder(record.copy())
         self.sent += 1
         self.ctx.bus.publish(_ORDER_SEND, record)
 
@@ -237,6 +255,7 @@ class OrderDesk(Plugin):
         out = self._out[EventType.RISK_REJECT]
         out["seq"] = self._writer.append(out)
         self.rejected += 1
+        self._last_rejection = rejection
         self.ctx.bus.publish(_REJECT, out)
 
     # --- the return path --------------------------------------------------------------
@@ -258,8 +277,9 @@ class OrderDesk(Plugin):
         (status,) = _STATUS.unpack_from(rtn)
         if status in _TERMINAL:
             self.working.pop(key, None)
-        else:
-            self.working[key] = status
+        elif (order := self.working.get(key)) is not None:
+            order.status = status
+            order.order_sys_id = bytes(rtn["order_sys_id"])
 
     # --- restart ----------------------------------------------------------------------
 
@@ -282,8 +302,8 @@ class OrderDesk(Plugin):
                     self._resume_seq = max(self._resume_seq, int(record["origin_seq"]))
                 if event_type == _ORDER_SEND:
                     key = _KEY[EventType.ORDER_REQ].unpack_from(record)
-                    self.working[key] = OrderStatus.SUBMITTING
-                    in_flight[key] = record.copy()
+                    self.working[key] = WorkingOrder(record.copy())
+                    in_flight[key] = self.working[key].record
                 elif event_type in (_RTN_ORDER, _RTN_TRADE):
                     key = _KEY[EventType(event_type)].unpack_from(record)
                     in_flight.pop(key, None)
@@ -318,6 +338,38 @@ class OrderDesk(Plugin):
         self.ctx.log.info("following the engine journal",
                           extra={"journal": name, "from_seq": self._reader.next_seq})
         return True
+
+    # --- control --------------------------------------------------------------------------
+
+    def command(self, name: str, args: Mapping[str, Any]) -> Any:
+        """``cancel``: {"order_ref": N[, "account": A]}: cancel a working order by hand. The
+        cancel is decided and journaled like a strategy's (``origin_seq`` 0: no request)."""
+        if name != "cancel":
+            raise ValueError(f"unknown command {name!r}; known: cancel")
+        request = _CancelCommand.model_validate(args)
+        matches = [order for (_, ref, account), order in self.working.items()
+                   if ref == request.order_ref
+                   and (request.account is None or account.rstrip(b"\0") == request.account.encode())]
+        if not matches:
+            raise ValueError(f"no working order with order_ref {request.order_ref}"
+                             + (f" in account {request.account!r}" if request.account else ""))
+        if len(matches) > 1:
+            accounts = sorted(bytes(o.record["account"]).rstrip(b"\0").decode() for o in matches)
+            raise ValueError(f"order_ref {request.order_ref} is working in accounts {accounts}; "
+                             "name the account")
+        order = matches[0]
+        cancel = empty(EventType.CANCEL_REQ)[0]
+        for field in ("trading_day", "instrument_index", "source", "instrument", "exchange",
+                      "order_ref", "account"):
+            cancel[field] = order.record[field]
+        cancel["order_sys_id"] = order.order_sys_id
+        cancel["ts_ns"] = time.time_ns()
+        before = self.rejected
+        self._decide_cancel(cancel, 0)
+        if self.rejected != before:
+            raise ValueError(f"the cancel was refused: {self._last_rejection}")
+        return {"cancelled": request.order_ref, "account": bytes(cancel["account"]).rstrip(
+            b"\0").decode(), "instrument": bytes(cancel["instrument"]).rstrip(b"\0").decode()}
 
     def metrics(self) -> Iterable[Metric]:
         families: list[Metric] = []
