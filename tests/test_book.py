@@ -95,8 +95,8 @@ def test_shfe_open_add_partial_close_today_then_yesterday_across_a_settlement() 
     # by trade (3540 - 3500) x 10 = 400; by date (3540 - 3510) x 10 = 300
     trade("rb2105", BUY, OPEN, "3550", 1)
     trade("rb2105", SELL, CLOSE_TODAY, "3545", 1)  # today's 3550 lot: -50 both ways
-    with pytest.raises(PositionError, match=r"closing 1 lots exceeds the 0 unfrozen today's "
-                                             r"long lots held \(CTP 50: 平今仓位不足\)"):
+    with pytest.raises(PositionError, match=r"account a rb2105 long: closing 1 lots exceeds the "
+                                             r"0 unfrozen today's lots held \(CTP 50: 平今仓位不足\)"):
         trade("rb2105", SELL, CLOSE_TODAY, "3545", 1)
     trade.settle("rb2105", "3560")
     # held: 1 yesterday's lot opened at 3520: open_cost 35200, position_cost 3510 x 10 = 35100
@@ -144,8 +144,8 @@ def test_closes_beyond_the_position_are_refused_and_change_nothing() -> None:
     trade = Trader(book)
     long = trade("IF2101", BUY, OPEN, "5000.0", 2)
     before = figures(long)
-    with pytest.raises(PositionError, match=r"closing 3 lots exceeds the 2 unfrozen long lots "
-                                             r"held \(CTP 30: 平仓量超过持仓量\)") as refused:
+    with pytest.raises(PositionError, match=r"IF2101 long: closing 3 lots exceeds the 2 "
+                                             r"unfrozen lots held \(CTP 30: 平仓量超过持仓量\)") as refused:
         trade("IF2101", SELL, CLOSE, "5001.0", 3)
     assert refused.value.error_id == 30
     with pytest.raises(PositionError, match="CTP 30"):
@@ -172,7 +172,7 @@ def test_frozen_lots_cannot_be_closed_again_until_released_or_filled() -> None:
     long.freeze(CLOSE_YESTERDAY, 2)
     long.freeze(CLOSE_TODAY, 2)
     assert (long.frozen, long.frozen_today) == (4, 2)
-    with pytest.raises(PositionError, match="exceeds the 0 unfrozen today's long lots"):
+    with pytest.raises(PositionError, match="long: closing 1 lots exceeds the 0 unfrozen today's lots"):
         long.freeze(CLOSE_TODAY, 1)
     with pytest.raises(PositionError, match="closing 2 lots exceeds the 1 unfrozen yesterday's"):
         trade("rb2105", SELL, CLOSE, "3520", 2)
@@ -186,7 +186,7 @@ def test_frozen_lots_cannot_be_closed_again_until_released_or_filled() -> None:
     # CFFEX: frozen lots count against any close
     short = trade("IF2101", SELL, OPEN, "5000.0", 2)
     short.freeze(CLOSE_TODAY, 2)
-    with pytest.raises(PositionError, match="exceeds the 0 unfrozen short lots"):
+    with pytest.raises(PositionError, match="short: closing 1 lots exceeds the 0 unfrozen lots"):
         trade("IF2101", BUY, CLOSE, "4990.0", 1)
 
 

@@ -122,11 +122,11 @@ class Contract:
         """A price from the wire (CTP's double, on the tick grid) -> ticks."""
         return round(price * self._tick_den / self._tick_num)
 
-    def exact_ticks(self, price: Decimal) -> int:
-        """An exact price -> ticks; BookError if it is not on the tick grid."""
+    def exact_ticks(self, price: Decimal, what: str = "price") -> int:
+        """An exact price -> ticks; BookError (naming it ``what``) if it is off the tick grid."""
         ticks = price / self.tick
         if ticks != ticks.to_integral_value():
-            raise BookError(f"price {price} is not a multiple of {self.instrument}'s price tick "
+            raise BookError(f"{what} {price} is not a multiple of {self.instrument}'s price tick "
                             f"{self.tick}")
         return int(ticks)
 
@@ -276,8 +276,8 @@ class PositionEntry:
             side = "long" if self._sign > 0 else "short"
             which = f"{which} " if which else ""
             raise PositionError(
-                f"{self.account} {self.contract.instrument}: closing {volume} lots exceeds the "
-                f"{available} unfrozen {which}{side} lots held", error)
+                f"account {self.account} {self.contract.instrument} {side}: closing {volume} "
+                f"lots exceeds the {available} unfrozen {which}lots held", error)
 
     def freeze(self, offset: int, volume: int) -> None:
         """Reserve lots for a working close order (PositionError if they are not there)."""
