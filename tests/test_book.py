@@ -306,7 +306,7 @@ a number of steps from the base."""
 @settings(max_examples=150, deadline=None)
 @given(instrument=st.sampled_from(["rb2105", "IF2101", "sc2103", "T2103"]), ops=OPS)
 def test_book_matches_a_decimal_model(instrument: str, ops: list[object]) -> None:
-    book = PositionBook(PRODUCTS)
+    book = PositionBook(PRODUCTS, default_margin_rate=Decimal("0.123457"))
     contract = book.contract(instrument)
     base, tick, multiplier = 1000, contract.tick, contract.multiplier
     split = contract.split_close
@@ -374,3 +374,17 @@ def test_book_matches_a_decimal_model(instrument: str, ops: list[object]) -> Non
         assert by_trade + cny(entry.position_profit_by_trade) == marked_cash
         assert daily[side] + cny(entry.close_profit_by_date + entry.position_profit) \
             == marked_cash
+        assert_record_matches(entry)
+
+
+def assert_record_matches(entry: PositionEntry) -> None:
+    """The POS_UPDATE record says what the entry's properties say (pack computes inline)."""
+    record = empty(EventType.POS_UPDATE)
+    pack_pos_update(record.view(np.uint8).data, 0, entry, ts_ns=0, trading_day=0,
+                    instrument_index=0, source=0)
+    money = ("open_cost", "position_cost", "close_profit_by_date", "close_profit_by_trade",
+             "position_profit", "position_profit_by_trade", "commission", "margin")
+    assert {name: float(record[0][name]) for name in money} == \
+        {name: getattr(entry, name) / MONEY_SCALE for name in money}
+    assert [int(record[0][name]) for name in ("position", "today_position", "yd_position")] \
+        == [entry.position, entry.today_position, entry.yd_position]

@@ -45,6 +45,7 @@ MONEY_SCALE = 1_000_000
 
 RATE_SCALE = 1_000_000
 """Margin rates are kept in parts per million."""
+_HALF_RATE = RATE_SCALE // 2
 
 SPLIT_CLOSE_EXCHANGES = frozenset({"SHFE", "INE"})
 """Exchanges where a close says whether it closes today's or yesterday's lots."""
@@ -57,6 +58,7 @@ OVER_CLOSE_YESTERDAY = (51, "平昨仓位不足")
 _CLOSE_TODAY = int(Offset.CLOSE_TODAY)
 _OPEN = int(Offset.OPEN)
 _BUY = int(Direction.BUY)
+_LONG, _SHORT = int(PosDirection.LONG), int(PosDirection.SHORT)
 _POS_UPDATE = int(EventType.POS_UPDATE)
 
 
@@ -95,8 +97,8 @@ def money_to_decimal(money: int) -> Decimal:
 class Contract:
     """What the book needs of one instrument: exchange, tick grid and value, margin rate."""
 
-    __slots__ = ("_tick_den", "_tick_num", "exchange", "instrument", "margin_ppm",
-                 "multiplier", "split_close", "tick", "tick_value")
+    __slots__ = ("exchange", "instrument", "margin_ppm",
+                 "multiplier", "split_close", "tick", "tick_den", "tick_num", "tick_value")
 
     def __init__(self, instrument: str, exchange: str, tick: Decimal, multiplier: int,
                  margin_rate: Decimal) -> None:
@@ -116,11 +118,12 @@ class Contract:
         """Micro-yuan per tick per lot."""
         self.margin_ppm = int(margin_ppm)
         self.split_close = exchange in SPLIT_CLOSE_EXCHANGES
-        self._tick_num, self._tick_den = tick.as_integer_ratio()
+        self.tick_num, self.tick_den = tick.as_integer_ratio()
+        """The tick as an exact fraction: a price is ticks x tick_num / tick_den."""
 
     def ticks(self, price: float) -> int:
         """A price from the wire (CTP's double, on the tick grid) -> ticks."""
-        return round(price * self._tick_den / self._tick_num)
+        return round(price * self.tick_den / self.tick_num)
 
     def exact_ticks(self, price: Decimal, what: str = "price") -> int:
         """An exact price -> ticks; BookError (naming it ``what``) if it is off the tick grid."""
@@ -132,7 +135,7 @@ class Contract:
 
     def price(self, ticks: int) -> float:
         """Ticks -> the nearest float price (one correctly rounded division)."""
-        return ticks * self._tick_num / self._tick_den
+        return ticks * self.tick_num / self.tick_den
 
     def exact_price(self, ticks: int) -> Decimal:
         return ticks * self.tick
@@ -142,10 +145,10 @@ class PositionEntry:
     """One account's position in one instrument on one side: its lots (oldest first) and
     the trading day's figures. Amounts are micro-yuan, prices ticks (module docstring)."""
 
-    __slots__ = ("_sign", "_td_lots", "_yd_lots", "account", "close_profit_by_date",
+    __slots__ = ("_td_lots", "_yd_lots", "account", "close_profit_by_date",
                  "close_profit_by_trade", "commission", "contract", "direction", "frozen",
                  "frozen_today", "key", "mark_ticks", "open_cost", "pre_settlement_ticks",
-                 "today_cost", "today_position", "traded", "yd_position")
+                 "sign", "today_cost", "today_position", "traded", "yd_position")
 
     def __init__(self, account: str, contract: Contract, direction: PosDirection) -> None:
         self.account = account
@@ -154,7 +157,8 @@ class PositionEntry:
         self.key = (contract.instrument.encode(), contract.exchange.encode(), account.encode(),
                     int(direction))
         """The record's identity fields as bytes, encoded once."""
-        self._sign = 1 if direction == PosDirection.LONG else -1
+        self.sign = 1 if direction == PosDirection.LONG else -1
+        """+1 long, -1 short: what every profit is multiplied by."""
         self._yd_lots: deque[list[int]] = deque()  # [open ticks, lots], oldest first
         self._td_lots: deque[list[int]] = deque()
         self.yd_position = 0
@@ -194,16 +198,16 @@ class PositionEntry:
     @property
     def position_profit(self) -> int:
         """Held lots at the mark minus ``position_cost`` (negated for short)."""
-        return self._sign * (self._marked_value() - self.position_cost)
+        return self.sign * (self._marked_value() - self.position_cost)
 
     @property
     def position_profit_by_trade(self) -> int:
         """Held lots at the mark minus ``open_cost`` (negated for short)."""
-        return self._sign * (self._marked_value() - self.open_cost)
+        return self.sign * (self._marked_value() - self.open_cost)
 
     @property
     def margin(self) -> int:
-        return (self.position_cost * self.contract.margin_ppm + RATE_SCALE // 2) // RATE_SCALE
+        return (self.position_cost * self.contract.margin_ppm + _HALF_RATE) // RATE_SCALE
 
     def open(self, ticks: int, volume: int, commission: int) -> None:
         """Today's new lots at ``ticks``; the first trade also marks an unmarked entry."""
@@ -251,8 +255,8 @@ class PositionEntry:
             self.today_cost -= opened * tick_value
             by_trade += ticks * from_td - opened
             by_date += ticks * from_td - opened
-        self.close_profit_by_trade += self._sign * by_trade * tick_value
-        self.close_profit_by_date += self._sign * by_date * tick_value
+        self.close_profit_by_trade += self.sign * by_trade * tick_value
+        self.close_profit_by_date += self.sign * by_date * tick_value
         self.commission += commission
         self.traded = True
 
@@ -273,7 +277,7 @@ class PositionEntry:
 
     def _check(self, volume: int, available: int, which: str, error: tuple[int, str]) -> None:
         if volume > available:
-            side = "long" if self._sign > 0 else "short"
+            side = "long" if self.sign > 0 else "short"
             which = f"{which} " if which else ""
             raise PositionError(
                 f"account {self.account} {self.contract.instrument} {side}: closing {volume} "
@@ -383,9 +387,10 @@ class PositionBook:
         """Book one fill (CTP's Direction and Offset) on the side it opens or closes; returns
         that side's entry."""
         opens = offset == _OPEN
-        long_side = (direction == _BUY) == opens
-        entry = self.entry(account, instrument,
-                           PosDirection.LONG if long_side else PosDirection.SHORT)
+        side = _LONG if (direction == _BUY) == opens else _SHORT
+        entry = self._entries.get((account, instrument, side))
+        if entry is None:
+            entry = self.entry(account, instrument, PosDirection(side))
         if opens:
             entry.open(ticks, volume, commission)
         else:
@@ -417,18 +422,25 @@ _NAN = float("nan")
 def pack_pos_update(buffer: Any, offset: int, entry: PositionEntry, *, ts_ns: int,
                     trading_day: int, instrument_index: int, source: int) -> None:
     """Write the POS_UPDATE record of ``entry`` at ``buffer[offset:]`` (a journal slot from
-    ``next_slot()``, or a record's bytes) in one ``pack_into``; money in CNY as floats."""
+    ``next_slot()``, or a record's bytes) in one ``pack_into``; money in CNY as floats. The
+    live book calls it on every change, so the entry's properties are computed inline here,
+    each once."""
     contract = entry.contract
     instrument, exchange, account, direction = entry.key
-    scale = MONEY_SCALE
+    held = entry.yd_position + entry.today_position
     pre, mark = entry.pre_settlement_ticks, entry.mark_ticks
+    position_cost = entry.today_cost
+    if entry.yd_position:
+        assert pre is not None
+        position_cost += entry.yd_position * pre * contract.tick_value
+    marked = 0 if mark is None else held * mark * contract.tick_value
+    sign, scale, num, den = entry.sign, MONEY_SCALE, contract.tick_num, contract.tick_den
     _POS_PACKER.pack_into(
         buffer, offset, 0, ts_ns, _POS_UPDATE, 0, trading_day, instrument_index, source,
-        instrument, exchange, account, direction,
-        entry.yd_position + entry.today_position, entry.today_position, entry.yd_position,
-        entry.frozen, entry.open_cost / scale, entry.position_cost / scale,
+        instrument, exchange, account, direction, held, entry.today_position,
+        entry.yd_position, entry.frozen, entry.open_cost / scale, position_cost / scale,
         entry.close_profit_by_date / scale, entry.close_profit_by_trade / scale,
-        entry.position_profit / scale, entry.position_profit_by_trade / scale,
-        entry.commission / scale, entry.margin / scale,
-        _NAN if pre is None else contract.price(pre),
-        _NAN if mark is None else contract.price(mark))
+        sign * (marked - position_cost) / scale, sign * (marked - entry.open_cost) / scale,
+        entry.commission / scale,
+        (position_cost * contract.margin_ppm + _HALF_RATE) // RATE_SCALE / scale,
+        _NAN if pre is None else pre * num / den, _NAN if mark is None else mark * num / den)
