@@ -169,16 +169,16 @@ def test_frozen_lots_cannot_be_closed_again_until_released_or_filled() -> None:
     book.mark("rb2105", 3500)
     book.roll()
     trade("rb2105", BUY, OPEN, "3510", 2)  # 3 yesterday's, 2 today's
-    long.freeze(CLOSE_YESTERDAY, 2)
+    assert book.freeze("a", "rb2105", SELL, CLOSE_YESTERDAY, 2) is long  # a sell closes long
     long.freeze(CLOSE_TODAY, 2)
     assert (long.frozen, long.frozen_today) == (4, 2)
     with pytest.raises(PositionError, match="long: closing 1 lots exceeds the 0 unfrozen today's lots"):
         long.freeze(CLOSE_TODAY, 1)
     with pytest.raises(PositionError, match="closing 2 lots exceeds the 1 unfrozen yesterday's"):
         trade("rb2105", SELL, CLOSE, "3520", 2)
-    long.close(CLOSE_YESTERDAY, 3520, 2, 0, from_frozen=True)  # the working order's fill
+    book.trade("a", "rb2105", SELL, CLOSE_YESTERDAY, 3520, 2, from_frozen=True)  # its fill
     assert (long.yd_position, long.frozen, long.frozen_today) == (1, 2, 2)
-    long.unfreeze(CLOSE_TODAY, 2)  # the other order was cancelled
+    book.unfreeze("a", "rb2105", SELL, CLOSE_TODAY, 2)  # the other order was cancelled
     trade("rb2105", SELL, CLOSE_TODAY, "3520", 2)
     assert (long.position, long.frozen) == (1, 0)
     with pytest.raises(BookError, match="cannot unfreeze 1 lots, 0 are frozen"):

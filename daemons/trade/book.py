@@ -133,10 +133,6 @@ class Contract:
                             f"{self.tick}")
         return int(ticks)
 
-    def price(self, ticks: int) -> float:
-        """Ticks -> the nearest float price (one correctly rounded division)."""
-        return ticks * self.tick_num / self.tick_den
-
     def exact_price(self, ticks: int) -> Decimal:
         return ticks * self.tick
 
@@ -230,14 +226,9 @@ class PositionEntry:
         PositionError, changing nothing, if the position cannot give them."""
         if volume <= 0:
             raise BookError(f"volume must be > 0, got {volume}")
-        if from_frozen:
-            self.unfreeze(offset, volume)
-        try:
-            from_yd = self._split(offset, volume)
-        except PositionError:
-            if from_frozen:
-                self.freeze(offset, volume)
-            raise
+        if from_frozen:  # frozen lots are always held (closes only take unfrozen ones), so
+            self.unfreeze(offset, volume)  # once released, _split finds them
+        from_yd = self._split(offset, volume)
         tick_value = self.contract.tick_value
         by_date = by_trade = 0
         if from_yd:
@@ -303,10 +294,6 @@ class PositionEntry:
         if today:
             self.frozen_today -= volume
 
-    def mark(self, ticks: int) -> None:
-        """The price ``position_profit`` is marked at: the latest, or the settlement."""
-        self.mark_ticks = ticks
-
     def roll(self) -> None:
         """End of the trading day, after marking at the settlement: every lot becomes
         yesterday's, valued at that settlement; the day's close profits and commission
@@ -321,11 +308,6 @@ class PositionEntry:
         self.today_cost = 0
         self.close_profit_by_date = self.close_profit_by_trade = self.commission = 0
         self.traded = False
-
-    def lots(self) -> list[tuple[int, int, bool]]:
-        """The held lots, oldest first: (open ticks, lots, opened today)."""
-        return ([(t, n, False) for t, n in self._yd_lots]
-                + [(t, n, True) for t, n in self._td_lots])
 
 
 def _take(lots: deque[list[int]], volume: int) -> int:
@@ -382,19 +364,39 @@ class PositionBook:
             self._by_instrument.setdefault(instrument, []).append(entry)
         return entry
 
-    def trade(self, account: str, instrument: str, direction: int, offset: int, ticks: int,
-              volume: int, commission: int = 0) -> PositionEntry:
-        """Book one fill (CTP's Direction and Offset) on the side it opens or closes; returns
-        that side's entry."""
+    def order_side(self, account: str, instrument: str, direction: int,
+                   offset: int) -> PositionEntry:
+        """The side an order or fill (CTP's Direction and Offset) opens or closes: a buy opens
+        long and closes short."""
         opens = offset == _OPEN
         side = _LONG if (direction == _BUY) == opens else _SHORT
         entry = self._entries.get((account, instrument, side))
-        if entry is None:
-            entry = self.entry(account, instrument, PosDirection(side))
-        if opens:
+        return entry if entry is not None else self.entry(account, instrument,
+                                                          PosDirection(side))
+
+    def trade(self, account: str, instrument: str, direction: int, offset: int, ticks: int,
+              volume: int, commission: int = 0, from_frozen: bool = False) -> PositionEntry:
+        """Book one fill on the side it opens or closes and return that side; a close with
+        ``from_frozen`` is the fill of a close order whose lots :meth:`freeze` reserved."""
+        entry = self.order_side(account, instrument, direction, offset)
+        if offset == _OPEN:
             entry.open(ticks, volume, commission)
         else:
-            entry.close(offset, ticks, volume, commission)
+            entry.close(offset, ticks, volume, commission, from_frozen)
+        return entry
+
+    def freeze(self, account: str, instrument: str, direction: int, offset: int,
+               volume: int) -> PositionEntry:
+        """Reserve the lots a close order will take while it works (PositionError, CTP's
+        "平仓量超过持仓量", if they are not there); :meth:`unfreeze` when it is cancelled."""
+        entry = self.order_side(account, instrument, direction, offset)
+        entry.freeze(offset, volume)
+        return entry
+
+    def unfreeze(self, account: str, instrument: str, direction: int, offset: int,
+                 volume: int) -> PositionEntry:
+        entry = self.order_side(account, instrument, direction, offset)
+        entry.unfreeze(offset, volume)
         return entry
 
     def mark(self, instrument: str, ticks: int) -> None:
