@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from hft.daemons.refdata.instruments import ProductTable, product_code
 from hft.daemons.runtime.events import (
@@ -60,6 +60,16 @@ _OPEN = int(Offset.OPEN)
 _BUY = int(Direction.BUY)
 _LONG, _SHORT = int(PosDirection.LONG), int(PosDirection.SHORT)
 _POS_UPDATE = int(EventType.POS_UPDATE)
+
+
+class Mismatch(NamedTuple):
+    """A side where the book and the counter disagree: (position, today_position) each."""
+
+    account: str
+    instrument: str
+    direction: PosDirection
+    ours: tuple[int, int]
+    counter: tuple[int, int]
 
 
 class BookError(ValueError):
@@ -410,6 +420,19 @@ class PositionBook:
 
     def instruments(self) -> Iterator[str]:
         return iter(self._by_instrument)
+
+    def reconcile(self, counter: Mapping[tuple[str, str, int], tuple[int, int]]
+                  ) -> list[Mismatch]:
+        """Compare with the counter's positions ((account, instrument, direction) ->
+        (position, today_position), as its InvestorPosition query gives them): every side
+        where they differ, a side only one of them holds included. The gateway alerts on them."""
+        ours = {key: (entry.position, entry.today_position)
+                for key, entry in self._entries.items() if entry.position}
+        theirs = {key: lots for key, lots in counter.items() if lots[0]}
+        return [Mismatch(key[0], key[1], PosDirection(key[2]), ours.get(key, (0, 0)),
+                         theirs.get(key, (0, 0)))
+                for key in sorted(ours.keys() | theirs.keys())
+                if ours.get(key) != theirs.get(key)]
 
     def roll(self) -> None:
         """End of the trading day for every entry (mark them at the settlement first)."""
