@@ -399,3 +399,51 @@ def assert_record_matches(entry: PositionEntry) -> None:
         {name: getattr(entry, name) / MONEY_SCALE for name in money}
     assert [int(record[0][name]) for name in ("position", "today_position", "yd_position")] \
         == [entry.position, entry.today_position, entry.yd_position]
+
+
+def state(entry: PositionEntry) -> tuple[int, ...]:
+    return (entry.today_position, entry.yd_position, entry.frozen, entry.frozen_today,
+            entry.open_cost, entry.close_profit_by_date, entry.close_profit_by_trade)
+
+
+ORDER_OPS = st.lists(st.tuples(st.sampled_from(["open", "close", "fill", "freeze", "unfreeze",
+                                                "roll"]),
+                               st.sampled_from([CLOSE, CLOSE_TODAY, CLOSE_YESTERDAY]),
+                               st.integers(1, 4)), max_size=80)
+
+
+@settings(max_examples=150, deadline=None)
+@given(instrument=st.sampled_from(["rb2105", "IF2101"]), ops=ORDER_OPS)
+def test_frozen_lots_stay_held_and_refusals_change_nothing(instrument: str,
+                                                           ops: list[tuple[str, Offset, int]]
+                                                           ) -> None:
+    """Working close orders freeze, fill (from_frozen), get cancelled; other closes and days
+    pass: frozen lots never exceed what the offset may take, and whatever is refused leaves
+    the side exactly as it was."""
+    book = PositionBook(PRODUCTS)
+    entry = book.entry("a", instrument, LONG)
+    split = entry.contract.split_close
+    for action, offset, volume in ops:
+        before = state(entry)
+        try:
+            if action == "open":
+                book.trade("a", instrument, BUY, OPEN, 1000 + volume, volume)
+            elif action in ("close", "fill"):
+                book.trade("a", instrument, SELL, offset, 1000, volume,
+                           from_frozen=action == "fill")
+            elif action == "freeze":
+                book.freeze("a", instrument, SELL, offset, volume)
+            elif action == "unfreeze":
+                book.unfreeze("a", instrument, SELL, offset, volume)
+            else:
+                book.mark(instrument, 1000)
+                book.roll()
+        except BookError:
+            assert state(entry) == before, action
+        assert entry.today_position >= 0 and entry.yd_position >= 0
+        assert 0 <= entry.frozen <= entry.position
+        if split:
+            assert 0 <= entry.frozen_today <= entry.today_position
+            assert entry.frozen - entry.frozen_today <= entry.yd_position
+        else:
+            assert entry.frozen_today == 0
