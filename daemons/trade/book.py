@@ -27,7 +27,7 @@ position), the rate in parts per million, rounded half up to the micro-yuan.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -420,6 +420,10 @@ class PositionBook:
 
     def instruments(self) -> Iterator[str]:
         return iter(self._by_instrument)
+
+    def entries_of(self, instrument: str) -> Sequence[PositionEntry]:
+        """Every account's entries in ``instrument``."""
+        return self._by_instrument.get(instrument, ())
 
     def reconcile(self, counter: Mapping[tuple[str, str, int], tuple[int, int]]
                   ) -> list[Mismatch]:

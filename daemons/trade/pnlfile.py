@@ -247,8 +247,7 @@ def _mark(book: PositionBook, day: int, instrument: str, prices: dict[tuple[int,
     source = LAST_TRADE if instrument in last else PREVIOUS_MARK
     if source == LAST_TRADE:
         book.mark(instrument, last[instrument])
-    held = [entry for entry in book.entries()
-            if entry.contract.instrument == instrument and entry.position]
+    held = [entry for entry in book.entries_of(instrument) if entry.position]
     if held:
         contract = held[0].contract
         assert held[0].mark_ticks is not None
