@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from hft.ctl import data, launcher, protogen, trading
+from hft.ctl import data, launcher, pnl, protogen, trading
 from hft.ctl.client import ControlError, DaemonClient
 from hft.ctl.report import format_bench, format_table, plugin_dict, suite_status
 from hft.daemons.runtime.config import (
@@ -421,3 +421,4 @@ def bench(as_json: bool, quick: bool, names: tuple[str, ...]) -> None:
 main.add_command(data.import_ticks)
 main.add_command(data.ticks)
 main.add_command(data.bars)
+main.add_command(pnl.pnl_command)

@@ -57,7 +57,7 @@ def test_results_are_json_with_params(results: list[dict[str, Any]]) -> None:
 def test_peers_have_baseline_and_ratio(results: list[dict[str, Any]]) -> None:
     with_peer = [r for r in results
                  if r["name"].split(".")[0] in ("bus", "journal", "ipc", "seqlock", "engine",
-                                            "tick-to-order")]
+                                                "positions", "tick-to-order")]
     assert with_peer and all("baseline" in r for r in with_peer), "a foundation peer is missing"
     for result in (r for r in results if "baseline" in r):
         baseline = result["baseline"]

@@ -23,6 +23,7 @@ from hft.daemons.runtime.events import (
     EventType,
     Offset,
     OrderStatus,
+    PosDirection,
     PriceType,
     empty,
 )
@@ -241,7 +242,8 @@ def test_a_target_change_crossing_zero_closes_then_opens(host: DaemonHost, scrip
 def test_shfe_closes_yesterday_then_today(host: DaemonHost, scripted: str) -> None:
     market = Market(host)
     strat = container(host, {"c": {"spec": scripted, "config": {"targets": {"rb2105": -2}}}})
-    market.position("rb2105", long_yesterday=2, long_today=1, long_avg_price=3500.0)
+    market.position("rb2105", position=3, yd_position=2, today_position=1,
+                    open_cost=3 * 3500.0 * 10)  # long (direction 0), average open 3500
     market.tick("rb2105", last=3600.0, spread=1.0)
     assert legs(market.orders) == [("SELL", "CLOSE_YESTERDAY", 2), ("SELL", "CLOSE_TODAY", 1),
                                    ("SELL", "OPEN", 2)]
@@ -344,11 +346,14 @@ def test_pos_update_reaches_every_child(host: DaemonHost, scripted: str) -> None
     market = Market(host)
     strat = container(host, two_children(scripted))
     strat.command("disable", {"name": "b"})
-    market.position("IF2101", long_today=1)
-    market.position("IF2101", account="other", long_today=5)  # another account: not adopted
+    market.position("IF2101", position=1, today_position=1)  # long
+    market.position("IF2101", account="other", position=5, today_position=5)  # not adopted
     for name in ("a", "b"):
         assert child(strat, name).seen.count(EventType.POS_UPDATE) == 2
     assert strat.command("list", {})["instruments"]["IF2101"]["position"] == 1
+    market.position("IF2101", direction=PosDirection.SHORT, position=3, yd_position=3)
+    listed = strat.command("list", {})["instruments"]["IF2101"]
+    assert (listed["position"], listed["long_today"], listed["short_yesterday"]) == (-2, 1, 3)
 
 
 def test_pnl_is_attributed_by_contribution_to_the_net_order(host: DaemonHost,

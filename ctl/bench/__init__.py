@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from hft.ctl.bench import bars, bus, engine, factors, ipc, journal, md, seqlock, ticktoorder
+from hft.ctl.bench import bars, bus, engine, factors, ipc, journal, md, positions, seqlock, ticktoorder
 from hft.ctl.bench.common import BenchError, Result
 
 __all__ = ["BENCHMARKS", "BenchError", "Result", "bars", "bus", "engine", "factors", "ipc", "journal",
-           "md", "resolve", "run", "run_iter", "seqlock", "ticktoorder"]
+           "md", "positions", "resolve", "run", "run_iter", "seqlock", "ticktoorder"]
 
 BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "bus": bus.run,
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "factors": factors.run,
     "engine": engine.run,
     "tick-to-order": ticktoorder.run,
+    "positions": positions.run,
 }
 """Benchmark name -> function(quick) returning its results, in the order ``all`` runs them."""
 

@@ -69,6 +69,13 @@ class Direction(IntEnum):
     SELL = 1
 
 
+class PosDirection(IntEnum):
+    """The side a position is held on (CTP's PosiDirection): a buy opens or closes into it."""
+
+    LONG = 0
+    SHORT = 1
+
+
 class Offset(IntEnum):
     OPEN = 0
     CLOSE = 1
@@ -214,14 +221,29 @@ POS_FIELDS: tuple[Field, ...] = (
     _INSTRUMENT,
     _EXCHANGE,
     Field("account", "S16", "investor account"),
-    Field("long_today", "<i4", "long lots opened today"),
-    Field("long_yesterday", "<i4", "long lots carried from earlier trading days"),
-    Field("short_today", "<i4", "short lots opened today"),
-    Field("short_yesterday", "<i4", "short lots carried from earlier trading days"),
-    Field("long_avg_price", "<f8", "average open price of the long position; NaN = flat"),
-    Field("short_avg_price", "<f8", "average open price of the short position; NaN = flat"),
-    Field("realized_pnl", "<f8", "realized PnL of the trading day, CNY"),
-    Field("unrealized_pnl", "<f8", "mark-to-market PnL at the latest price, CNY"),
+    Field("direction", "u1", "PosDirection: 0 long, 1 short (one record per direction)"),
+    Field("position", "<i4", "lots held: today_position + yd_position"),
+    Field("today_position", "<i4", "lots opened this trading day and still held"),
+    Field("yd_position", "<i4", "lots from earlier trading days still held (CTP's YdPosition "
+          "keeps the start-of-day figure instead)"),
+    Field("frozen", "<i4", "lots reserved by working close orders"),
+    Field("open_cost", "<f8", "held lots at their open prices x multiplier, CNY"),
+    Field("position_cost", "<f8", "today's lots at open price + yesterday's at the previous "
+          "settlement, x multiplier, CNY"),
+    Field("close_profit_by_date", "<f8", "this trading day's close profit, mark-to-market "
+          "(逐日盯市): yesterday's lots against the previous settlement, CNY"),
+    Field("close_profit_by_trade", "<f8", "this trading day's close profit against each lot's "
+          "open price (逐笔对冲), CNY"),
+    Field("position_profit", "<f8", "held lots at mark_price - position_cost (negated for "
+          "short), CNY"),
+    Field("position_profit_by_trade", "<f8", "held lots at mark_price - open_cost (negated for "
+          "short), CNY"),
+    Field("commission", "<f8", "this trading day's commission, CNY"),
+    Field("margin", "<f8", "margin rate of the product x position_cost, CNY"),
+    Field("pre_settlement_price", "<f8", "settlement price yesterday's lots are valued at; NaN = "
+          "none yet"),
+    Field("mark_price", "<f8", "price the position profits are marked at (last or settlement); "
+          "NaN = none yet"),
 )
 
 REJECT_FIELDS: tuple[Field, ...] = (

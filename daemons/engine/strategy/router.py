@@ -43,6 +43,7 @@ from hft.daemons.runtime.events import (
     Direction,
     EventType,
     OrderStatus,
+    PosDirection,
     PriceType,
     empty,
     record_struct,
@@ -58,8 +59,8 @@ _ORDER = field_reader(RTN_ORDER_DTYPE, "order_ref", "volume_traded", "status")
 _REJECT = field_reader(REJECT_DTYPE, "order_ref")
 _CLOCK = field_reader(TIMER_DTYPE, "ts_ns")
 _CANCEL_REQ = int(EventType.CANCEL_REQ)
-_POSITION = field_reader(POS_DTYPE, "instrument", "account", "long_today", "long_yesterday",
-                         "short_today", "short_yesterday", "long_avg_price", "short_avg_price")
+_POSITION = field_reader(POS_DTYPE, "instrument", "account", "direction", "position",
+                         "today_position", "yd_position", "open_cost")
 _TERMINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
                        OrderStatus.LOST})
 
@@ -280,8 +281,7 @@ class OrderRouter:
             self._settle(ref, order)
 
     def on_position(self, record: Any) -> None:
-        key, account, long_today, long_yesterday, short_today, short_yesterday, long_price, \
-            short_price = _POSITION(record)
+        key, account, direction, held, today, yesterday, open_cost = _POSITION(record)
         if self._account and account.rstrip(b"\0") != self._account:
             return
         try:
@@ -292,12 +292,14 @@ class OrderRouter:
             return  # its fills are on their way; they move the position
         position = instrument.position
         before = position.net
-        position.long_today, position.long_yesterday = long_today, long_yesterday
-        position.short_today, position.short_yesterday = short_today, short_yesterday
+        if direction == PosDirection.LONG:
+            position.long_today, position.long_yesterday = today, yesterday
+        else:
+            position.short_today, position.short_yesterday = today, yesterday
         change = position.net - before
         if change:
             price = instrument.last if instrument.last == instrument.last else (
-                long_price if change > 0 else short_price)
+                open_cost / (held * instrument.multiplier) if held else math.nan)
             allocate(((self._house.holding(key), 1.0),), change, price, instrument.multiplier)
             self._on_change(instrument)
 

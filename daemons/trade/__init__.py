@@ -1,0 +1,1 @@
+"""The order wing's exchange-facing parts: the position book and the gateways it sits beside."""
