@@ -1,0 +1,1 @@
+"""Trading: the simulated exchange, the position book and the gateways (issue 10)."""
