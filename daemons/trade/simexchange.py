@@ -402,9 +402,12 @@ class SimExchange:
         buy = sign > 0
         keys, levels = (book.bid_keys, book.bids) if buy else (book.ask_keys, book.asks)
         tick = book.contract.price_tick
-        prices = _signed_levels(values, prices_at, tick, sign)
-        volumes = values[volumes_at:volumes_at + DEPTH]
-        deepest = _deepest(prices)
+        deepest = _FAR
+        for level in range(prices_at + DEPTH - 1, prices_at - 1, -1):
+            shown_price = values[level]
+            if shown_price == shown_price:
+                deepest = sign * round(shown_price / tick)
+                break
         lowest = deepest
         if at_last:
             lowest = min(lowest, last_ticks * sign, through * sign + 1)
@@ -414,6 +417,8 @@ class SimExchange:
             first, stop = 0, bisect.bisect_right(keys, -lowest)
         if first >= stop:
             return
+        prices = _signed_levels(values, prices_at, tick, sign)
+        volumes = values[volumes_at:volumes_at + DEPTH]
         before_prices = _signed_levels(previous, prices_at, tick, sign)
         before_volumes = previous[volumes_at:volumes_at + DEPTH]
         before_deepest = _deepest(before_prices)
