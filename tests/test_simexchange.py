@@ -195,6 +195,19 @@ def test_volume_at_the_last_price_is_the_least_the_vwap_allows(market: Market) -
     assert market.take() == [("order", ref, "ALL_TRADED", 5, 0), ("trade", ref, 5000.2, 5)]
 
 
+def test_an_order_below_the_displayed_depth_joins_when_its_price_is_shown(market: Market) -> None:
+    ref = market.order(Direction.BUY, 4999.4, 1)  # deeper than the two levels shown
+    assert market.sim.queue_ahead("sim", ref) == -1
+    market.tick(*BOOK, trades=((5000.0, 3),))  # trades elsewhere: still unknown, no fill
+    assert market.sim.queue_ahead("sim", ref) == -1
+    market.tick([(5000.0, 10), (4999.8, 20), (4999.6, 5), (4999.4, 7)], BOOK[1])
+    assert market.sim.queue_ahead("sim", ref) == 7
+    market.tick([(5000.0, 10), (4999.8, 20), (4999.6, 5)], BOOK[1])  # out of sight: kept
+    assert market.sim.queue_ahead("sim", ref) == 7
+    market.tick([(5000.0, 10), (4999.8, 20), (4999.6, 5), (4999.2, 1)], BOOK[1])
+    assert market.sim.queue_ahead("sim", ref) == 0  # shown empty between two levels
+
+
 # --- crossing orders ------------------------------------------------------------------------
 
 def test_a_crossing_limit_order_takes_the_levels_then_rests(market: Market) -> None:
@@ -282,6 +295,18 @@ def test_cancels_and_refused_cancels(market: Market) -> None:
     assert market.sim.working() == 0
 
 
+def test_a_cancel_by_exchange_order_id() -> None:
+    market = Market(accounts={"sim": 1e9})
+    market.tick(*BOOK)
+    ref = market.order(Direction.SELL, 5001.0, 1)
+    [_, working] = market.returns
+    record = empty(EventType.CANCEL_REQ)
+    record["order_sys_id"], record["account"] = working["order_sys_id"], b"sim"
+    market.take()
+    market.sim.cancel(record[0])
+    assert market.take() == [("order", ref, "CANCELLED", 0, 0)]
+
+
 # --- latency --------------------------------------------------------------------------------
 
 def test_an_order_meets_the_book_in_force_when_it_arrives() -> None:
@@ -317,6 +342,34 @@ def test_a_cancel_also_takes_the_order_latency() -> None:
         ("order", ref, "SUBMITTING"), ("order", ref, "NOT_TRADED"), ("order", ref, "ALL_TRADED"),
         ("trade", ref, 5000.0), ("order", ref, "ALL_TRADED")]
     assert market.returns == []
+
+
+def test_the_data_clock_alone_brings_an_order_to_the_exchange() -> None:
+    market = Market(order_latency_ms=100)
+    market.tick(*BOOK)
+    ref = market.order(Direction.BUY, 5000.2, 1)
+    market.sim.on_time(market.ts + 99 * MS)
+    assert market.take() == [("order", ref, "SUBMITTING", 0, 0)]
+    market.sim.on_time(market.ts + 100 * MS)  # a TIMER: the book in force is the last tick's
+    assert market.take() == [("order", ref, "ALL_TRADED", 1, 0), ("trade", ref, 5000.2, 1)]
+
+
+def test_an_order_waits_for_its_instruments_first_tick() -> None:
+    market = Market(accounts={"sim": 1e9})
+    market.tick(*BOOK)
+    rb = market.order(Direction.BUY, 4001.0, 1, instrument=b"rb2105")  # no rb tick: no limits yet
+    assert market.take() == [("order", rb, "SUBMITTING", 0, 0)]
+    other = Market(b"rb2105", RB_MULTIPLIER, exchange=market.sim)
+    other.ts = market.ts
+    other.tick([(4000.0, 5)], [(4001.0, 5)], upper=4400.0, lower=3600.0)
+    assert [entry[:3] for entry in market.take()] == [("order", rb, "ALL_TRADED"),
+                                                      ("trade", rb, 4001.0)]
+
+
+def test_ticks_of_unknown_products_are_ignored(market: Market) -> None:
+    Market(b"XX2101", 1, exchange=market.sim).tick(*BOOK)
+    ref = market.order(Direction.BUY, 5000.2, 1)
+    assert market.take()[-2:] == [("order", ref, "ALL_TRADED", 1, 0), ("trade", ref, 5000.2, 1)]
 
 
 # --- commissions, margins, funds, positions ------------------------------------------------

@@ -118,8 +118,8 @@ _TICK = fields_struct(TICK_DTYPE, ("ts_ns", "flags", "trading_day", "instrument"
                                    "upper_limit_price", "lower_limit_price", "volume", "turnover",
                                    "bid_price", "ask_price", "bid_volume", "ask_volume")).unpack_from
 _ORDER = fields_struct(ORDER_DTYPE, ("trading_day", "instrument_index", "source", "instrument",
-                                     "exchange", "order_ref", "price", "volume", "direction",
-                                     "offset", "price_type", "account")).unpack_from
+                                     "order_ref", "price", "volume", "direction", "offset",
+                                     "price_type", "account")).unpack_from
 _CANCEL = fields_struct(CANCEL_DTYPE, ("order_ref", "order_sys_id", "account")).unpack_from
 _SKIPPED_TICK = int(TickFlag.OUT_OF_SESSION | TickFlag.VOLUME_BACKWARDS)
 _RTN_ORDER, _RTN_TRADE = int(EventType.RTN_ORDER), int(EventType.RTN_TRADE)
@@ -170,7 +170,7 @@ class _Book:
     """One instrument: its latest tick and the working orders at each price."""
 
     __slots__ = ("ask_keys", "ask_left", "asks", "bid_keys", "bid_left", "bids", "contract",
-                 "exchange", "fresh", "values", "working")
+                 "exchange", "fresh", "values")
 
     def __init__(self, contract: Contract) -> None:
         self.contract = contract
@@ -188,8 +188,6 @@ class _Book:
         self.bid_keys: list[int] = []
         """The prices of ``bids``, ascending."""
         self.ask_keys: list[int] = []
-        self.working = 0
-        """Orders accepted and not yet terminal (resting or in flight)."""
 
     @property
     def has_tick(self) -> bool:
@@ -297,8 +295,9 @@ class SimExchange:
 
     def submit(self, record: Any) -> None:
         """An ORDER_SEND: checked by the counter now, matched when it reaches the exchange."""
-        (trading_day, index, source, key, _exchange, ref, price, volume, direction, offset,
-         price_type, account) = _ORDER(record)
+        (trading_day, index, source, key, ref, price, volume, direction, offset, price_type,
+         account) = _ORDER(record)
+        trading_day = trading_day or self.trading_day
         book = self._book(key)
         if (account, ref) in self._orders:
             self._refuse(key, b"", source, index, trading_day, ref, price, volume, direction,
@@ -320,7 +319,6 @@ class SimExchange:
                          direction, offset, account, error)
             return
         self._orders[(account, ref)] = order
-        book.working += 1
         self._emit_order(order, 0)
         self._send(order, cancel=False)
 
@@ -526,7 +524,6 @@ class SimExchange:
             self.accounts.release(order.account, book.contract, order.direction, order.offset,
                                   order.reserved_price, order.volume)
             order.status = int(OrderStatus.REJECTED)
-            self._forget(order)
             self._emit_order(order, 0, error)
             return
         order.sys_id = b"%d" % self._next_sys_id
@@ -576,7 +573,6 @@ class SimExchange:
         order.traded += volume
         if order.traded == order.volume:
             order.status = int(OrderStatus.ALL_TRADED)
-            self._forget(order)
         else:
             order.status = int(OrderStatus.PART_TRADED)
         self._emit_order(order, 0)
@@ -594,11 +590,7 @@ class SimExchange:
         self.accounts.release(order.account, book.contract, order.direction, order.offset,
                               order.reserved_price, order.volume - order.traded)
         order.status = int(status)
-        self._forget(order)
         self._emit_order(order, 0, 0, message)
-
-    def _forget(self, order: _Order) -> None:
-        order.book.working -= 1
 
     def _new_day(self, trading_day: int) -> None:
         """Orders are good for the day: the old day's working orders are cancelled."""
@@ -741,8 +733,6 @@ class SimExchange:
             order.reserved_price, order.traded, order.status = reserved_price, traded, status
             order.sys_id, order.arrival_ns, order.ahead = sys_id.encode(), arrival_ns, ahead
             exchange._orders[(order.account, ref)] = order
-            if status not in _TERMINAL:
-                book.working += 1
             if order.sys_id:
                 exchange._by_sys_id[order.sys_id] = order
             if position >= 0:
