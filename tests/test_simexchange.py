@@ -496,6 +496,22 @@ def test_restore_continues_with_the_same_working_orders(model: str) -> None:
     assert json.dumps(restored.sim.snapshot()) == json.dumps(original.sim.snapshot())
 
 
+def test_an_order_right_after_a_restore_meets_the_restored_book(market: Market) -> None:
+    market.order(Direction.BUY, 5000.2, 1)  # takes one of the two lots at 5000.2
+    state = json.loads(json.dumps(market.sim.snapshot()))
+    restored = Market(exchange=SimExchange.restore(SimExchangeConfig(), state, lambda record: None))
+    restored.sim._on_return = restored.keep
+    for each in (market, restored):
+        each.next_ref = 2
+        each.take()
+        each.order(Direction.BUY, 5000.2, 2)
+        each.order(Direction.BUY, 4999.8, 1)
+    assert restored.take() == market.take() == [
+        ("order", 2, "SUBMITTING", 0, 0), ("order", 2, "PART_TRADED", 1, 0),
+        ("trade", 2, 5000.2, 1), ("order", 3, "SUBMITTING", 0, 0), ("order", 3, "NOT_TRADED", 0, 0)]
+    assert restored.sim.queue_ahead("sim", 3) == market.sim.queue_ahead("sim", 3) == 20
+
+
 def test_same_inputs_and_seed_give_the_same_returns() -> None:
     runs = []
     for seed in (1, 1, 2):

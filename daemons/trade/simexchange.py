@@ -129,6 +129,8 @@ _ABSENT = -_FAR
 (_TS, _FLAGS, _DAY, _INSTRUMENT, _LAST, _UPPER, _LOWER, _VOLUME, _TURNOVER) = range(9)
 _BIDS, _ASKS, _BID_VOLUMES, _ASK_VOLUMES = (9 + DEPTH * side for side in range(4))
 """Where the fields are in a ``_TICK`` tuple."""
+_STALE_LEFT, _STALE_BIDS, _STALE_ASKS = 1, 2, 4
+_STALE_ALL = _STALE_LEFT | _STALE_BIDS | _STALE_ASKS
 _EPSILON = 1e-6
 """Tolerance, in ticks, for prices read from floats."""
 _MS = 1_000_000
@@ -169,16 +171,19 @@ class SimExchangeConfig(BaseModel):
 class _Book:
     """One instrument: its latest tick and the working orders at each price."""
 
-    __slots__ = ("ask_keys", "ask_left", "asks", "bid_keys", "bid_left", "bids", "contract",
-                 "exchange", "fresh", "values")
+    __slots__ = ("ask_keys", "ask_left", "ask_levels", "asks", "bid_keys", "bid_left",
+                 "bid_levels", "bids", "contract", "exchange", "stale", "values")
 
     def __init__(self, contract: Contract) -> None:
         self.contract = contract
         self.exchange = contract.exchange.encode()
         self.values: tuple[Any, ...] = ()
         """The latest tick as ``_TICK`` reads it (empty before the first)."""
-        self.fresh = False
-        """A tick came since ``bid_left``/``ask_left`` were last set from it."""
+        self.stale = 0
+        """_STALE_* bits: what was derived from an earlier tick and must be derived again."""
+        self.bid_levels: tuple[int, ...] = ()
+        """The tick's bid level prices, signed (see :func:`_signed_levels`)."""
+        self.ask_levels: tuple[int, ...] = ()
         self.bid_left = [0] * DEPTH
         """Displayed volume per level not yet taken by simulated orders since the tick."""
         self.ask_left = [0] * DEPTH
@@ -203,12 +208,24 @@ class _Book:
 
     def left(self) -> tuple[list[int], list[int]]:
         """(bid, ask) volumes per level still there for simulated orders to take."""
-        if self.fresh:
+        if self.stale & _STALE_LEFT:
             values = self.values
             self.bid_left[:] = values[_BID_VOLUMES:_BID_VOLUMES + DEPTH]
             self.ask_left[:] = values[_ASK_VOLUMES:_ASK_VOLUMES + DEPTH]
-            self.fresh = False
+            self.stale &= ~_STALE_LEFT
         return self.bid_left, self.ask_left
+
+    def levels(self, buy: bool) -> tuple[int, ...]:
+        """One side's level prices of the latest tick, signed; derived once per tick."""
+        if buy:
+            if self.stale & _STALE_BIDS:
+                self.bid_levels = _signed_levels(self.values, _BIDS, self.contract.price_tick, 1)
+                self.stale &= ~_STALE_BIDS
+            return self.bid_levels
+        if self.stale & _STALE_ASKS:
+            self.ask_levels = _signed_levels(self.values, _ASKS, self.contract.price_tick, -1)
+            self.stale &= ~_STALE_ASKS
+        return self.ask_levels
 
     def ticks(self, price: float) -> int:
         return round(price / self.contract.price_tick)
@@ -359,12 +376,12 @@ class SimExchange:
             return
         previous = book.values
         if not previous:
-            book.values, book.fresh = values, True
+            book.values, book.stale = values, _STALE_ALL
             self._arrive(ts_ns - self._feed_latency_ns)
             return
         if self._in_flight:
             self._arrive(ts_ns - self._feed_latency_ns)
-        book.values, book.fresh = values, True
+        book.values, book.stale = values, _STALE_ALL
         if not (book.bid_keys or book.ask_keys):
             return
         tick = book.contract.price_tick
@@ -415,7 +432,7 @@ class SimExchange:
             first, stop = 0, bisect.bisect_right(keys, -lowest)
         if first >= stop:
             return
-        prices = _signed_levels(values, prices_at, tick, sign)
+        prices = book.levels(buy)
         volumes = values[volumes_at:volumes_at + DEPTH]
         before_prices = _signed_levels(previous, prices_at, tick, sign)
         before_volumes = previous[volumes_at:volumes_at + DEPTH]
@@ -472,8 +489,8 @@ class SimExchange:
         else:
             queue.append(order)
         sign = 1 if order.buy else -1
-        prices_at, volumes_at = (_BIDS, _BID_VOLUMES) if order.buy else (_ASKS, _ASK_VOLUMES)
-        prices = _signed_levels(book.values, prices_at, book.contract.price_tick, sign)
+        volumes_at = _BID_VOLUMES if order.buy else _ASK_VOLUMES
+        prices = book.levels(order.buy)
         order.ahead = _shown(order.ticks * sign, prices,
                              book.values[volumes_at:volumes_at + DEPTH], _deepest(prices))
 
@@ -719,7 +736,7 @@ class SimExchange:
                 raise ValueError(f"snapshot names {instrument_id!r}, whose product is unknown")
             tick_values, bid_left, ask_left = values
             tick_values.insert(_INSTRUMENT, book.contract.key)
-            book.values = tuple(tick_values)
+            book.values, book.stale = tuple(tick_values), _STALE_BIDS | _STALE_ASKS
             book.bid_left[:], book.ask_left[:] = bid_left, ask_left
         resting = []
         for (instrument_id, account, ref, source, index, trading_day, price, volume, direction,
