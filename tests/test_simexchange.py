@@ -117,6 +117,31 @@ def market() -> Iterator[Market]:
     yield market
 
 
+def test_returns_carry_the_orders_identity(market: Market) -> None:
+    record = empty(EventType.ORDER_SEND)
+    record["trading_day"], record["instrument"], record["instrument_index"] = DAY, b"IF2101", 7
+    record["source"], record["account"], record["order_ref"] = 42, b"sim", 5
+    record["price"], record["volume"], record["price_type"] = 5000.2, 1, PriceType.LIMIT
+    market.sim.submit(record[0])
+    submitted, filled, trade = market.returns
+    for each in (submitted, filled, trade):
+        assert (int(each["source"]), int(each["instrument_index"]), int(each["trading_day"])) == (42, 7, DAY)
+        assert (each["instrument"], each["exchange"], each["account"]) == (b"IF2101", b"CFFEX", b"sim")
+        assert int(each["order_ref"]) == 5 and int(each["ts_ns"]) == market.ts
+    assert submitted["order_sys_id"] == b"" and filled["order_sys_id"] == trade["order_sys_id"] != b""
+    assert trade["trade_id"] != b"" and float(trade["price"]) == 5000.2
+
+
+@pytest.mark.parametrize(("config", "named"), [
+    ({"queue_model": "fifo"}, "queue_model"), ({"order_latency_ms": -1}, "order_latency_ms"),
+    ({"accounts": {"a-very-long-account-id": 1.0}}, "account id"),
+    ({"accounts": {"sim": math.inf}}, "finite"), ({"fees": {"IF": {"open_rate": 2}}}, "open_rate"),
+    ({"seeds": 1}, "seeds")])
+def test_a_bad_config_is_refused_naming_the_key(config: dict[str, Any], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        SimExchangeConfig(**config)
+
+
 # --- queue position -------------------------------------------------------------------------
 
 def test_a_passive_order_queues_behind_the_displayed_volume_and_fills_after_it(market: Market) -> None:
