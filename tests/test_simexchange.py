@@ -391,6 +391,26 @@ def test_an_order_waits_for_its_instruments_first_tick() -> None:
                                                       ("trade", rb, 4001.0)]
 
 
+def test_an_order_waiting_for_a_first_tick_holds_up_no_other_order() -> None:
+    market = Market(accounts={"sim": 1e9})
+    market.tick(*BOOK)
+    rb = market.order(Direction.BUY, 4001.0, 1, instrument=b"rb2105")
+    cancelled = market.order(Direction.BUY, 4001.0, 1, instrument=b"rb2105")
+    market.cancel(cancelled)
+    ref = market.order(Direction.BUY, 5000.2, 1)
+    assert market.take() == [
+        ("order", rb, "SUBMITTING", 0, 0), ("order", cancelled, "SUBMITTING", 0, 0),
+        ("order", cancelled, "CANCELLED", 0, 0), ("order", ref, "SUBMITTING", 0, 0),
+        ("order", ref, "ALL_TRADED", 1, 0), ("trade", ref, 5000.2, 1)]
+    state = json.loads(json.dumps(market.sim.snapshot()))
+    restored = Market(b"rb2105", RB_MULTIPLIER,
+                      exchange=SimExchange.restore(SimExchangeConfig(), state, lambda record: None))
+    restored.sim._on_return = restored.keep
+    restored.ts = market.ts
+    restored.tick([(4000.0, 5)], [(4001.0, 5)], upper=4400.0, lower=3600.0)
+    assert restored.take() == [("order", rb, "ALL_TRADED", 1, 0), ("trade", rb, 4001.0, 1)]
+
+
 def test_ticks_of_unknown_products_are_ignored(market: Market) -> None:
     Market(b"XX2101", 1, exchange=market.sim).tick(*BOOK)
     ref = market.order(Direction.BUY, 5000.2, 1)

@@ -172,7 +172,7 @@ class _Book:
     """One instrument: its latest tick and the working orders at each price."""
 
     __slots__ = ("ask_keys", "ask_left", "ask_levels", "asks", "bid_keys", "bid_left",
-                 "bid_levels", "bids", "contract", "exchange", "stale", "values")
+                 "bid_levels", "bids", "contract", "exchange", "stale", "values", "waiting")
 
     def __init__(self, contract: Contract) -> None:
         self.contract = contract
@@ -193,6 +193,8 @@ class _Book:
         self.bid_keys: list[int] = []
         """The prices of ``bids``, ascending."""
         self.ask_keys: list[int] = []
+        self.waiting: list[_Order] = []
+        """Orders that reached the exchange before the instrument's first tick."""
 
     @property
     def has_tick(self) -> bool:
@@ -378,6 +380,9 @@ class SimExchange:
         if not previous:
             book.values, book.stale = values, _STALE_ALL
             self._arrive(ts_ns - self._feed_latency_ns)
+            waiting, book.waiting = book.waiting, []
+            for order in waiting:
+                self._match(order)
             return
         if self._in_flight:
             self._arrive(ts_ns - self._feed_latency_ns)
@@ -495,7 +500,10 @@ class SimExchange:
                              book.values[volumes_at:volumes_at + DEPTH], _deepest(prices))
 
     def _unrest(self, order: _Order) -> None:
+        """Out of its price's queue (or of the orders waiting for a first tick)."""
         book = order.book
+        if order in book.waiting:
+            book.waiting.remove(order)
         levels = book.bids if order.buy else book.asks
         queue = levels.get(order.ticks)
         if queue is not None and order in queue:
@@ -512,26 +520,27 @@ class SimExchange:
         if not cancel:
             order.arrival_ns = arrival
         self._in_flight.append((arrival, order, cancel))
-        if order.book.has_tick:
-            self._arrive(self.clock_ns - self._feed_latency_ns)
+        self._arrive(self.clock_ns - self._feed_latency_ns)
 
     def _arrive(self, exchange_ns: int) -> None:
-        """Everything in flight that reached the exchange by ``exchange_ns`` (in order), except
-        orders whose instrument has no tick yet: they wait for the first one."""
+        """Everything in flight that reached the exchange by ``exchange_ns``, in order; an order
+        for an instrument without a tick yet waits for the first one (without holding up the
+        others)."""
         in_flight = self._in_flight
         while in_flight and in_flight[0][0] <= exchange_ns:
-            order, cancel = in_flight[0][1], in_flight[0][2]
-            if not order.book.has_tick:
-                return
-            in_flight.popleft()
+            _, order, cancel = in_flight.popleft()
             if cancel:
                 if order.status in _TERMINAL:
                     self._emit_order(order, FLAG_CANCEL_REFUSED, INSUITABLE_ORDER_STATUS)
                 else:
                     self._unrest(order)
                     self._end(order, OrderStatus.CANCELLED)
-            elif order.status not in _TERMINAL:
+            elif order.status in _TERMINAL:
+                continue
+            elif order.book.values:
                 self._match(order)
+            else:
+                order.book.waiting.append(order)
 
     def _match(self, order: _Order) -> None:
         """An order at the exchange: limit check, then the opposite levels it crosses."""
@@ -694,7 +703,7 @@ class SimExchange:
     def snapshot(self) -> dict[str, Any]:
         """The whole state as plain (JSON-able) data: the books' latest ticks, the trading
         day's orders (the working ones with their queue positions, the ended ones to answer a
-        late cancel alike), what is in flight, the id counters, the queue model's
+        late cancel alike), what is in flight or waits for a first tick, the id counters, the queue model's
         random state and the accounts. :meth:`restore` continues from it exactly."""
         books = {}
         for book in self._books.values():
@@ -714,6 +723,8 @@ class SimExchange:
             "orders": [[*order.plain(), resting.get(id(order), -1)] for order in orders],
             "in_flight": [[arrival, order.account.rstrip(b"\0").decode(), order.ref, cancel]
                           for arrival, order, cancel in self._in_flight],
+            "waiting": [[order.account.rstrip(b"\0").decode(), order.ref]
+                        for book in self._books.values() if book for order in book.waiting],
             "accounts": self.accounts.snapshot(),
         }
 
@@ -761,6 +772,9 @@ class SimExchange:
         for arrival, account, ref, cancel in state["in_flight"]:
             order = exchange._orders[(account.encode().ljust(16, b"\0"), ref)]
             exchange._in_flight.append((arrival, order, cancel))
+        for account, ref in state["waiting"]:
+            order = exchange._orders[(account.encode().ljust(16, b"\0"), ref)]
+            order.book.waiting.append(order)
         return exchange
 
 
