@@ -196,6 +196,13 @@ def test_probabilistic_rounding_keeps_the_expectation_and_the_seed_decides() -> 
     assert np.mean([cancels_ahead(seed, 1.0) for seed in range(50)]) == 1.0  # 4 x 10/40 exactly
 
 
+def test_quotes_reaching_a_resting_price_without_trades_fill_nothing(market: Market) -> None:
+    ref = market.order(Direction.BUY, 5000.0, 1)
+    market.tick([(4999.8, 20)], [(5000.0, 3), (5000.2, 2)])  # an ask at our bid, nothing traded
+    assert market.take() == [("order", ref, "SUBMITTING", 0, 0), ("order", ref, "NOT_TRADED", 0, 0)]
+    assert market.sim.queue_ahead("sim", ref) == 0  # no bid shown at 5000.0 any more
+
+
 def test_trades_beyond_the_price_fill_the_whole_order(market: Market) -> None:
     ref = market.order(Direction.BUY, 4999.8, 3)  # 20 ahead
     market.tick([(4999.6, 5)], [(4999.8, 4)], trades=((4999.6, 1),))
