@@ -24,13 +24,9 @@ from hft.daemons.runtime.events import (
     PriceType,
     empty,
 )
+from hft.daemons.trade.ctperrors import PROMPTS, CtpError
 from hft.daemons.trade.simaccount import SimpleAccounts
-from hft.daemons.trade.simexchange import (
-    ERROR_TEXT,
-    FLAG_CANCEL_REFUSED,
-    SimExchange,
-    SimExchangeConfig,
-)
+from hft.daemons.trade.simexchange import FLAG_CANCEL_REFUSED, SimExchange, SimExchangeConfig
 
 IF_TICKS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "IF2101_20210104_ticks.csv"
 DAY = 20210104
@@ -288,7 +284,7 @@ def test_bad_prices_are_rejected_with_ctp_error_ids(market: Market, price: float
     [record] = market.returns
     assert (int(record["order_ref"]), int(record["status"]), int(record["error_id"])) == (
         ref, OrderStatus.REJECTED, error)
-    assert record["message"].decode() == ERROR_TEXT[error]
+    assert record["message"].decode() == PROMPTS[CtpError(error)]
     assert market.sim.working() == 0
 
 

@@ -20,14 +20,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from hft.daemons.runtime.events import Direction, Offset
-
-OK = 0
-INVESTOR_NOT_FOUND = 13
-INSTRUMENT_NOT_FOUND = 16
-OVER_CLOSE_POSITION = 30
-INSUFFICIENT_MONEY = 31
-OVER_CLOSETODAY_POSITION = 50
-OVER_CLOSEYESTERDAY_POSITION = 51
+from hft.daemons.trade.ctperrors import CtpError
 
 TODAY_SPLIT_EXCHANGES = frozenset({"SHFE", "INE"})
 """Exchanges where the order says whether it closes today's or yesterday's lots."""
@@ -142,20 +135,20 @@ class SimpleAccounts:
                 price: float, volume: int) -> int:
         book = self._accounts.get(account.rstrip(b"\0"))
         if book is None:
-            return INVESTOR_NOT_FOUND
+            return CtpError.INVESTOR_NOT_FOUND
         if offset == Offset.OPEN:
             cost = _open_cost(contract, price, volume)
             if cost > book.available:
-                return INSUFFICIENT_MONEY
+                return CtpError.INSUFFICIENT_MONEY
             book.frozen += cost
-            return OK
+            return CtpError.NONE
         held = book.side(contract.key, _held(direction))
         today, yesterday = _split(contract, offset, held, volume)
         if today < 0:
             return _close_error(contract, offset)
         held.frozen_today += today
         held.frozen_yesterday += yesterday
-        return OK
+        return CtpError.NONE
 
     def fill(self, account: bytes, contract: Contract, direction: int, offset: int,
              reserved_price: float, price: float, volume: int) -> float:
@@ -287,7 +280,7 @@ def _split(contract: Contract, offset: int, side: _Side, volume: int, *,
 
 def _close_error(contract: Contract, offset: int) -> int:
     if contract.splits_today and offset == Offset.CLOSE_TODAY:
-        return OVER_CLOSETODAY_POSITION
+        return CtpError.OVER_CLOSETODAY_POSITION
     if contract.splits_today and offset == Offset.CLOSE_YESTERDAY:
-        return OVER_CLOSEYESTERDAY_POSITION
-    return OVER_CLOSE_POSITION
+        return CtpError.OVER_CLOSEYESTERDAY_POSITION
+    return CtpError.OVER_CLOSE_POSITION

@@ -62,44 +62,10 @@ from hft.daemons.runtime.events import (
     record_struct,
 )
 from hft.daemons.trade import queuemodel
-from hft.daemons.trade.simaccount import (
-    INSTRUMENT_NOT_FOUND,
-    INSUFFICIENT_MONEY,
-    INVESTOR_NOT_FOUND,
-    OVER_CLOSE_POSITION,
-    OVER_CLOSETODAY_POSITION,
-    OVER_CLOSEYESTERDAY_POSITION,
-    Accounts,
-    Contract,
-    Fees,
-    SimpleAccounts,
-)
+from hft.daemons.trade.ctperrors import PROMPTS, CtpError
+from hft.daemons.trade.simaccount import Accounts, Contract, Fees, SimpleAccounts
 
-BAD_FIELD = 15
-INSTRUMENT_NOT_TRADING = 17
-DUPLICATE_ORDER_REF = 22
-ORDER_NOT_FOUND = 25
-INSUITABLE_ORDER_STATUS = 26
-PRICE_OVER_LIMIT = 163
-PRICE_WRONG_TICK = 165
-
-ERROR_TEXT: dict[int, str] = {
-    INVESTOR_NOT_FOUND: "CTP:找不到投资者",
-    BAD_FIELD: "CTP:报单字段有误",
-    INSTRUMENT_NOT_FOUND: "CTP:找不到合约",
-    INSTRUMENT_NOT_TRADING: "CTP:合约不能交易",
-    DUPLICATE_ORDER_REF: "CTP:报单错误：不允许重复报单",
-    ORDER_NOT_FOUND: "CTP:撤单找不到相应报单",
-    INSUITABLE_ORDER_STATUS: "CTP:报单已全成交或已撤销，不能再撤",
-    OVER_CLOSE_POSITION: "CTP:平仓量超过持仓量",
-    INSUFFICIENT_MONEY: "CTP:资金不足",
-    OVER_CLOSETODAY_POSITION: "CTP:平今仓位不足",
-    OVER_CLOSEYESTERDAY_POSITION: "CTP:平昨仓位不足",
-    PRICE_OVER_LIMIT: "CTP:报单价格不在涨跌停板价范围内",
-    PRICE_WRONG_TICK: "CTP:报单价格非最小变动价位整数倍",
-}
-"""The CTP ErrorIDs the simulator answers with, and their prompts as CTP's error.xml has them."""
-_ERROR_BYTES = {error: text.encode() for error, text in ERROR_TEXT.items()}
+_ERROR_BYTES = {int(error): text.encode() for error, text in PROMPTS.items()}
 
 FLAG_CANCEL_REFUSED = 1
 """RTN_ORDER ``flags`` bit: this return answers a refused cancel (error_id says why)."""
@@ -320,12 +286,12 @@ class SimExchange:
         book = self._book(key)
         if (account, ref) in self._orders:
             self._refuse(key, b"", source, index, trading_day, ref, price, volume, direction,
-                         offset, account, DUPLICATE_ORDER_REF)
+                         offset, account, CtpError.DUPLICATE_ORDER_REF)
             return
         error = self._order_error(book, price, volume, direction, offset, price_type)
-        if book is None or error:
+        if book is None or error:  # (no book: the error is INSTRUMENT_NOT_FOUND)
             self._refuse(key, book.exchange if book else b"", source, index, trading_day, ref,
-                         price, volume, direction, offset, account, error or INSTRUMENT_NOT_FOUND)
+                         price, volume, direction, offset, account, error)
             return
         order = _Order(book, account, ref, source, index, trading_day, price, volume, direction,
                        offset, price_type)
@@ -348,9 +314,9 @@ class SimExchange:
                  self._by_sys_id.get(sys_id.rstrip(b"\0")))
         if order is None:
             self._refuse(b"", b"", 0, -1, self.trading_day, ref, math.nan, 0, 0, 0, account,
-                         ORDER_NOT_FOUND, FLAG_CANCEL_REFUSED, sys_id)
+                         CtpError.ORDER_NOT_FOUND, FLAG_CANCEL_REFUSED, sys_id)
         elif order.status in _TERMINAL:
-            self._emit_order(order, FLAG_CANCEL_REFUSED, INSUITABLE_ORDER_STATUS)
+            self._emit_order(order, FLAG_CANCEL_REFUSED, CtpError.INSUITABLE_ORDER_STATUS)
         else:
             self._send(order, cancel=True)
 
@@ -531,7 +497,7 @@ class SimExchange:
             _, order, cancel = in_flight.popleft()
             if cancel:
                 if order.status in _TERMINAL:
-                    self._emit_order(order, FLAG_CANCEL_REFUSED, INSUITABLE_ORDER_STATUS)
+                    self._emit_order(order, FLAG_CANCEL_REFUSED, CtpError.INSUITABLE_ORDER_STATUS)
                 else:
                     self._unrest(order)
                     self._end(order, OrderStatus.CANCELLED)
@@ -676,17 +642,17 @@ class SimExchange:
     def _order_error(self, book: _Book | None, price: float, volume: int, direction: int,
                      offset: int, price_type: int) -> int:
         if book is None:
-            return INSTRUMENT_NOT_FOUND
+            return CtpError.INSTRUMENT_NOT_FOUND
         if volume <= 0 or direction > Direction.SELL or offset > 3 or price_type > PriceType.FOK:
-            return BAD_FIELD
+            return CtpError.BAD_FIELD
         if price_type == PriceType.MARKET:
             upper, lower = book.limits()
-            return 0 if upper == upper and lower == lower else INSTRUMENT_NOT_TRADING
+            return 0 if upper == upper and lower == lower else CtpError.INSTRUMENT_NOT_TRADING
         if not (price > 0 and math.isfinite(price)):
-            return BAD_FIELD
+            return CtpError.BAD_FIELD
         steps = price / book.contract.price_tick
         if abs(steps - round(steps)) > _EPSILON:
-            return PRICE_WRONG_TICK
+            return CtpError.PRICE_WRONG_TICK
         return _limit_error(book, price)
 
     # --- state for restarts ------------------------------------------------------------------
@@ -810,4 +776,4 @@ def _limit_error(book: _Book, price: float) -> int:
     """PRICE_OVER_LIMIT outside the latest tick's limit prices (none known: no check)."""
     upper, lower = book.limits()
     slack = _EPSILON * book.contract.price_tick
-    return PRICE_OVER_LIMIT if price > upper + slack or price < lower - slack else 0
+    return CtpError.PRICE_OVER_LIMIT if price > upper + slack or price < lower - slack else 0
