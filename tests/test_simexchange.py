@@ -25,7 +25,7 @@ from hft.daemons.runtime.events import (
     empty,
 )
 from hft.daemons.trade.ctperrors import PROMPTS, CtpError
-from hft.daemons.trade.simaccount import SimpleAccounts
+from hft.daemons.trade.simaccount import Contract, Fees, SimpleAccounts
 from hft.daemons.trade.simexchange import FLAG_CANCEL_REFUSED, SimExchange, SimExchangeConfig
 
 IF_TICKS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "IF2101_20210104_ticks.csv"
@@ -460,7 +460,20 @@ def test_per_lot_commission_and_shfe_today_yesterday() -> None:
     market.order(Direction.SELL, 4000.0, 2, offset=Offset.CLOSE_TODAY)
     assert [entry[4] for entry in market.take() if entry[2] == "REJECTED"] == [30, 51, 50]
     assert accounts.commission("sim") == pytest.approx(6.0)  # close today: 0 per lot
-    assert accounts.position("sim", b"rb2105", Direction.BUY) == (0, 0)
+    assert accounts.position("sim", "rb2105", Direction.BUY) == (0, 0)
+    contract = Contract(b"rb2105".ljust(32, b"\0"), "rb2105", "SHFE", RB_MULTIPLIER, 1.0,
+                        Fees(**RB_FEES))
+    accounts.set_position("sim", contract, Direction.BUY, yesterday=1, price=3990.0)
+    before = accounts.available("sim")
+    refused = market.order(Direction.SELL, 4000.0, 1, offset=Offset.CLOSE_TODAY)  # none today
+    closed = market.order(Direction.SELL, 4000.0, 1, offset=Offset.CLOSE)
+    entries = market.take()
+    assert ("order", refused, "REJECTED", 0, 50) in entries
+    assert ("order", closed, "ALL_TRADED", 1, 0) in entries
+    assert accounts.position("sim", "rb2105", Direction.BUY) == (0, 0)
+    assert accounts.commission("sim") == pytest.approx(9.0)  # close yesterday: 3 per lot
+    # margin released (3990 x 10 x 0.1), profit (4000 - 3990) x 10, commission 3
+    assert accounts.available("sim") - before == pytest.approx(3990.0 + 100.0 - 3.0)
 
 
 def test_insufficient_funds() -> None:

@@ -41,6 +41,17 @@ class Fees(BaseModel):
     margin_rate: float = Field(default=0.1, ge=0.0, le=1.0)
     """Margin as a share of the contract value (price x lots x multiplier)."""
 
+    def open_commission(self, price: float, volume: int, multiplier: int) -> float:
+        return volume * (price * multiplier * self.open_rate + self.open_per_lot)
+
+    def close_commission(self, price: float, today: int, yesterday: int, multiplier: int) -> float:
+        """A close of ``today`` lots opened today and ``yesterday`` lots carried over."""
+        return (today * (price * multiplier * self.close_today_rate + self.close_today_per_lot)
+                + yesterday * (price * multiplier * self.close_rate + self.close_per_lot))
+
+    def margin(self, price: float, volume: int, multiplier: int) -> float:
+        return price * volume * multiplier * self.margin_rate
+
 
 @dataclass(frozen=True, slots=True)
 class Contract:
@@ -120,9 +131,8 @@ class _Account:
 
 def _open_cost(contract: Contract, price: float, volume: int) -> float:
     """What an open of ``volume`` lots at ``price`` needs: margin plus commission."""
-    value = price * volume * contract.multiplier
-    fees = contract.fees
-    return value * (fees.margin_rate + fees.open_rate) + volume * fees.open_per_lot
+    fees, multiplier = contract.fees, contract.multiplier
+    return fees.margin(price, volume, multiplier) + fees.open_commission(price, volume, multiplier)
 
 
 class SimpleAccounts:
@@ -153,16 +163,15 @@ class SimpleAccounts:
     def fill(self, account: bytes, contract: Contract, direction: int, offset: int,
              reserved_price: float, price: float, volume: int) -> float:
         book = self._accounts[account.rstrip(b"\0")]
-        fees = contract.fees
-        value = price * volume * contract.multiplier
+        fees, multiplier = contract.fees, contract.multiplier
         if offset == Offset.OPEN:
             book.frozen -= _open_cost(contract, reserved_price, volume)
-            commission = value * fees.open_rate + volume * fees.open_per_lot
+            commission = fees.open_commission(price, volume, multiplier)
             side = book.side(contract.key, direction)
             held = side.today + side.yesterday
             side.avg_price = (side.avg_price * held + price * volume) / (held + volume)
             side.today += volume
-            margin = value * fees.margin_rate
+            margin = fees.margin(price, volume, multiplier)
             side.margin += margin
             book.margin += margin
         else:
@@ -177,11 +186,8 @@ class SimpleAccounts:
             side.today -= today
             side.yesterday -= yesterday
             sign = 1.0 if direction == Direction.SELL else -1.0  # a sell closes a long
-            book.balance += sign * (price - side.avg_price) * volume * contract.multiplier
-            commission = (today * (price * contract.multiplier * fees.close_today_rate
-                                   + fees.close_today_per_lot)
-                          + yesterday * (price * contract.multiplier * fees.close_rate
-                                         + fees.close_per_lot))
+            book.balance += sign * (price - side.avg_price) * volume * multiplier
+            commission = fees.close_commission(price, today, yesterday, multiplier)
         book.balance -= commission
         book.commission += commission
         return commission
@@ -216,18 +222,18 @@ class SimpleAccounts:
     def margin(self, account: str) -> float:
         return self._accounts[account.encode()].margin
 
-    def position(self, account: str, instrument: bytes, direction: Direction) -> tuple[int, int]:
+    def position(self, account: str, instrument: str, direction: Direction) -> tuple[int, int]:
         """(today, yesterday) lots held in ``direction``."""
-        side = self._accounts[account.encode()].side(instrument, int(direction))
+        side = self._accounts[account.encode()].side(_key(instrument), int(direction))
         return side.today, side.yesterday
 
-    def set_position(self, account: str, instrument: bytes, direction: Direction, *,
-                     yesterday: int, price: float, contract: Contract) -> None:
+    def set_position(self, account: str, contract: Contract, direction: Direction, *,
+                     yesterday: int, price: float) -> None:
         """Load a position carried from an earlier day (start-up, tests), margin included."""
         book = self._accounts[account.encode()]
-        side = book.side(instrument, int(direction))
+        side = book.side(contract.key, int(direction))
         side.yesterday, side.avg_price = yesterday, price
-        side.margin = price * yesterday * contract.multiplier * contract.fees.margin_rate
+        side.margin = contract.fees.margin(price, yesterday, contract.multiplier)
         book.margin += side.margin
 
     # --- restarts ------------------------------------------------------------------------
@@ -252,6 +258,11 @@ class SimpleAccounts:
                 (side.today, side.yesterday, side.frozen_today, side.frozen_yesterday,
                  side.avg_price, side.margin) = values
         return accounts
+
+
+def _key(instrument: str) -> bytes:
+    """An instrument id as records carry it."""
+    return instrument.encode().ljust(32, b"\0")
 
 
 def _held(direction: int) -> int:
