@@ -27,7 +27,9 @@ The rules (docs/ARCHITECTURE.md, "Simulated exchange", says why):
   it) at least ``dv x (1 - |VWAP - price| / tick)`` lots traded there (the fewest that fit
   the VWAP when the other trades were a tick or more away), at least one; that volume takes
   the lots ahead first and fills the order with the rest. Resting orders fill at their own
-  price.
+  price; quotes alone (an ask shown at a resting buy's price, no trade) fill nothing.
+  Simulated orders never trade with each other: each meets the real market only.
+- An order for an instrument without a tick yet waits for its first one, aside.
 - Orders are good for the day: a new trading day cancels every working order.
 - Cancels of a filled or cancelled order are refused (26), of an unknown order too (25): the
   answer is an RTN_ORDER flagged :data:`FLAG_CANCEL_REFUSED`, carrying the order's current
@@ -667,7 +669,8 @@ class SimExchange:
         return sum(1 for order in self._orders.values() if order.status not in _TERMINAL)
 
     def snapshot(self) -> dict[str, Any]:
-        """The whole state as plain (JSON-able) data: the books' latest ticks, the trading
+        """The whole state as plain data (JSON-able; empty prices are NaN, which Python's
+        json writes and reads): the books' latest ticks, the trading
         day's orders (the working ones with their queue positions, the ended ones to answer a
         late cancel alike), what is in flight or waits for a first tick, the id counters, the queue model's
         random state and the accounts. :meth:`restore` continues from it exactly."""
