@@ -11,11 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from hft.ctl.bench import bars, bus, engine, factors, ipc, journal, md, positions, seqlock, ticktoorder
+from hft.ctl.bench import (
+    bars,
+    bus,
+    engine,
+    factors,
+    ipc,
+    journal,
+    md,
+    positions,
+    seqlock,
+    simexchange,
+    ticktoorder,
+)
 from hft.ctl.bench.common import BenchError, Result
 
 __all__ = ["BENCHMARKS", "BenchError", "Result", "bars", "bus", "engine", "factors", "ipc", "journal",
-           "md", "positions", "resolve", "run", "run_iter", "seqlock", "ticktoorder"]
+           "md", "positions", "resolve", "run", "run_iter", "seqlock", "simexchange", "ticktoorder"]
 
 BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "bus": bus.run,
@@ -30,6 +42,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "engine": engine.run,
     "tick-to-order": ticktoorder.run,
     "positions": positions.run,
+    "sim-exchange": simexchange.run,
 }
 """Benchmark name -> function(quick) returning its results, in the order ``all`` runs them."""
 

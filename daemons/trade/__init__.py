@@ -1,1 +1,2 @@
-"""The order wing's exchange-facing parts: the position book and the gateways it sits beside."""
+"""Trading, the exchange-facing side of the order wing: the simulated exchange, the position
+book, and the gateway plugins that host them in the risk daemon."""
