@@ -16,12 +16,21 @@ from typing import Any
 import numpy as np
 
 from hft.daemons.runtime.config import SuiteConfig
-from hft.daemons.runtime.events import BODIES, Direction, EventType, Offset, OrderStatus, PriceType
+from hft.daemons.runtime.events import (
+    BODIES,
+    Direction,
+    EventType,
+    Offset,
+    OrderStatus,
+    PosDirection,
+    PriceType,
+)
 from hft.daemons.runtime.journal import JournalLapped, JournalReader
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 DESK_SPEC = "order_desk"
 RISK_DAEMON = "risk"
+_ORDER_KINDS = frozenset({EventType.ORDER_SEND, EventType.RISK_REJECT, EventType.RTN_ORDER})
 
 
 def risk_journal(suite: SuiteConfig) -> tuple[Path, str]:
@@ -56,6 +65,8 @@ def orders(journal: Iterator[tuple[EventType, Any]]) -> list[dict[str, Any]]:
     """One row per order sent or refused, in the order they were decided."""
     rows: dict[tuple[int, int, bytes], dict[str, Any]] = {}
     for kind, record in journal:
+        if kind not in _ORDER_KINDS:
+            continue
         key = (int(record["source"]), int(record["order_ref"]), bytes(record["account"]))
         if kind == EventType.ORDER_SEND:
             rows[key] = _order_row(record, "submitting", "")
@@ -90,6 +101,7 @@ def positions(journal: Iterator[tuple[EventType, Any]]) -> list[dict[str, Any]]:
             continue
         row = {"trading_day": int(record["trading_day"]),
                **{name: _plain(record[name]) for name in names}}
+        row["direction"] = PosDirection(row["direction"]).name.lower()
         latest[tuple(row[name] for name in names if name in ("account", "instrument",
                                                               "direction"))] = row
     return list(latest.values())

@@ -15,10 +15,13 @@ from typing import Any
 
 import pytest
 from conftest import Daemon, serving, spawn_daemon, wait_for, write_config
+from sample_data import IF_DAY
 from test_factors_daemon import FEED
 from test_strategy import SCRIPTED
 
-from hft.daemons.runtime.config import SuiteConfig
+from hft.daemons.md.csvfile import read_ticks
+from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
+from hft.daemons.runtime.config import SuiteConfig, load_config
 from hft.daemons.runtime.events import EventType, OrderFlag, OrderStatus, empty
 from hft.daemons.runtime.host import DaemonHost
 from hft.daemons.runtime.journal import JournalReader, JournalWriter
@@ -156,7 +159,7 @@ def test_an_order_goes_through_risk_and_its_fill_comes_back(
     order = requests[0][1]
     assert (int(order["volume"]), int(order["seq"]), bytes(order["account"])) == (3, 1, b"sim-a")
     decided = journal(risk, "risk")
-    assert kinds(decided) == ["ORDER_SEND", "RTN_TRADE", "RTN_ORDER"]
+    assert kinds(decided) == ["ORDER_SEND", "RTN_TRADE", "POS_UPDATE", "RTN_ORDER"]
     send = decided[0][1]
     assert int(send["origin_seq"]) == 1  # which request it decides
     for name in ("source", "order_ref", "instrument", "price", "volume", "direction", "account"):
@@ -292,3 +295,65 @@ def test_orders_trades_and_cancel_from_hftctl(suite: Callable[[str], Daemon],
 def json_lines(completed: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
     assert completed.returncode == 0, completed.stderr
     return [json.loads(line) for line in completed.stdout.splitlines()]
+
+
+def test_the_simulated_exchange_fills_and_the_book_sends_positions_back(tmp_path: Path) -> None:
+    """hft_md's journal (written here) -> engine (replay, container, order_link) -> risk (replay,
+    order_desk, sim_exchange): the container's order fills against the real IF book, the fill
+    moves the exact book, and its POS_UPDATE reaches the engine and ``hftctl positions``."""
+    (tmp_path / "scripted.py").write_text(SCRIPTED)
+    config = write_config(tmp_path, f"""
+[daemons.engine]
+metrics_port = 0
+
+[daemons.engine.plugins.replay]
+spec = "replay"
+config = {{ journals = ["md"] }}
+
+[daemons.engine.plugins.link]
+spec = "order_link"
+
+[daemons.engine.plugins.strat]
+spec = "strategy_container"
+config.account = "sim-a"
+config.children.long = {{ spec = "{tmp_path / 'scripted.py'}", config = {{ targets = {{ IF2101 = 2 }} }} }}
+
+[daemons.risk]
+metrics_port = 0
+
+[daemons.risk.plugins.market]
+spec = "replay"
+config = {{ journals = ["md"] }}
+
+[daemons.risk.plugins.desk]
+spec = "order_desk"
+config = {{ default_margin_rate = 0.12 }}
+
+[daemons.risk.plugins.exchange]
+spec = "sim_exchange"
+config = {{ accounts = {{ sim-a = 2000000.0 }} }}
+""")
+    ticks = read_ticks(IF_DAY, InstrumentTable(ProductTable.load()))[300:340]  # continuous trading
+    journal_dir = load_config(config).journal_dir
+    daemons = [spawn_daemon(name, config, tmp_path / f"{name}.stderr") for name in ("risk", "engine")]
+    try:
+        for daemon in daemons:
+            wait_for(lambda daemon=daemon: serving(daemon), f"{daemon.name} to be SERVING", 20)
+        risk, engine = daemons
+        with JournalWriter(journal_dir, "md", trading_day=20210104) as md:
+            for tick in ticks:
+                md.append(tick)
+                time.sleep(0.01)
+            wait_for(lambda: position(engine) == 2, "the container to hold 2 lots", 20)
+        fills = [r for kind, r in journal(risk, "risk") if kind == EventType.RTN_TRADE]
+        assert sum(int(f["volume"]) for f in fills) == 2
+        bought = sum(float(f["price"]) * int(f["volume"]) for f in fills)
+        [long] = [p for p in json_lines(hftctl(config, "positions", "--json"))
+                  if p["direction"] == "long"]
+        assert (long["account"], long["instrument"], long["position"],
+                long["today_position"]) == ("sim-a", "IF2101", 2, 2)
+        assert long["open_cost"] == pytest.approx(bought * 300)
+        assert long["margin"] == pytest.approx(bought * 300 * 0.12)
+    finally:
+        for daemon in daemons:
+            daemon.stop()

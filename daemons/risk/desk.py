@@ -12,7 +12,10 @@ For each request the engine journaled (ORDER_REQ, CANCEL_REQ), in journal order:
 Everything the gateway returns (RTN_ORDER, RTN_TRADE) and every ALERT published on the bus
 is committed to the same journal the moment it is published, so the risk journal is the
 whole story in the order it happened: the engine follows it for its returns, the monitor
-for everything.
+for everything. Each fill moves the exact position book (``daemons/trade/book.py``) the desk
+keeps beside the gateway, whose POS_UPDATE for the side it moved follows the fill into the
+journal; ticks mark the book, and the first tick of a new trading day rolls it (every lot
+becomes yesterday's, at the last settlement price seen, else the last price).
 
 Restart: the desk reads its own journal first. Requests up to the highest ``origin_seq`` in
 it were decided already and are not decided again; the engine journal is followed from the
@@ -27,12 +30,14 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import BaseModel, ConfigDict, Field
 
+from hft.daemons.refdata.instruments import ProductTable
 from hft.daemons.runtime.events import (
     DTYPES,
     EventType,
@@ -52,6 +57,7 @@ from hft.daemons.runtime.journal import (
 )
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.waitmode import WaitMode
+from hft.daemons.trade.book import BookError, PositionBook, PositionEntry, pack_pos_update
 
 ATTACH_INTERVAL_S = 0.5
 """How often the desk looks for an engine journal that does not exist yet."""
@@ -59,6 +65,7 @@ ATTACH_INTERVAL_S = 0.5
 _ORDER_REQ, _CANCEL_REQ = int(EventType.ORDER_REQ), int(EventType.CANCEL_REQ)
 _ORDER_SEND, _REJECT = int(EventType.ORDER_SEND), int(EventType.RISK_REJECT)
 _RTN_ORDER, _RTN_TRADE = int(EventType.RTN_ORDER), int(EventType.RTN_TRADE)
+_POS_UPDATE = int(EventType.POS_UPDATE)
 _HEAD = struct.Struct("<QqH")  # seq, ts_ns, type: the first three header fields
 _ORIGIN = {t: DTYPES[t].fields["origin_seq"][1]  # type: ignore[index]
            for t in (EventType.ORDER_SEND, EventType.CANCEL_REQ, EventType.RISK_REJECT)}
@@ -72,6 +79,11 @@ _REQUEST_HEAD = fields_struct(DTYPES[EventType.ORDER_REQ],
                               ("trading_day", "instrument_index", "source", "instrument",
                                "exchange", "order_ref", "account"))
 _STATUS = fields_struct(DTYPES[EventType.RTN_ORDER], ("status",))
+_FILL = fields_struct(DTYPES[EventType.RTN_TRADE],
+                      ("trading_day", "instrument", "price", "volume",
+                       "direction", "offset", "account")).unpack_from
+_MARK = fields_struct(DTYPES[EventType.MARKET_DATA],
+                      ("trading_day", "instrument", "last_price", "settlement_price")).unpack_from
 _TERMINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
                        OrderStatus.LOST})
 
@@ -107,6 +119,9 @@ class DeskConfig(BaseModel):
     daemon that was down does not send what strategies asked for long ago."""
     batch: int = Field(default=256, ge=1)
     """Requests decided per poll at most."""
+    margin_rates: dict[str, Decimal] = {}
+    """Product code -> margin rate of the position book (0.12 = 12%)."""
+    default_margin_rate: Decimal = Field(default=Decimal(0), ge=0, le=1)
 
 
 OrderKey = tuple[int, int, bytes]
@@ -154,9 +169,18 @@ class OrderDesk(Plugin):
                                          EventType.RISK_REJECT)}
         self._out = {t: records[0] for t, records in buffers.items()}
         self._out_bytes = {t: records.view(np.uint8).data for t, records in buffers.items()}
+        self.book = PositionBook(ProductTable.load(), self.config.margin_rates,
+                                 self.config.default_margin_rate)
+        self._book_day = 0
+        self._held: dict[bytes, str] = {}
+        """Instruments the book has entries in: their id as the book spells it."""
+        self._settlements: dict[bytes, float] = {}
+        position = empty(EventType.POS_UPDATE)
+        self._position, self._position_bytes = position[0], position.view(np.uint8).data
         for event_type in (EventType.RTN_ORDER, EventType.RTN_TRADE, EventType.ALERT,
                            EventType.POS_UPDATE):
             ctx.subscribe(event_type, self._journal_return)
+        ctx.subscribe(EventType.MARKET_DATA, self._mark)
 
     def start(self) -> None:
         self._writer = JournalWriter(self.ctx.host.journal_dir, self.config.journal)
@@ -271,6 +295,57 @@ class OrderDesk(Plugin):
             self.chain.on_order(record)
         elif event_type == _RTN_TRADE:
             self.chain.on_trade(record)
+            entry = self._book_fill(record)
+            if entry is not None:
+                self._publish_position(entry, int(record["instrument_index"]))
+
+    def _book_fill(self, trade: Any) -> PositionEntry | None:
+        """Move the book by one fill; a fill the book cannot take (a close of lots it does not
+        hold: the position predates this journal) is reported, not booked."""
+        day, key, price, volume, direction, offset, account = _FILL(trade)
+        self._roll_to(day)
+        instrument = self._held.get(key) or key.rstrip(b"\0").decode()
+        try:
+            contract = self.book.contract(instrument)
+            entry = self.book.trade(account.rstrip(b"\0").decode(), instrument, direction, offset,
+                                    contract.ticks(price), volume)
+        except BookError as exc:
+            self.ctx.log.error("a fill the position book cannot take",
+                               extra={"instrument": instrument, "error": str(exc)})
+            return None
+        self._held[key] = instrument
+        return entry
+
+    def _publish_position(self, entry: PositionEntry, instrument_index: int) -> None:
+        """POS_UPDATE of one side, on the bus (the desk journals it there, like any return)."""
+        pack_pos_update(self._position_bytes, 0, entry, ts_ns=time.time_ns(),
+                        trading_day=self._book_day, instrument_index=instrument_index, source=0)
+        self.ctx.bus.publish(_POS_UPDATE, self._position)
+
+    def _mark(self, tick: Any) -> None:
+        """Bus handler: mark the held instruments at their latest price."""
+        day, key, last, settlement = _MARK(tick)
+        if day > self._book_day:
+            self._roll_to(day)
+        instrument = self._held.get(key)
+        if instrument is None:
+            return
+        if settlement == settlement:
+            self._settlements[key] = settlement
+        if last == last:
+            self.book.mark(instrument, self.book.contract(instrument).ticks(last))
+
+    def _roll_to(self, day: int) -> None:
+        """A new trading day: mark at the settlements seen, then every lot is yesterday's."""
+        if day <= self._book_day:
+            return
+        if self._book_day:
+            for key, settlement in self._settlements.items():
+                instrument = self._held[key]
+                self.book.mark(instrument, self.book.contract(instrument).ticks(settlement))
+            self.book.roll()
+            self._settlements.clear()
+        self._book_day = day
 
     def _track(self, rtn: Any) -> None:
         key = _KEY[EventType.RTN_ORDER].unpack_from(rtn)
@@ -312,6 +387,7 @@ class OrderDesk(Plugin):
                         self.chain.on_order(record)
                     else:
                         self.chain.on_trade(record)
+                        self._book_fill(record)
         finally:
             reader.close()
         if self._resume_seq or in_flight:

@@ -664,6 +664,15 @@ class SimExchange:
         KeyError for an order this exchange does not know)."""
         return self._orders[(account.encode().ljust(16, b"\0"), order_ref)].ahead
 
+    def report(self, account: str, order_ref: int) -> bool:
+        """Return the order's current status once more (an RTN_ORDER, as it stands); False
+        if this exchange never received it."""
+        order = self._orders.get((account.encode().ljust(16, b"\0"), order_ref))
+        if order is None:
+            return False
+        self._emit_order(order, 0)
+        return True
+
     def working(self) -> int:
         """Orders accepted and not yet ended."""
         return sum(1 for order in self._orders.values() if order.status not in _TERMINAL)

@@ -1,0 +1,116 @@
+"""The simulated exchange as the risk daemon's gateway plugin (``sim_exchange``).
+
+On the risk daemon's bus it takes what the order desk lets through (ORDER_SEND, CANCEL_REQ),
+the market (MARKET_DATA, from a ``replay`` plugin following hft_md's journal) and the data's
+clock (TIMER), and publishes the exchange's returns (RTN_ORDER, RTN_TRADE), which the desk
+journals as they come.
+
+State across restarts: the whole matching state (working orders with their queue positions,
+ids, accounts) is written to ``<run>/NAME.json`` after every event that made a return and on
+stop, atomically (a temp file renamed into place, mode 0600), and restored at start. Queue
+positions advance between two returns without a write: a restored order stands no nearer
+the front than it did (conservative). An order the desk asks about again after a restart
+(``OrderFlag.RECOVERED``: journaled, no return seen) is answered with its current status if
+the exchange knows it, or LOST if it never arrived.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hft.daemons.runtime.events import EventType, OrderFlag, OrderStatus, empty, fields_struct
+from hft.daemons.runtime.files import create_atomically
+from hft.daemons.runtime.plugins import Plugin, PluginContext
+from hft.daemons.trade.simexchange import SimExchange, SimExchangeConfig
+
+_RECOVERED = int(OrderFlag.RECOVERED)
+_ORDER_KEY = fields_struct(empty(EventType.ORDER_SEND).dtype,
+                           ("flags", "source", "instrument", "exchange", "order_ref", "price",
+                            "volume", "direction", "offset", "account")).unpack_from
+
+
+class SimGatewayConfig(SimExchangeConfig):
+    """The simulated exchange's settings; the state file is ``<run>/<plugin name>.json``."""
+
+
+class SimGateway(Plugin):
+    """Risk daemon plugin: the simulated exchange behind the order desk."""
+
+    Config = SimGatewayConfig
+
+    def init(self, ctx: PluginContext) -> None:
+        super().init(ctx)
+        self.config: SimGatewayConfig = ctx.config
+        self._returned = False
+        self._state_path = Path(ctx.host.run_dir) / f"{ctx.name}.json"
+        self.exchange = self._restored() or SimExchange(self.config, self._publish)
+        ctx.subscribe(EventType.MARKET_DATA, self.on_tick)
+        ctx.subscribe(EventType.TIMER, self.on_timer)
+        ctx.subscribe(EventType.ORDER_SEND, self.on_order)
+        ctx.subscribe(EventType.CANCEL_REQ, self.on_cancel)
+
+    def stop(self) -> None:
+        self._save()
+
+    def on_tick(self, record: Any) -> None:
+        self.exchange.on_tick(record)
+        self._save_if_returned()
+
+    def on_timer(self, record: Any) -> None:
+        self.exchange.on_time(int(record["ts_ns"]))
+        self._save_if_returned()
+
+    def on_order(self, record: Any) -> None:
+        if _ORDER_KEY(record)[0] & _RECOVERED:
+            self._answer_recovered(record)
+        else:
+            self.exchange.submit(record)
+        self._save_if_returned()
+
+    def on_cancel(self, record: Any) -> None:
+        self.exchange.cancel(record)
+        self._save_if_returned()
+
+    def _publish(self, record: Any) -> None:
+        self._returned = True
+        self.ctx.bus.publish(int(record["type"]), record)
+
+    def _answer_recovered(self, order: Any) -> None:
+        """An order journaled before a restart with no return: what the exchange knows."""
+        (_, source, instrument, exchange, ref, price, volume, direction, offset,
+         account) = _ORDER_KEY(order)
+        if self.exchange.report(account.rstrip(b"\0").decode(), ref):
+            return
+        lost = empty(EventType.RTN_ORDER)[0]
+        for name, value in (("source", source), ("instrument", instrument),
+                            ("exchange", exchange), ("order_ref", ref), ("price", price),
+                            ("volume", volume), ("direction", direction), ("offset", offset),
+                            ("account", account), ("trading_day", order["trading_day"]),
+                            ("instrument_index", order["instrument_index"])):
+            lost[name] = value
+        lost["status"] = OrderStatus.LOST
+        lost["message"] = b"the simulated exchange never received it"
+        lost["ts_ns"] = self.exchange.clock_ns
+        self._publish(lost)
+
+    def _save_if_returned(self) -> None:
+        if self._returned:
+            self._save()
+
+    def _save(self) -> None:
+        data = json.dumps(self.exchange.snapshot(), allow_nan=True).encode()
+        create_atomically(self._state_path, data, len(data))
+        self._returned = False
+
+    def _restored(self) -> SimExchange | None:
+        try:
+            state = json.loads(self._state_path.read_bytes())
+        except FileNotFoundError:
+            return None
+        exchange = SimExchange.restore(self.config, state, self._publish)
+        self.ctx.log.info("simulated exchange restored", extra={
+            "state": str(self._state_path), "working": exchange.working()})
+        return exchange
+
