@@ -89,7 +89,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.10g}"  # prices and money whole; no exponent below 1e10
     if isinstance(value, list):
         return ",".join(_cell(item) for item in value) or "-"
     if isinstance(value, dict) and "name" in value and "state" in value:
