@@ -357,3 +357,25 @@ config = {{ accounts = {{ sim-a = 2000000.0 }} }}
     finally:
         for daemon in daemons:
             daemon.stop()
+
+
+def test_a_restarted_engine_takes_up_its_order_in_flight_instead_of_sending_it_again(
+        suite: Callable[[str], Daemon], tmp_path: Path) -> None:
+    config = tmp_path / "hft.toml"
+    risk, engine = suite("risk"), suite("engine")
+    (tmp_path / "rest").touch()  # the order rests at the gateway
+    command(engine, "feed", "publish", steps=1)
+    wait_for(lambda: [r["status"] for r in json_lines(hftctl(config, "orders", "--json"))]
+             == ["not_traded"], "the order to rest")
+    engine.process.send_signal(signal.SIGKILL)
+    engine.process.wait()
+
+    engine = suite("engine")  # it takes the resting order up again at start
+    command(engine, "feed", "publish", steps=2)  # prices: the same change would go out again
+    assert kinds(journal(engine, "engine")) == ["ORDER_REQ"]  # ... but it is in flight
+    (tmp_path / "rest").unlink()
+    [resting] = json_lines(hftctl(config, "orders", "--json"))
+    assert hftctl(config, "cancel", str(resting["order_ref"])).returncode == 0
+    # cancelled: the container settles the adopted order and sends the change once more
+    wait_for(lambda: position(engine) == 3, "the new order to fill")
+    assert kinds(journal(engine, "engine")) == ["ORDER_REQ", "ORDER_REQ"]

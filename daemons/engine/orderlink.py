@@ -7,9 +7,14 @@ is on disk before the publishing strategy goes on; the risk daemon follows that 
 In: the risk daemon's journal is followed live and its returns (RTN_ORDER, RTN_TRADE,
 RISK_REJECT, POS_UPDATE, ALERT) are published on the bus. The risk journal also holds the
 decisions themselves (ORDER_SEND, CANCEL_REQ): those are not republished, so a request can
-never loop back into the engine journal. On start the journal is read from its oldest record
-but only its POS_UPDATEs are published until the end seen at start ("catch-up"): a restarted
-engine learns its positions without replaying fills of orders it no longer tracks.
+never loop back into the engine journal.
+
+Restart: at start, before any strategy runs, the link reads the risk journal to its end and
+publishes only its POS_UPDATEs (a restarted engine learns its positions without the fills
+of orders it no longer tracks); then every ORDER_REQ of the engine journal that has no final
+answer in the risk journal (a terminal RTN_ORDER or a RISK_REJECT) is published again with
+``OrderFlag.RECOVERED``: its container takes it up as in flight, so the same change is not
+sent twice. Returns are followed live from there.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import BaseModel, ConfigDict, Field
 
-from hft.daemons.runtime.events import EventType
+from hft.daemons.runtime.events import DTYPES, EventType, OrderFlag, OrderStatus, fields_struct
 from hft.daemons.runtime.journal import (
     JournalError,
     JournalFormatError,
@@ -36,7 +41,18 @@ ATTACH_INTERVAL_S = 0.5
 RETURNED_TYPES = frozenset({EventType.RTN_ORDER, EventType.RTN_TRADE, EventType.RISK_REJECT,
                             EventType.POS_UPDATE, EventType.ALERT})
 """What the engine takes from the risk journal; the rest (decisions) stays there."""
-_POS_UPDATE = int(EventType.POS_UPDATE)
+_POS_UPDATE, _ORDER_REQ = int(EventType.POS_UPDATE), int(EventType.ORDER_REQ)
+_REJECT, _RTN_ORDER = int(EventType.RISK_REJECT), int(EventType.RTN_ORDER)
+_RECOVERED = int(OrderFlag.RECOVERED)
+_FINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
+                    OrderStatus.LOST})
+_KEY = {t: fields_struct(DTYPES[EventType(t)], ("source", "order_ref", "account")).unpack_from
+        for t in (_ORDER_REQ, _REJECT, _RTN_ORDER)}
+_STATUS = fields_struct(DTYPES[EventType.RTN_ORDER], ("status",)).unpack_from
+_FLAGS = fields_struct(DTYPES[EventType.ORDER_REQ], ("flags",)).unpack_from
+
+OrderKey = tuple[int, int, bytes]
+"""(source, order_ref, account): a request and every answer to it."""
 
 
 class OrderLinkConfig(BaseModel):
@@ -61,7 +77,6 @@ class OrderLink(Plugin):
         self.journaled = self.returned = self.lapped = 0
         self._writer: JournalWriter | None = None
         self._reader: JournalReader | None = None
-        self._catch_up_to = 0
         ctx.subscribe(EventType.ORDER_REQ, self._journal)
         ctx.subscribe(EventType.CANCEL_REQ, self._journal)
 
@@ -82,7 +97,10 @@ class OrderLink(Plugin):
             self._writer = None
 
     def _journal(self, record: Any) -> None:
-        """Bus handler: the request is committed before the publish returns."""
+        """Bus handler: the request is committed before the publish returns (a recovered
+        one is in the journal already)."""
+        if _FLAGS(record)[0] & _RECOVERED:
+            return
         if self._writer is None:
             raise RuntimeError("the order link is not started: the request is not journaled")
         self._writer.append(record)
@@ -100,11 +118,59 @@ class OrderLink(Plugin):
         except JournalError:
             return False
         self._reader = reader
-        self._catch_up_to = reader.next_seq + reader.lag - 1
+        settled = self._catch_up(reader)
+        recovered = self._recover_requests(settled)
         self.ctx.add_poller(self.poll)
-        self.ctx.log.info("following the risk journal",
-                          extra={"journal": self.config.returns, "catch_up_to": self._catch_up_to})
+        self.ctx.log.info("following the risk journal", extra={
+            "journal": self.config.returns, "from_seq": reader.next_seq,
+            "recovered_requests": recovered})
         return True
+
+    def _catch_up(self, reader: JournalReader) -> set[OrderKey]:
+        """Read the risk journal to its end, publishing positions only; the keys of the
+        requests it answered for good."""
+        settled: set[OrderKey] = set()
+        publish = self.ctx.bus.publish
+        while True:
+            record: Any
+            try:
+                record = reader.read()
+            except JournalLapped:
+                continue
+            if record is None:
+                return settled
+            event_type = reader.last_type
+            if event_type == _POS_UPDATE:
+                publish(_POS_UPDATE, record)
+            elif event_type == _REJECT or (event_type == _RTN_ORDER
+                                           and _STATUS(record)[0] in _FINAL):
+                settled.add(_KEY[event_type](record))
+
+    def _recover_requests(self, settled: set[OrderKey]) -> int:
+        """Publish again every journaled ORDER_REQ without a final answer (RECOVERED)."""
+        assert self._writer is not None
+        if not self._writer.last_seq:
+            return 0
+        reader = JournalReader(self.ctx.host.journal_dir, self.config.journal, start="begin",
+                               wait_mode=WaitMode.BUSY)
+        pending: dict[OrderKey, Any] = {}
+        try:
+            while reader.next_seq <= self._writer.last_seq:
+                record: Any
+                try:
+                    record = reader.read()
+                except JournalLapped:
+                    continue
+                if record is not None and reader.last_type == _ORDER_REQ:
+                    key = _KEY[_ORDER_REQ](record)
+                    if key not in settled:
+                        pending[key] = record.copy()
+        finally:
+            reader.close()
+        for record in pending.values():
+            record["flags"] = int(OrderFlag.RECOVERED)
+            self.ctx.bus.publish(_ORDER_REQ, record)
+        return len(pending)
 
     def poll(self) -> int:
         reader = self._reader
@@ -123,8 +189,6 @@ class OrderLink(Plugin):
             event_type = reader.last_type
             if event_type not in RETURNED_TYPES:
                 continue
-            if reader.next_seq <= self._catch_up_to + 1 and event_type != _POS_UPDATE:
-                continue  # catch-up: positions only
             publish(event_type, record)
             count += 1
         self.returned += count

@@ -59,9 +59,9 @@ class TickFlag(IntFlag):
 
 
 class OrderFlag(IntFlag):
-    """``flags`` bits of an ORDER_SEND on the risk daemon's bus."""
+    """``flags`` bits of an ORDER_REQ or ORDER_SEND published again after a restart."""
 
-    RECOVERED = 1  # journaled before a restart, never answered: the gateway says what it knows
+    RECOVERED = 1  # sent before a restart, not settled since: its owner takes it up again
 
 
 class Direction(IntEnum):

@@ -135,6 +135,7 @@ class StrategyContainer(Plugin):
                                  (EventType.RTN_TRADE, router.on_trade),
                                  (EventType.RISK_REJECT, router.on_reject)):
             ctx.subscribe(event_type, self._relay(event_type, book))
+        ctx.subscribe(EventType.ORDER_REQ, router.adopt)  # its own, recovered after a restart
         for name, child in config.children.items():
             self._load(name, child, start=False)
 

@@ -34,6 +34,7 @@ from hft.daemons.refdata.instruments import Product
 from hft.daemons.runtime.bus import EventBus
 from hft.daemons.runtime.events import (
     BAR_DTYPE,
+    ORDER_DTYPE,
     POS_DTYPE,
     REJECT_DTYPE,
     RTN_ORDER_DTYPE,
@@ -42,6 +43,7 @@ from hft.daemons.runtime.events import (
     TIMER_DTYPE,
     Direction,
     EventType,
+    OrderFlag,
     OrderStatus,
     PosDirection,
     PriceType,
@@ -57,6 +59,8 @@ _BAR = field_reader(BAR_DTYPE, "trading_day", "instrument_index", "instrument", 
 _TRADE = field_reader(RTN_TRADE_DTYPE, "order_ref", "price", "volume", "direction", "offset")
 _ORDER = field_reader(RTN_ORDER_DTYPE, "order_ref", "volume_traded", "status")
 _REJECT = field_reader(REJECT_DTYPE, "order_ref")
+_ADOPT = field_reader(ORDER_DTYPE, "flags", "source", "instrument", "order_ref", "volume",
+                      "direction")
 _CLOCK = field_reader(TIMER_DTYPE, "ts_ns")
 _CANCEL_REQ = int(EventType.CANCEL_REQ)
 _POSITION = field_reader(POS_DTYPE, "instrument", "account", "direction", "position",
@@ -202,6 +206,23 @@ class OrderRouter:
                        self._price_type, 0, self._account, 0)
             self._bus.publish(_ORDER_REQ, self._out)
         return True
+
+    def adopt(self, record: Any) -> None:
+        """An ORDER_REQ of this container's ``source`` sent before the engine restarted and
+        not settled since (``OrderFlag.RECOVERED``, from the order link): in flight again, so
+        its instrument waits for its returns instead of sending the same change twice. Its
+        fills go to the house party (which child wanted it is not known any more)."""
+        flags, source, key, ref, volume, direction = _ADOPT(record)
+        if not flags & OrderFlag.RECOVERED or source != self.source or ref in self.orders:
+            return
+        instrument = self._lookup(key)
+        if instrument is None:
+            return
+        self.orders[ref] = Order(instrument, 1 if direction == Direction.BUY else -1, volume,
+                                 ((self._house.holding(key), 1.0),),
+                                 self.clock_ns + self._cancel_after_ns)
+        instrument.open_orders += 1
+        self._next_ref = max(self._next_ref, ref + 1)
 
     def on_tick(self, record: Any) -> None:
         values = _TICK(record)
