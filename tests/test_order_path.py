@@ -362,7 +362,8 @@ config = {{ accounts = {{ sim-a = 2000000.0 }} }}
 def test_a_restarted_engine_takes_up_its_order_in_flight_instead_of_sending_it_again(
         suite: Callable[[str], Daemon], tmp_path: Path) -> None:
     config = tmp_path / "hft.toml"
-    risk, engine = suite("risk"), suite("engine")
+    suite("risk")
+    engine = suite("engine")
     (tmp_path / "rest").touch()  # the order rests at the gateway
     command(engine, "feed", "publish", steps=1)
     wait_for(lambda: [r["status"] for r in json_lines(hftctl(config, "orders", "--json"))]
