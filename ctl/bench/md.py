@@ -62,8 +62,8 @@ from hft.ctl.bench.common import (
 from hft.daemons.engine.replay import Replay
 from hft.daemons.md.csvfile import read_ticks
 from hft.daemons.md.ctpstruct import RawStructReader
+from hft.daemons.md.depth import DEPTH_FIELDS, TEXT_FIELDS, DepthValues
 from hft.daemons.md.importer import import_files
-from hft.daemons.md.normalize import DEPTH_FIELDS, DepthValues
 from hft.daemons.md.recorder import Recorder
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
 from hft.daemons.runtime.config import SuiteConfig
@@ -260,7 +260,7 @@ def run_recorder(quick: bool) -> list[Result]:
     warmup = 50
     structs = ctp_structs(path, max(n, n_visible))
     instruments = InstrumentTable(ProductTable.load())
-    raw = RawStructReader(mdapi.CThostFtdcDepthMarketDataField, DEPTH_FIELDS)
+    raw = RawStructReader(mdapi.CThostFtdcDepthMarketDataField, DepthValues)
     with temp_dir("recorder") as directory, \
             temp_dir("recorder", shared_memory=True) as shm:
         recorder = _RecorderFactory(directory, shm, instruments)
@@ -310,8 +310,12 @@ def ctp_structs(path: Path, count: int) -> list[Any]:
 def _read_by_attributes(depth: Any) -> DepthValues:
     """The naive read: one SWIG property call per field."""
     values = [getattr(depth, name) for name in DEPTH_FIELDS]
-    values[:5] = [text.encode() for text in values[:5]]  # the five texts; the normalizer takes bytes
-    return tuple(values)
+    for position in _TEXT_POSITIONS:  # the normalizer takes the texts as bytes
+        values[position] = values[position].encode()
+    return DepthValues._make(values)
+
+
+_TEXT_POSITIONS = [DEPTH_FIELDS.index(name) for name in TEXT_FIELDS]
 
 
 class _RecorderFactory:

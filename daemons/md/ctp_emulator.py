@@ -41,7 +41,7 @@ from typing import Any, Self
 
 from openctp_ctp import mdapi, tdapi
 
-from hft.daemons.md.normalize import DEPTH_FIELDS, DepthValues
+from hft.daemons.md.depth import DepthValues
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ class CtpMdEmulator(_EmulatedFront):
             return frozenset(self._subscribed)
 
     def push(self, snapshot: DepthValues | Any) -> None:
-        """Deliver one snapshot (DEPTH_FIELDS values, or a CThostFtdcDepthMarketDataField) as
+        """Deliver one snapshot (DepthValues, or a CThostFtdcDepthMarketDataField) as
         soon as the callbacks queued before it have run."""
         self._schedule(partial(self._deliver, _depth_struct(snapshot)))
 
@@ -445,11 +445,11 @@ class CtpTraderEmulator(_EmulatedFront):
 
 
 def _depth_struct(snapshot: DepthValues | Any) -> Any:
-    """A CThostFtdcDepthMarketDataField from DEPTH_FIELDS values (texts as bytes or str)."""
+    """A CThostFtdcDepthMarketDataField from DepthValues (texts as bytes or str)."""
     if isinstance(snapshot, mdapi.CThostFtdcDepthMarketDataField):
         return snapshot
     depth = mdapi.CThostFtdcDepthMarketDataField()
-    for name, value in zip(DEPTH_FIELDS, snapshot, strict=True):
+    for name, value in snapshot._asdict().items():
         setattr(depth, name, value.decode() if isinstance(value, bytes) else value)
     return depth
 

@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
+from hft.daemons.md.depth import DEPTH_FIELDS as DEPTH_FIELDS  # re-exported: their first home
+from hft.daemons.md.depth import DepthValues as DepthValues
 from hft.daemons.refdata import calendar
 from hft.daemons.refdata.instruments import Instrument, InstrumentTable
 from hft.daemons.refdata.sessions import day_only
 from hft.daemons.runtime.events import EventType, TickFlag, record_struct
 
-EMPTY_PRICE = 1e300
-"""Prices at or above this are CTP's DBL_MAX 'no value' and become NaN."""
+_NO_PRICE = 1e300
+"""Prices at or above this are CTP's EMPTY_PRICE (DBL_MAX, 'no value') and become NaN."""
 NAN = float("nan")
 CHINA_UTC_OFFSET_NS = 8 * 3600 * 10**9
 _EPOCH = dt.date(1970, 1, 1)
@@ -52,22 +53,6 @@ assert _NIGHT_START_MS % 60_000 == _MORNING_END_MS % 60_000 == 0, \
     "_parse_time gives all of a minute one part of the day: the parts must start on a minute"
 
 
-DEPTH_FIELDS = (
-    "TradingDay", "ActionDay", "UpdateTime", "InstrumentID", "ExchangeID", "UpdateMillisec",
-    "LastPrice", "OpenPrice", "HighestPrice", "LowestPrice", "ClosePrice", "SettlementPrice",
-    "PreClosePrice", "PreSettlementPrice", "UpperLimitPrice", "LowerLimitPrice", "AveragePrice",
-    "Volume", "Turnover", "OpenInterest", "PreOpenInterest",
-    "BidPrice1", "BidPrice2", "BidPrice3", "BidPrice4", "BidPrice5",
-    "AskPrice1", "AskPrice2", "AskPrice3", "AskPrice4", "AskPrice5",
-    "BidVolume1", "BidVolume2", "BidVolume3", "BidVolume4", "BidVolume5",
-    "AskVolume1", "AskVolume2", "AskVolume3", "AskVolume4", "AskVolume5",
-)
-"""The CThostFtdcDepthMarketDataField fields a snapshot is made of, in the order the
-normalizer takes them: five texts (as bytes), UpdateMillisec, then the numbers in the order of
-the MARKET_DATA record's body."""
-
-DepthValues = tuple[Any, ...]
-"""One snapshot: the values of DEPTH_FIELDS, in that order."""
 _Clock = tuple[int, int, int]
 """What an UpdateTime text means: (ms since midnight, part of the day, session minute)."""
 _DaysKey = tuple[bytes, bytes, bytes, int]
@@ -110,7 +95,7 @@ class _InstrumentState:
         self.in_day_session = bytes(day_only(session).bar_of_minute >= 0) \
             if session.has_night else self.in_session
         """The same on a trading day without a night session (the first after a holiday)."""
-        self.last_md: DepthValues = ()
+        self.last_md: tuple[object, ...] = ()
         self.last_trading_day = 0
         self.last_volume = 0
         self.days_key: _DaysKey = _NO_DAYS_KEY
@@ -147,15 +132,14 @@ class TickNormalizer:
 
     def normalize(self, md: DepthValues, received_ns: int | None, out: bytearray | memoryview,
                   offset: int = 0) -> bool:
-        """Pack snapshot ``md`` (DEPTH_FIELDS values) into ``out[offset:offset+RECORD_SIZE]``;
+        """Pack snapshot ``md`` into ``out[offset:offset+RECORD_SIZE]``;
         False if it is to be dropped (a duplicate, or stale with drop_stale). ``received_ns``
         None (historical data) stamps the record with its exchange time and skips the staleness
         check. Raises TickError for unreadable fields."""
-        (trading_day_text, action_day_text, update_time, instrument_id, exchange, millisec,
-         last, open_, high, low, close, settlement, pre_close, pre_settlement, upper, lower,
-         average, volume, turnover, open_interest, pre_open_interest,
-         bid1, bid2, bid3, bid4, bid5, ask1, ask2, ask3, ask4, ask5,
-         bv1, bv2, bv3, bv4, bv5, av1, av2, av3, av4, av5) = md
+        (trading_day_text, exchange, last, pre_settlement, pre_close, pre_open_interest, open_,
+         high, low, volume, turnover, open_interest, close, settlement, upper, lower, update_time,
+         millisec, bid1, bv1, ask1, av1, bid2, bv2, ask2, av2, bid3, bv3, ask3, av3,
+         bid4, bv4, ask4, av4, bid5, bv5, ask5, av5, average, action_day_text, instrument_id) = md
         state = self._states.get(instrument_id) or self._new_state(instrument_id)
         if md == state.last_md:
             self.stats.duplicates += 1
@@ -185,7 +169,7 @@ class TickNormalizer:
             if self.drop_stale:
                 self.stats.stale_dropped += 1
                 return False
-        e = EMPTY_PRICE
+        e = _NO_PRICE
         TICK_STRUCT.pack_into(
             out, offset, 0, received_ns, _MARKET_DATA, flags, trading_day, state.index,
             self.source, state.id, state.exchange, action_day, update_ms, exchange_ts,
