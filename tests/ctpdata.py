@@ -7,6 +7,7 @@ from typing import Any
 from openctp_ctp import mdapi
 
 from hft.daemons.md.depth import EMPTY_PRICE as DBL_MAX
+
 _EMPTY_PRICES = ("OpenPrice", "HighestPrice", "LowestPrice", "ClosePrice", "SettlementPrice",
                  "PreClosePrice", "PreSettlementPrice", "UpperLimitPrice", "LowerLimitPrice",
                  "AveragePrice", "BidPrice2", "BidPrice3", "BidPrice4", "BidPrice5",

@@ -72,9 +72,14 @@ def test_raw_struct_reader_agrees_with_the_swig_getters(raw_reader: RawStructRea
 def test_raw_struct_reader_fills_a_record_in_any_field_order() -> None:
     """DepthValues is declared in the struct's memory order (read without reordering); a
     record in another order gets the same values by name."""
-    picked = NamedTuple("Picked", [("Volume", int), ("InstrumentID", bytes), ("LastPrice", float)])
+
+    class Picked(NamedTuple):
+        Volume: int
+        InstrumentID: bytes
+        LastPrice: float
+
     md = ctp_struct(instrument="rb2105", last=4321.0, volume=17)
-    values = RawStructReader(mdapi.CThostFtdcDepthMarketDataField, picked).read(md)
+    values = RawStructReader(mdapi.CThostFtdcDepthMarketDataField, Picked).read(md)
     assert (values.Volume, values.InstrumentID.rstrip(b"\0"), values.LastPrice) == (17, b"rb2105", 4321.0)
 
 

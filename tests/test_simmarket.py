@@ -10,7 +10,8 @@ import pytest
 
 from hft.daemons.md.depth import DepthValues
 from hft.daemons.md.normalize import TickNormalizer
-from hft.daemons.md.simmarket import CHINA, SimulatedMarket
+from hft.daemons.md.simmarket import SimulatedMarket
+from hft.daemons.refdata.clock import CHINA
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
 from hft.daemons.runtime.events import TICK_DTYPE, TickFlag
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from hft.daemons.md.depth import DEPTH_FIELDS, EMPTY_PRICE, TEXT_FIELDS, DepthValues
 from hft.daemons.md.normalize import TickError, TickNormalizer
+from hft.daemons.refdata.clock import CHINA
 from hft.daemons.refdata.instruments import InstrumentTable
 from hft.daemons.runtime.events import DEPTH, TICK_DTYPE, TickFlag
 
@@ -212,25 +213,22 @@ def tick_rows(records: np.ndarray) -> Iterator[list[str]]:
     """CSV rows (CSV_COLUMNS) for normalized ticks: empty prices as empty fields, the local
     exchange clock with milliseconds, the ns timestamp."""
     for tick in records:
-        local = dt.datetime.fromtimestamp(int(tick["exchange_ts_ns"]) / 1e9, _CHINA)
+        local = dt.datetime.fromtimestamp(int(tick["exchange_ts_ns"]) / 1e9, CHINA)
         row = [str(tick["trading_day"]), str(tick["action_day"]),
                local.strftime("%Y-%m-%d %H:%M:%S.") + f"{int(tick['update_ms']) % 1000:03d}",
                str(int(tick["exchange_ts_ns"])), tick["exchange"].decode(),
                tick["instrument"].decode()]
-        row += [_number(tick[name]) for name in _RECORD_PRICES]
-        row += [str(int(tick["volume"])), _number(tick["turnover"]), _number(tick["open_interest"]),
-                _number(tick["pre_open_interest"])]
+        row += [number_text(tick[name]) for name in _RECORD_PRICES]
+        row += [str(int(tick["volume"])), number_text(tick["turnover"]), number_text(tick["open_interest"]),
+                number_text(tick["pre_open_interest"])]
         for level in range(DEPTH):
-            row += [_number(tick["bid_price"][level]), str(int(tick["bid_volume"][level])),
-                    _number(tick["ask_price"][level]), str(int(tick["ask_volume"][level]))]
+            row += [number_text(tick["bid_price"][level]), str(int(tick["bid_volume"][level])),
+                    number_text(tick["ask_price"][level]), str(int(tick["ask_volume"][level]))]
         row.append(str(int(tick["flags"])))
         yield row
 
 
-_CHINA = dt.timezone(dt.timedelta(hours=8), "China")
-
-
-def _number(value: float) -> str:
+def number_text(value: float) -> str:
     """Shortest text that reads back as the same float; empty for NaN."""
     number = float(value)
     if math.isnan(number):

@@ -55,12 +55,12 @@ class RawStructReader(Generic[R]):
     """
 
     def __init__(self, struct_type: Callable[[], Any], record: type[R]) -> None:
-        self.fields: tuple[str, ...] = record._fields
+        fields: tuple[str, ...] = record._fields
         probe = struct_type()
         address = int(probe.this)
         size = _libc.malloc_usable_size(address)
         placed: list[tuple[int, str, str]] = []  # (offset, struct code, field)
-        for serial, name in enumerate(self.fields):
+        for serial, name in enumerate(fields):
             kind = type(getattr(probe, name))
             if kind is float:
                 marker: bytes = struct.pack("<d", 7.0e5 + serial + 0.0625)
@@ -87,10 +87,9 @@ class RawStructReader(Generic[R]):
         for offset, code, _ in placed:
             layout.append("x" * (offset - position) + code)
             position = offset + struct.calcsize("<" + code)
-        self.span = position
         self.read = _reader(record, struct.Struct("".join(layout)).unpack_from,
                             (ctypes.c_char * position).from_address,
-                            [self.fields.index(name) for _, _, name in placed])
+                            [fields.index(name) for _, _, name in placed])
         """The fields of a live struct (e.g. a callback argument) as a ``record``. Text
         fields are the char arrays' raw bytes, NUL padded: strip them where the text itself
         is needed."""

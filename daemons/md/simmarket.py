@@ -19,11 +19,9 @@ import numpy as np
 
 from hft.daemons.md.depth import EMPTY_PRICE, DepthValues
 from hft.daemons.refdata import calendar
+from hft.daemons.refdata.clock import CHINA, MINUTE_MS, is_night, tday_minute
 from hft.daemons.refdata.instruments import Instrument
-from hft.daemons.refdata.sessions import tday_minute
 
-CHINA = dt.timezone(dt.timedelta(hours=8))
-_MS_PER_MINUTE = 60_000
 _MAX_CLOSED_MS = 14 * 86_400_000
 _LIMIT_BAND = 0.08  # daily limit: +-8% of the previous settlement
 
@@ -82,7 +80,7 @@ class SimulatedMarket:
             trading_day = _trading_day(action_day, day_ms)
             books = [b for b in self._books if self._is_open(b.instrument, trading_day, action_day, day_ms)]
             if not books:  # nothing open: on to the next whole minute
-                self.now_ms += _MS_PER_MINUTE - day_ms % _MS_PER_MINUTE
+                self.now_ms += MINUTE_MS - day_ms % MINUTE_MS
                 continue
             if self.now_ms > until_ms:
                 return
@@ -96,15 +94,14 @@ class SimulatedMarket:
         if not trading_day or not calendar.is_trading_day(trading_day):
             return False
         session = instrument.product.session
-        minute = tday_minute(day_ms // _MS_PER_MINUTE)
+        minute = tday_minute(day_ms // MINUTE_MS)
         bar = session.bar_of_minute[minute]
         if bar < 0:
             return False
-        if session.bar_starts[bar] != minute and day_ms % _MS_PER_MINUTE >= self.interval_ms:
+        if session.bar_starts[bar] != minute and day_ms % MINUTE_MS >= self.interval_ms:
             return False
-        night = day_ms >= calendar.NIGHT_START_MS or day_ms < calendar.MORNING_END_MS
         # a night session runs only on the evening the calendar gives it (Friday for Monday)
-        return not night or (calendar.has_night_session(trading_day)
+        return not is_night(day_ms) or (calendar.has_night_session(trading_day)
                              and calendar.action_day(trading_day, day_ms) == action_day)
 
     def _snapshot(self, book: _Book, trading_day: int, action_day: int, day_ms: int) -> DepthValues:
