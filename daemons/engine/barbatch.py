@@ -20,7 +20,6 @@ from hft.daemons.engine.bartables import (
     APPLY,
     DAY_MS,
     MINUTE_MS,
-    SKIP_FLAGS,
     DaySchedule,
     Period,
     SessionBook,
@@ -31,7 +30,14 @@ from hft.daemons.md.history import journal_ticks as journal_ticks  # re-exported
 from hft.daemons.refdata.clock import CHINA
 from hft.daemons.refdata.instruments import ProductTable
 from hft.daemons.refdata.sessions import MINUTES_PER_DAY, NO_BAR, SessionTemplate
-from hft.daemons.runtime.events import RECORD_SIZE, TICK_DTYPE, EventType, concatenate, empty
+from hft.daemons.runtime.events import (
+    RECORD_SIZE,
+    TICK_DTYPE,
+    UNCOUNTED,
+    EventType,
+    concatenate,
+    empty,
+)
 
 _DAY_SHIFT = 12  # key = trading_day << 12 | bar: 4096 > any bar index
 _VOLUME_BITS = 36  # key = trading_day << 36 | volume, for volumes below 2**36 lots
@@ -114,7 +120,7 @@ def _instrument_bars(ticks: _Ticks, book: SessionBook, template: SessionTemplate
     for begin, end, days in _day_runs(ticks.day, book, template):
         bar[begin:end] = days.schedule.bar_of_local[minute[begin:end]]
     bar[(ticks.ms < 0) | (ticks.ms >= DAY_MS)] = NO_BAR  # not a clock time: in no session
-    candidates = np.flatnonzero((bar != NO_BAR) & (ticks.flags & SKIP_FLAGS == 0)
+    candidates = np.flatnonzero((bar != NO_BAR) & (ticks.flags & UNCOUNTED == 0)
                                 & ~np.isnan(ticks.last))
     kept = candidates[_applied(ticks.day[candidates], bar[candidates], ticks.ms[candidates],
                                ticks.volume[candidates])]

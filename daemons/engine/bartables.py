@@ -21,8 +21,9 @@ The rules (DESIGN.md, "Conventions"), shared by the live builder (bars.py) and t
 - empty minutes make no bar; ``ts_ns`` of a BAR record is the bar's end (not the moment it
   was closed), so live and batch records are identical byte for byte.
 
-Ticks that make no bar (``ignored``): flagged OUT_OF_SESSION, STALE (a login replay of an old
-snapshot) or VOLUME_BACKWARDS, with an empty LastPrice, or outside the sessions of their
+Ticks that make no bar (``ignored``): those that do not count (``events.UNCOUNTED``, the rule
+factors and strategies follow too: OUT_OF_SESSION, STALE, VOLUME_BACKWARDS), with an empty
+LastPrice, or outside the sessions of their
 trading day. Ticks that are refused, counted and never applied (see :func:`order_verdict`):
 ``late`` -- of an earlier trading day or an earlier bar than the instrument's previous
 applied tick, with a cumulative volume below it, or (live only) for a bar the clock already
@@ -54,14 +55,7 @@ from hft.daemons.refdata.clock import (
 )
 from hft.daemons.refdata.clock import MINUTE_MS as MINUTE_MS
 from hft.daemons.refdata.sessions import SessionTemplate, day_only
-from hft.daemons.runtime.events import (
-    TickFlag,
-)
 from hft.daemons.runtime.timers import NEVER as NEVER
-
-SKIP_FLAGS = int(TickFlag.OUT_OF_SESSION | TickFlag.STALE | TickFlag.VOLUME_BACKWARDS)
-"""Tick flags that keep a tick out of every bar."""
-
 
 # --- periods ----------------------------------------------------------------------------------
 

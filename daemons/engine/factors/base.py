@@ -8,7 +8,11 @@ state. The tests hold every shipped factor to that parity, so a backtest that co
 factors vectorized sees exactly what live trading sees.
 
 A :class:`FactorDef` is what a factor plugin hosts: a name, the event type and bar length it
-reads, and how to make the per-instrument state.
+reads, and how to make the per-instrument state. Which records reach ``update`` is the host's
+choice, the same as :meth:`FactorDef.reads` makes over arrays: the ticks that count
+(``events.UNCOUNTED``: never a stale, volume-backwards or out-of-session tick) and the bars
+of the factor's length. Per-bar factors keep their state across trading days (the first bar
+of a day continues from the last of the day before); see each factor for what that means.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from hft.daemons.refdata.instruments import Product
-from hft.daemons.runtime.events import EventType, fields_struct
+from hft.daemons.runtime.events import EventType, counted, fields_struct
 
 NAN = math.nan
 NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,32}$"
@@ -68,9 +72,18 @@ class FactorDef:
     period_s: int = 0
     """For bars: the bar length read (other lengths are ignored); 0 for ticks."""
 
+    def reads(self, records: np.ndarray) -> np.ndarray:
+        """Which of ``records`` (one instrument's, of ``event_type``) the factor reads, as a
+        bool mask: the ticks that count (``events.counted``), the bars of its length. The
+        hosts choose the same records one at a time."""
+        if self.event_type is EventType.MARKET_DATA:
+            return counted(records)
+        return np.asarray(records["period_s"] == self.period_s)
+
     def compute(self, records: np.ndarray, product: Product | None = None) -> np.ndarray:
-        """The factor over a history of one instrument's records, vectorized."""
-        return self.make(product).compute(records)
+        """The factor over a history of one instrument's records, vectorized: one value per
+        record it reads (``records[self.reads(records)]``), the values a host publishes."""
+        return self.make(product).compute(records[self.reads(records)])
 
 
 class FactorConfig(BaseModel):

@@ -1,7 +1,8 @@
 """EMA of bar closes: ``ema_t = ema_{t-1} + alpha (close_t - ema_{t-1})``, ``alpha = 2/(N+1)``.
 
 Seeded with the simple mean of the first N closes (NaN before that), as TA-Lib does, so the
-first value does not depend on where the history happens to start.
+first value does not depend on where the history happens to start. It carries across trading
+days: a day's first bar continues the EMA of the day before.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Momentum: the N-bar return of bar closes, ``close_t / close_{t-N} - 1``."""
+"""Momentum: the N-bar return of bar closes, ``close_t / close_{t-N} - 1``.
+
+It carries across trading days: the N bars may span the close and the next open, so the
+overnight gap is part of the return like any bar-to-bar change.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Realized volatility: ``sqrt(sum of r^2)`` over the last N log returns of bar closes.
 
 Per bar, not annualized: multiply by ``sqrt(bars per year)`` for an annual figure. Prices
-must be positive (log returns).
+must be positive (log returns). It carries across trading days: the return from a day's last
+bar to the next day's first (the overnight gap) is one of the N, like any other.
 """
 
 from __future__ import annotations
