@@ -83,7 +83,18 @@ class FactorDef:
     def compute(self, records: np.ndarray, product: Product | None = None) -> np.ndarray:
         """The factor over a history of one instrument's records, vectorized: one value per
         record it reads (``records[self.reads(records)]``), the values a host publishes."""
-        return self.make(product).compute(records[self.reads(records)])
+        return self.make(product).compute(_selected(records, self.reads(records)))
+
+
+def _selected(records: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``records[mask]``, without a copy when every record is selected (the usual history),
+    and copied as whole records of bytes otherwise (numpy copies a padded record dtype field
+    by field, a few times slower)."""
+    if mask.all():
+        return records
+    whole = np.dtype((np.void, records.dtype.itemsize))
+    selected: np.ndarray = records.view(whole)[mask].view(records.dtype)
+    return selected
 
 
 class FactorConfig(BaseModel):
