@@ -112,7 +112,8 @@ class BarFactorConfig(FactorConfig):
     period_s: int = Field(default=MINUTE_S, ge=1)
     """The bar length read, in seconds (the K-line engine publishes several)."""
 
-    def default_name(self, stem: str) -> str:
-        """``stem`` for 1-minute bars, ``stem_300s`` for others, unless ``name`` is set."""
+    def definition(self, stem: str, make: Callable[[Product | None], Factor]) -> FactorDef:
+        """The bar factor this config sets up: reading bars of ``period_s``, named ``stem``
+        for 1-minute bars and ``stem_300s`` for others, unless ``name`` is set."""
         suffix = "" if self.period_s == MINUTE_S else f"_{self.period_s}s"
-        return self.name or f"{stem}{suffix}"
+        return FactorDef(self.name or f"{stem}{suffix}", EventType.BAR, make, self.period_s)

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from hft.daemons.engine.factors.base import NAN, BarFactorConfig, Factor, FactorDef, field_reader
 from hft.daemons.engine.factors.host import FactorPlugin
-from hft.daemons.runtime.events import BAR_DTYPE, EventType
+from hft.daemons.runtime.events import BAR_DTYPE
 
 _CLOSE = field_reader(BAR_DTYPE, "close")
 _MAX_GROWTH = 1e100
@@ -89,5 +89,4 @@ class EmaFactor(FactorPlugin):
 
     @classmethod
     def define(cls, config: EmaConfig) -> FactorDef:
-        return FactorDef(config.default_name(f"ema_{config.period}"), EventType.BAR,
-                         lambda product: Ema(config.period), config.period_s)
+        return config.definition(f"ema_{config.period}", lambda product: Ema(config.period))

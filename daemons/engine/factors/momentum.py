@@ -13,7 +13,7 @@ from pydantic import Field
 
 from hft.daemons.engine.factors.base import NAN, BarFactorConfig, Factor, FactorDef, field_reader
 from hft.daemons.engine.factors.host import FactorPlugin
-from hft.daemons.runtime.events import BAR_DTYPE, EventType
+from hft.daemons.runtime.events import BAR_DTYPE
 
 _CLOSE = field_reader(BAR_DTYPE, "close")
 
@@ -56,5 +56,4 @@ class MomentumFactor(FactorPlugin):
 
     @classmethod
     def define(cls, config: MomentumConfig) -> FactorDef:
-        return FactorDef(config.default_name(f"mom_{config.bars}"), EventType.BAR,
-                         lambda product: Momentum(config.bars), config.period_s)
+        return config.definition(f"mom_{config.bars}", lambda product: Momentum(config.bars))

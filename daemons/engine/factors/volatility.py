@@ -16,7 +16,7 @@ from pydantic import Field
 
 from hft.daemons.engine.factors.base import NAN, BarFactorConfig, Factor, FactorDef, field_reader
 from hft.daemons.engine.factors.host import FactorPlugin
-from hft.daemons.runtime.events import BAR_DTYPE, EventType
+from hft.daemons.runtime.events import BAR_DTYPE
 
 _CLOSE = field_reader(BAR_DTYPE, "close")
 
@@ -77,5 +77,5 @@ class RealizedVolFactor(FactorPlugin):
 
     @classmethod
     def define(cls, config: VolatilityConfig) -> FactorDef:
-        return FactorDef(config.default_name(f"rvol_{config.window}"), EventType.BAR,
-                         lambda product: RealizedVolatility(config.window), config.period_s)
+        return config.definition(f"rvol_{config.window}",
+                                 lambda product: RealizedVolatility(config.window))
