@@ -42,7 +42,7 @@ import numpy as np
 
 from hft.daemons.refdata import calendar
 from hft.daemons.refdata.calendar import local_midnight_ns as local_midnight_ns  # re-exported
-from hft.daemons.refdata.clock import DAY_MS as DAY_MS  # re-exported, as the next ones
+from hft.daemons.refdata.clock import DAY_MS as DAY_MS  # re-exported
 from hft.daemons.refdata.clock import (
     DAY_NS,
     DAY_S,
@@ -53,9 +53,15 @@ from hft.daemons.refdata.clock import (
     local_minute,
     tday_minute,
 )
-from hft.daemons.refdata.clock import MINUTE_MS as MINUTE_MS
+from hft.daemons.refdata.clock import MINUTE_MS as MINUTE_MS  # re-exported
 from hft.daemons.refdata.sessions import SessionTemplate, day_only
-from hft.daemons.runtime.timers import NEVER as NEVER
+from hft.daemons.runtime.events import UNCOUNTED
+from hft.daemons.runtime.timers import NEVER as NEVER  # re-exported
+
+SKIP_FLAGS = UNCOUNTED
+"""``events.UNCOUNTED`` (the one rule for which ticks count) by the name bars.py and
+barbatch.py first knew it by."""
+
 
 # --- periods ----------------------------------------------------------------------------------
 
