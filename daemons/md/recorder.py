@@ -110,6 +110,8 @@ class Recorder:
             ("hft_md_stale", "Stale snapshots (flagged, or dropped when configured)", stats.stale),
             ("hft_md_stale_dropped", "Stale snapshots dropped", stats.stale_dropped),
             ("hft_md_volume_backwards", "Ticks whose cumulative volume fell", stats.volume_backwards),
+            ("hft_md_days_derived", "Ticks whose TradingDay or ActionDay was wrong or missing and "
+             "was derived", stats.days_derived),
             ("hft_md_refused", "Snapshots refused as unreadable", self.errors),
             ("hft_md_gaps", "Feed gaps recorded", self.gaps),
         ):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,7 +45,6 @@ class _Book:
     pre_open_interest: int = 0
     upper: int = 0
     lower: int = 0
-    last_emit_ms: int = field(default=-1)
 
 
 class SimulatedMarket:

@@ -57,10 +57,6 @@ class SessionTemplate:
     def has_night(self) -> bool:
         return any(s.is_night for s in self.sections)
 
-    def contains(self, tday: int) -> bool:
-        """Whether trading-day minute ``tday`` is in the auction or a section (ends included)."""
-        return bool(self.bar_of_minute[tday] != NO_BAR)
-
 
 def build_template(name: str, auction: Section | None, sections: tuple[Section, ...]) -> SessionTemplate:
     bar_starts = np.array([m for s in sections for m in range(s.start, s.end)], dtype=np.int32)
