@@ -4,4 +4,7 @@ The top-level folders of the repository are this package's subpackages; ``hft/``
 symlink per folder, so ``daemons/runtime/bus.py`` is imported as ``hft.daemons.runtime.bus``.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("hft")
+"""The installed distribution's version: pyproject.toml is its one home."""

@@ -6,7 +6,8 @@ from typing import Any
 
 from openctp_ctp import mdapi
 
-DBL_MAX = 1.7976931348623157e308
+from hft.daemons.md.depth import EMPTY_PRICE as DBL_MAX
+
 _EMPTY_PRICES = ("OpenPrice", "HighestPrice", "LowestPrice", "ClosePrice", "SettlementPrice",
                  "PreClosePrice", "PreSettlementPrice", "UpperLimitPrice", "LowerLimitPrice",
                  "AveragePrice", "BidPrice2", "BidPrice3", "BidPrice4", "BidPrice5",

@@ -18,11 +18,13 @@ import numpy as np
 import pytest
 from conftest import wait_for
 from ctpdata import depth
-from openctp_ctp import tdapi
+from openctp_ctp import mdapi, tdapi
 
 from hft.daemons.md.ctp import CtpMarketData, MdState, Secret, select_instruments
 from hft.daemons.md.ctp_emulator import CtpMdEmulator, CtpTraderEmulator
 from hft.daemons.md.ctp_instruments import InstrumentQueryError, query_instruments, register_listed
+from hft.daemons.md.ctpstruct import RawStructReader
+from hft.daemons.md.depth import DepthValues
 from hft.daemons.md.recorder import Recorder
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
 from hft.daemons.runtime.events import EventType
@@ -139,6 +141,20 @@ def test_login_subscribe_and_ticks_land_normalized_in_the_journal_and_snapshot(
         assert latest_if is not None and latest_if["last_price"] == 4500.2
     finally:
         snapshot.close()
+
+
+def test_the_recorder_counts_every_normalizer_fault_in_its_metrics(recorder: Recorder) -> None:
+    read = RawStructReader(mdapi.CThostFtdcDepthMarketDataField, DepthValues).read
+    now = time.time_ns()
+    assert recorder.on_depth(read(depth("rb2605", action_day="", volume=20)), now)  # derived
+    assert recorder.on_depth(read(depth("rb2605", time_="10:00:01", volume=10)), now)  # fell
+    assert not recorder.on_depth(read(depth("rb2605", time_="10:00:01", volume=10)), now)
+    counters = {family.name: family.samples[0].value for family in recorder.metrics()
+                if family.type == "counter"}
+    assert {name: counters[name] for name in ("hft_md_ticks", "hft_md_days_derived",
+                                              "hft_md_volume_backwards", "hft_md_duplicates_dropped")
+            } == {"hft_md_ticks": 2, "hft_md_days_derived": 1, "hft_md_volume_backwards": 1,
+                  "hft_md_duplicates_dropped": 1}
 
 
 def test_ticks_for_unsubscribed_instruments_are_not_recorded(

@@ -23,7 +23,7 @@ from hft.daemons.engine.factors.vwap import VwapFactor
 from hft.daemons.md.csvfile import read_ticks
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
 from hft.daemons.runtime.config import SuiteConfig
-from hft.daemons.runtime.events import DEPTH, EventType, empty
+from hft.daemons.runtime.events import DEPTH, EventType, TickFlag, counted, empty
 from hft.daemons.runtime.host import DaemonHost
 from hft.daemons.runtime.metrics import HostCollector
 from hft.daemons.runtime.plugins import ENTRY_POINT_GROUP, PluginState
@@ -114,9 +114,9 @@ def test_incremental_equals_vectorized(plugin: type[FactorPlugin], config: dict[
                                        if_ticks: np.ndarray) -> None:
     definition = define(plugin, config)
     for records in datasets(definition, if_ticks):
-        one_by_one = incremental(definition, records)
+        one_by_one = incremental(definition, records[definition.reads(records)])
         at_once = definition.compute(records, product_of("IF2101"))
-        assert at_once.dtype == np.float64 and at_once.shape == (len(records),)
+        assert at_once.dtype == np.float64 and at_once.shape == one_by_one.shape
         assert np.isfinite(one_by_one).any()  # not a comparison of NaNs only
         np.testing.assert_allclose(one_by_one, at_once, rtol=1e-10, atol=1e-15, equal_nan=True)
 
@@ -155,12 +155,72 @@ def test_book_imbalance_weights_levels() -> None:
     assert np.isnan(incremental(define(BookImbalanceFactor, {"levels": 5}), empty_book)[0])
 
 
+def ticks_through_a_host(host: DaemonHost, ticks: np.ndarray,
+                         factors: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Publish ``ticks`` to a factor engine on a real host's bus; its FACTOR records by name."""
+    got = captured_factors(host)
+    entry = host.plugins.load("factors", "factor_engine", {"factors": factors})
+    assert (entry.state, entry.error) == (PluginState.RUNNING, "")
+    for tick in ticks:
+        host.bus.publish(EventType.MARKET_DATA, tick)
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for record in got:
+        by_name.setdefault(record["name"], []).append(record)
+    return by_name
+
+
+TICK_FACTORS = [{"spec": "factor_vwap"}, {"spec": "factor_book_imbalance", "config": {"levels": 1}},
+                {"spec": "factor_book_imbalance", "config": {"levels": 5}}]
+
+
+def test_the_if_days_settlement_snapshots_produce_no_factor_value(host: DaemonHost,
+                                                                   if_ticks: np.ndarray) -> None:
+    settlement = if_ticks[(if_ticks["flags"] & TickFlag.OUT_OF_SESSION) != 0]
+    assert len(settlement) == 2 and (settlement["update_ms"] > 15 * 3_600_000).all()
+    published = ticks_through_a_host(host, if_ticks, TICK_FACTORS)
+    counting = if_ticks[counted(if_ticks)]
+    assert len(counting) == len(if_ticks) - 2
+    for spec, (name, records) in zip(TICK_FACTORS, published.items(), strict=True):
+        definition = define(_plugin(spec), spec.get("config", {}))
+        assert definition.name == name
+        # live (the host, tick by tick) == vectorized (FactorDef.compute), value for value
+        assert [r["ts_ns"] for r in records] == counting["ts_ns"].tolist()
+        np.testing.assert_array_equal([r["value"] for r in records],
+                                      definition.compute(if_ticks, product_of("IF2101")))
+        assert not set(settlement["ts_ns"].tolist()) & {r["ts_ns"] for r in records}
+
+
+def _plugin(spec: dict[str, Any]) -> type[FactorPlugin]:
+    [entry] = entry_points(group=ENTRY_POINT_GROUP, name=spec["spec"])
+    plugin: type[FactorPlugin] = entry.load()
+    return plugin
+
+
+def test_a_volume_backwards_tick_does_not_move_vwap(host: DaemonHost, if_ticks: np.ndarray) -> None:
+    ticks = if_ticks[5000:5003].copy()
+    assert (ticks["flags"] == 0).all() and ticks["volume"][0] > 1000
+    ticks["volume"][1] = ticks["volume"][0] - 1000  # its totals went back: not the day's
+    ticks["turnover"][1] = ticks["turnover"][0] / 2
+    ticks["flags"][1] = TickFlag.VOLUME_BACKWARDS
+    [vwap] = ticks_through_a_host(host, ticks, [{"spec": "factor_vwap"}]).values()
+    expected = ticks["turnover"][[0, 2]] / (ticks["volume"][[0, 2]] * 300)
+    assert [(r["ts_ns"], r["value"]) for r in vwap] == list(zip(ticks["ts_ns"][[0, 2]].tolist(),
+                                                              expected.tolist(), strict=True))
+    np.testing.assert_array_equal(define(VwapFactor, {}).compute(ticks, product_of("IF2101")), expected)
+
+
+def test_multi_level_imbalance_is_level_one_imbalance_on_a_level_one_feed(if_ticks: np.ndarray) -> None:
+    assert not if_ticks["bid_volume"][:, 1:].any() and not if_ticks["ask_volume"][:, 1:].any()
+    level_one = define(BookImbalanceFactor, {"levels": 1}).compute(if_ticks)
+    np.testing.assert_array_equal(define(BookImbalanceFactor, {"levels": 5}).compute(if_ticks), level_one)
+
+
 def test_vwap_of_the_if_day_matches_the_vendor_daily_bar(if_ticks: np.ndarray) -> None:
     reference = (IF_DAILY_REFERENCE).read_text().splitlines()
     header = reference[0].split(",")
     day = dict(zip(header, next(r for r in reference if r.startswith("2021")).split(","),
                    strict=True))
-    vwap = incremental(define(VwapFactor, {}), if_ticks)
+    vwap = define(VwapFactor, {}).compute(if_ticks, product_of("IF2101"))
     assert vwap[-1] == pytest.approx(float(day["turnover"]) / (float(day["volume"]) * 300))
     assert float(day["low"]) <= np.nanmin(vwap) and np.nanmax(vwap) <= float(day["high"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -15,11 +15,12 @@ from sample_data import IF_DAY
 
 from hft.daemons.md.csvfile import CSV_COLUMNS, CsvTickError, read_ticks, tick_rows
 from hft.daemons.md.ctpstruct import RawStructReader
-from hft.daemons.md.normalize import DEPTH_FIELDS, TickError, TickNormalizer, resolve_days
+from hft.daemons.md.depth import DEPTH_FIELDS, DepthValues
+from hft.daemons.md.normalize import TickError, TickNormalizer, resolve_days
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
 from hft.daemons.runtime.events import TICK_DTYPE, TickFlag
 
-READER = RawStructReader(mdapi.CThostFtdcDepthMarketDataField, DEPTH_FIELDS)
+READER = RawStructReader(mdapi.CThostFtdcDepthMarketDataField, DepthValues)
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +39,16 @@ def ctp_struct(instrument: str = "ag2106", *, trading_day: str = "20210105",
 
 
 @pytest.fixture(scope="module")
-def raw_reader() -> RawStructReader:
-    return RawStructReader(mdapi.CThostFtdcDepthMarketDataField, DEPTH_FIELDS)
+def raw_reader() -> RawStructReader[DepthValues]:
+    return RawStructReader(mdapi.CThostFtdcDepthMarketDataField, DepthValues)
 
 
-def ctp_tick(**fields: Any) -> tuple[Any, ...]:
+def ctp_tick(**fields: Any) -> DepthValues:
     """A snapshot as the CTP adapter hands it over: a real struct, read from its memory."""
     return READER.read(ctp_struct(**fields))
 
 
-def normalized(normalizer: TickNormalizer, md: tuple[Any, ...],
+def normalized(normalizer: TickNormalizer, md: DepthValues,
                received_ns: int | None = None) -> np.void | None:
     out = bytearray(TICK_DTYPE.itemsize)
     if not normalizer.normalize(md, received_ns, out):
@@ -55,16 +56,31 @@ def normalized(normalizer: TickNormalizer, md: tuple[Any, ...],
     return np.frombuffer(bytes(out), TICK_DTYPE)[0]
 
 
-def test_raw_struct_reader_agrees_with_the_swig_getters(raw_reader: RawStructReader) -> None:
+def test_raw_struct_reader_agrees_with_the_swig_getters(raw_reader: RawStructReader[DepthValues]) -> None:
     md = ctp_struct(instrument="IO2101-C-5000", exchange="CFFEX", ms=387)
     md.Volume, md.BidVolume5, md.AskPrice3, md.PreOpenInterest = 123456, 77, 4321.5, 9.5e4
     values = raw_reader.read(md)
-    for name, value in zip(DEPTH_FIELDS, values, strict=True):
-        expected = getattr(md, name)
+    assert type(values) is DepthValues
+    for name in DEPTH_FIELDS:
+        value, expected = getattr(values, name), getattr(md, name)
         if isinstance(expected, str):  # char arrays come back raw: the text, then NULs
             assert value.rstrip(b"\0") == expected.encode() and not value.rstrip(b"\0").count(0), name
         else:
             assert value == expected, name
+
+
+def test_raw_struct_reader_fills_a_record_in_any_field_order() -> None:
+    """DepthValues is declared in the struct's memory order (read without reordering); a
+    record in another order gets the same values by name."""
+
+    class Picked(NamedTuple):
+        Volume: int
+        InstrumentID: bytes
+        LastPrice: float
+
+    md = ctp_struct(instrument="rb2105", last=4321.0, volume=17)
+    values = RawStructReader(mdapi.CThostFtdcDepthMarketDataField, Picked).read(md)
+    assert (values.Volume, values.InstrumentID.rstrip(b"\0"), values.LastPrice) == (17, b"rb2105", 4321.0)
 
 
 # --- the real IF day -------------------------------------------------------------------------

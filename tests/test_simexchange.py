@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from sample_data import IF_DAY
 
 from hft.daemons.md.csvfile import read_ticks
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
@@ -28,7 +28,6 @@ from hft.daemons.trade.ctperrors import PROMPTS, CtpError
 from hft.daemons.trade.simaccount import Contract, Fees, SimpleAccounts
 from hft.daemons.trade.simexchange import FLAG_CANCEL_REFUSED, SimExchange, SimExchangeConfig
 
-IF_TICKS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "IF2101_20210104_ticks.csv"
 DAY = 20210104
 T0 = 1_609_723_800_000_000_000  # 2021-01-04 09:30 +08:00, ns
 MS = 1_000_000
@@ -587,7 +586,7 @@ def test_same_inputs_and_seed_give_the_same_returns() -> None:
 
 @pytest.fixture(scope="module")
 def if_day() -> np.ndarray:
-    return read_ticks(IF_TICKS, InstrumentTable(ProductTable.load()))
+    return read_ticks(IF_DAY, InstrumentTable(ProductTable.load()))
 
 
 def test_passive_quotes_on_the_real_if_day(if_day: np.ndarray) -> None:

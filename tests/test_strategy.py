@@ -25,6 +25,7 @@ from hft.daemons.runtime.events import (
     OrderStatus,
     PosDirection,
     PriceType,
+    TickFlag,
     empty,
 )
 from hft.daemons.runtime.host import DaemonHost
@@ -473,3 +474,27 @@ def test_book_imbalance_strategy_on_the_if_day(host: DaemonHost, mode: str) -> N
     first_entry = imbalance[np.flatnonzero(abs(imbalance) >= 0.8)[0]]
     assert (changes[0] > 0) == ((first_entry > 0) == (mode == "follow"))
     assert np.isfinite(child(strat, "obi").pnl())
+
+
+def test_book_imbalance_strategy_trades_only_on_ticks_that_count(host: DaemonHost) -> None:
+    market = Market(host)
+    strat = container(host, {"obi": {"spec": "strategy_book_imbalance", "config": {
+        "levels": 1, "entry": 0.6, "exit": 0.2, "mode": "fade"}}})
+    bid_heavy = {"bid_volume": [90, 0, 0, 0, 0], "ask_volume": [10, 0, 0, 0, 0]}
+    for flag in (TickFlag.OUT_OF_SESSION, TickFlag.STALE, TickFlag.VOLUME_BACKWARDS):
+        market.tick(flags=flag, **bid_heavy)  # imbalance 0.8, but the tick does not count
+        assert child(strat, "obi").target("IF2101") == 0
+    market.tick(flags=TickFlag.DAYS_DERIVED, **bid_heavy)
+    assert child(strat, "obi").target("IF2101") == -1
+
+
+def test_the_container_quotes_and_rebalances_only_on_ticks_that_count(host: DaemonHost,
+                                                                       scripted: str) -> None:
+    market = Market(host)
+    container(host, {"a": {"spec": scripted, "config": {"targets": {"IF2101": 1}}}})
+    assert market.orders == []  # no price yet: the order waits for one
+    market.tick(last=5100.0, flags=TickFlag.OUT_OF_SESSION)  # a settlement print after the close
+    market.tick(last=5100.0, flags=TickFlag.STALE)
+    assert market.orders == []
+    market.tick(last=5000.0)
+    assert legs(market.orders) == [("BUY", "OPEN", 1)] and float(market.orders[0]["price"]) < 5100

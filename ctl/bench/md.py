@@ -62,8 +62,8 @@ from hft.ctl.bench.common import (
 from hft.daemons.engine.replay import Replay
 from hft.daemons.md.csvfile import read_ticks
 from hft.daemons.md.ctpstruct import RawStructReader
+from hft.daemons.md.depth import DEPTH_FIELDS, EMPTY_PRICE, TEXT_FIELDS, DepthValues
 from hft.daemons.md.importer import import_files
-from hft.daemons.md.normalize import DEPTH_FIELDS, DepthValues
 from hft.daemons.md.recorder import Recorder
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
 from hft.daemons.runtime.config import SuiteConfig
@@ -81,7 +81,6 @@ WRITE_BATCH = 4096
 PEER = ("vnpy.event.EventEngine (queue.Queue + engine thread): put(Event(EVENT_TICK, "
         "TickData)) from memory, the same handler")
 SWIG = "SWIG attribute getters: getattr(struct, name) per field, texts encoded, then on_depth"
-DBL_MAX = 1.7976931348623157e308  # what CTP sends for an empty price
 _MARKET_DATA = int(EventType.MARKET_DATA)
 _TIMER = int(EventType.TIMER)
 _DRAIN_TIMEOUT_S = 120.0
@@ -260,7 +259,7 @@ def run_recorder(quick: bool) -> list[Result]:
     warmup = 50
     structs = ctp_structs(path, max(n, n_visible))
     instruments = InstrumentTable(ProductTable.load())
-    raw = RawStructReader(mdapi.CThostFtdcDepthMarketDataField, DEPTH_FIELDS)
+    raw = RawStructReader(mdapi.CThostFtdcDepthMarketDataField, DepthValues)
     with temp_dir("recorder") as directory, \
             temp_dir("recorder", shared_memory=True) as shm:
         recorder = _RecorderFactory(directory, shm, instruments)
@@ -287,7 +286,7 @@ def run_recorder(quick: bool) -> list[Result]:
 
 def ctp_structs(path: Path, count: int) -> list[Any]:
     """The first ``count`` snapshots of ``path`` as real openctp structs; a field the file
-    lacks is set as CTP sends it (an empty price is DBL_MAX, a volume 0)."""
+    lacks is set as CTP sends it (an empty price is EMPTY_PRICE, DBL_MAX; a volume 0)."""
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(itertools.islice(csv.DictReader(handle), count))
     if len(rows) < count:
@@ -302,7 +301,7 @@ def ctp_structs(path: Path, count: int) -> list[Any]:
             if kind is str:
                 setattr(depth, name, text)
             else:
-                setattr(depth, name, kind(text) if text else DBL_MAX if kind is float else 0)
+                setattr(depth, name, kind(text) if text else EMPTY_PRICE if kind is float else 0)
         structs.append(depth)
     return structs
 
@@ -310,8 +309,12 @@ def ctp_structs(path: Path, count: int) -> list[Any]:
 def _read_by_attributes(depth: Any) -> DepthValues:
     """The naive read: one SWIG property call per field."""
     values = [getattr(depth, name) for name in DEPTH_FIELDS]
-    values[:5] = [text.encode() for text in values[:5]]  # the five texts; the normalizer takes bytes
-    return tuple(values)
+    for position in _TEXT_POSITIONS:  # the normalizer takes the texts as bytes
+        values[position] = values[position].encode()
+    return DepthValues._make(values)
+
+
+_TEXT_POSITIONS = [DEPTH_FIELDS.index(name) for name in TEXT_FIELDS]
 
 
 class _RecorderFactory:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -22,21 +20,27 @@ from hft.daemons.engine.bartables import (
     APPLY,
     DAY_MS,
     MINUTE_MS,
-    SKIP_FLAGS,
     DaySchedule,
     Period,
     SessionBook,
     order_verdict,
 )
-from hft.daemons.md.normalize import CHINA_UTC_OFFSET_NS
+from hft.daemons.md.csvfile import number_text
+from hft.daemons.md.history import journal_ticks as journal_ticks  # re-exported: its first home
+from hft.daemons.refdata.clock import CHINA
 from hft.daemons.refdata.instruments import ProductTable
 from hft.daemons.refdata.sessions import MINUTES_PER_DAY, NO_BAR, SessionTemplate
-from hft.daemons.runtime.events import RECORD_SIZE, TICK_DTYPE, EventType, concatenate, empty
-from hft.daemons.runtime.journal import JournalReader
+from hft.daemons.runtime.events import (
+    RECORD_SIZE,
+    TICK_DTYPE,
+    UNCOUNTED,
+    EventType,
+    concatenate,
+    empty,
+)
 
 _DAY_SHIFT = 12  # key = trading_day << 12 | bar: 4096 > any bar index
 _VOLUME_BITS = 36  # key = trading_day << 36 | volume, for volumes below 2**36 lots
-_CHINA = dt.timezone(dt.timedelta(seconds=CHINA_UTC_OFFSET_NS // 10**9), "China")
 
 
 def _word(name: str) -> int:
@@ -116,7 +120,7 @@ def _instrument_bars(ticks: _Ticks, book: SessionBook, template: SessionTemplate
     for begin, end, days in _day_runs(ticks.day, book, template):
         bar[begin:end] = days.schedule.bar_of_local[minute[begin:end]]
     bar[(ticks.ms < 0) | (ticks.ms >= DAY_MS)] = NO_BAR  # not a clock time: in no session
-    candidates = np.flatnonzero((bar != NO_BAR) & (ticks.flags & SKIP_FLAGS == 0)
+    candidates = np.flatnonzero((bar != NO_BAR) & (ticks.flags & UNCOUNTED == 0)
                                 & ~np.isnan(ticks.last))
     kept = candidates[_applied(ticks.day[candidates], bar[candidates], ticks.ms[candidates],
                                ticks.volume[candidates])]
@@ -237,30 +241,6 @@ def _day_runs(days: np.ndarray, book: SessionBook,
 
 # --- reading a journal, writing CSV -----------------------------------------------------------
 
-def journal_ticks(directory: Path, name: str, instrument: str) -> np.ndarray:
-    """Every MARKET_DATA record of ``instrument`` in journal ``directory/name`` (copied out of
-    the mapping). JournalNotFound when there is no such journal; ValueError when it holds no
-    tick of the instrument, naming the instruments it does hold."""
-    wanted = instrument.encode()
-    parts = [chunk[chunk["instrument"] == wanted] for chunk in _tick_chunks(directory, name)]
-    if not sum(len(part) for part in parts):
-        held = sorted({bytes(i).decode("ascii", "replace") for chunk in _tick_chunks(directory, name)
-                       for i in np.unique(chunk["instrument"])})
-        raise ValueError(f"journal {directory / name} has no ticks of {instrument!r} "
-                         f"(it has: {', '.join(held) or 'no ticks at all'})")
-    return concatenate(parts, EventType.MARKET_DATA)
-
-
-def _tick_chunks(directory: Path, name: str, batch: int = 65_536) -> Iterator[np.ndarray]:
-    """The journal's MARKET_DATA records, a batch at a time (copies: other types dropped)."""
-    with JournalReader(directory, name, start="begin") as reader:
-        while True:
-            chunk = reader.read_batch(batch, EventType.MARKET_DATA)
-            if not len(chunk):
-                return
-            yield chunk[chunk["type"] == EventType.MARKET_DATA]
-
-
 CSV_COLUMNS = ("datetime", "trading_day", "open", "high", "low", "close", "volume", "turnover",
                "open_interest")
 
@@ -268,15 +248,8 @@ CSV_COLUMNS = ("datetime", "trading_day", "open", "high", "low", "close", "volum
 def bar_rows(bars: np.ndarray) -> Iterator[list[str]]:
     """CSV rows (CSV_COLUMNS) for BAR records: the bar start as local ISO 8601 time."""
     for bar in bars:
-        start = dt.datetime.fromtimestamp(int(bar["start_ns"]) // 10**9, _CHINA)
+        start = dt.datetime.fromtimestamp(int(bar["start_ns"]) // 10**9, CHINA)
         yield [start.isoformat(), str(int(bar["trading_day"])),
-               *(_number(float(bar[name])) for name in ("open", "high", "low", "close")),
-               str(int(bar["volume"])), _number(float(bar["turnover"])),
-               _number(float(bar["open_interest"]))]
-
-
-def _number(value: float) -> str:
-    """Shortest text that reads back as the same float; empty for NaN."""
-    if math.isnan(value):
-        return ""
-    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+               *(number_text(bar[name]) for name in ("open", "high", "low", "close")),
+               str(int(bar["volume"])), number_text(bar["turnover"]),
+               number_text(bar["open_interest"])]

@@ -22,7 +22,6 @@ from hft.daemons.engine.bartables import (
     LATE,
     MINUTE_MS,
     NEVER,
-    SKIP_FLAGS,
     DaySchedule,
     Period,
     SessionBook,
@@ -37,6 +36,7 @@ from hft.daemons.refdata.sessions import (
 from hft.daemons.runtime.events import (
     HEADER_DTYPE,
     TICK_DTYPE,
+    UNCOUNTED,
     EventType,
     empty,
     fields_struct,
@@ -55,7 +55,7 @@ _unpack_tick = struct.Struct("<16xQ" + fields_struct(
 """(key, instrument, update_ms, last_price, extremes, volume, turnover_oi) of a tick, in one call.
 The key is type | flags << 16 | trading_day << 32: adjacent header fields read as one word
 that the fast path compares with the previous applied tick's (same day, same flags, none of
-them SKIP_FLAGS) in one go. ``extremes`` (HighestPrice, LowestPrice) and ``turnover_oi``
+them UNCOUNTED) in one go. ``extremes`` (HighestPrice, LowestPrice) and ``turnover_oi``
 (Turnover, OpenInterest) stay raw bytes: the fast path only compares the first, and only a
 closing bar reads the second, so they are decoded (``_unpack_pair``) when needed."""
 _unpack_pair = struct.Struct("<dd").unpack
@@ -226,7 +226,7 @@ class BarBuilder:
                 return
         days = st.days if day == st.day and st.days is not None else self.book.day(st.template, day)
         bar = days.schedule.bar_of[ms // MINUTE_MS] if 0 <= ms < DAY_MS else NO_BAR
-        if flags & SKIP_FLAGS or last != last or bar == NO_BAR:
+        if flags & UNCOUNTED or last != last or bar == NO_BAR:
             self.stats.ignored += 1
             return
         verdict = order_verdict(st.day, st.last_bar, st.ms, st.v, day, bar, ms, volume)

@@ -21,8 +21,9 @@ The rules (DESIGN.md, "Conventions"), shared by the live builder (bars.py) and t
 - empty minutes make no bar; ``ts_ns`` of a BAR record is the bar's end (not the moment it
   was closed), so live and batch records are identical byte for byte.
 
-Ticks that make no bar (``ignored``): flagged OUT_OF_SESSION, STALE (a login replay of an old
-snapshot) or VOLUME_BACKWARDS, with an empty LastPrice, or outside the sessions of their
+Ticks that make no bar (``ignored``): those that do not count (``events.UNCOUNTED``, the rule
+factors and strategies follow too: OUT_OF_SESSION, STALE, VOLUME_BACKWARDS), with an empty
+LastPrice, or outside the sessions of their
 trading day. Ticks that are refused, counted and never applied (see :func:`order_verdict`):
 ``late`` -- of an earlier trading day or an earlier bar than the instrument's previous
 applied tick, with a cumulative volume below it, or (live only) for a bar the clock already
@@ -33,35 +34,33 @@ counted, since the next applied tick's cumulative fields include it.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from hft.daemons.md.normalize import CHINA_UTC_OFFSET_NS
 from hft.daemons.refdata import calendar
-from hft.daemons.refdata.sessions import (
+from hft.daemons.refdata.calendar import local_midnight_ns as local_midnight_ns  # re-exported
+from hft.daemons.refdata.clock import DAY_MS as DAY_MS  # re-exported
+from hft.daemons.refdata.clock import (
+    DAY_NS,
+    DAY_S,
+    EVENING_START_NS,
+    MINUTE_NS,
     MINUTES_PER_DAY,
-    SessionTemplate,
-    day_only,
+    NIGHT_END_MINUTE,
     local_minute,
     tday_minute,
 )
-from hft.daemons.runtime.events import (
-    TickFlag,
-)
+from hft.daemons.refdata.clock import MINUTE_MS as MINUTE_MS  # re-exported
+from hft.daemons.refdata.sessions import SessionTemplate, day_only
+from hft.daemons.runtime.events import UNCOUNTED
+from hft.daemons.runtime.timers import NEVER as NEVER  # re-exported
 
-MINUTE_MS = 60_000
-DAY_MS = MINUTES_PER_DAY * MINUTE_MS
-MINUTE_NS = MINUTE_MS * 10**6
-DAY_S = 86_400
-NEVER = 2**63 - 1
-SKIP_FLAGS = int(TickFlag.OUT_OF_SESSION | TickFlag.STALE | TickFlag.VOLUME_BACKWARDS)
-"""Tick flags that keep a tick out of every bar."""
-_NIGHT_END = 720  # trading-day minute of 06:00: night minutes are below it
-_EPOCH = dt.date(1970, 1, 1)
+SKIP_FLAGS = UNCOUNTED
+"""``events.UNCOUNTED`` (the one rule for which ticks count) by the name bars.py and
+barbatch.py first knew it by."""
 
 
 # --- periods ----------------------------------------------------------------------------------
@@ -185,19 +184,14 @@ class DaySchedule:
     group_end: tuple[list[int], ...] = field(repr=False)
 
 
-def local_midnight_ns(day: int) -> int:
-    """00:00 China time of calendar day ``day`` (YYYYMMDD), ns since the epoch."""
-    return (calendar.to_date(day) - _EPOCH).days * DAY_S * 10**9 - CHINA_UTC_OFFSET_NS
-
-
 def place(schedule: Schedule, trading_day: int, periods: Sequence[Period]) -> DaySchedule:
     """Minutes of the trading-day clock -> times: night minutes count from 18:00 of the
     previous trading day (Friday evening for a Monday), day minutes from 18:00 of the
     calendar day before the trading day."""
-    night_base = local_midnight_ns(calendar.prev_trading_day(trading_day)) + 18 * 60 * MINUTE_NS
-    day_base = local_midnight_ns(trading_day) - 6 * 60 * MINUTE_NS
+    night_base = local_midnight_ns(calendar.prev_trading_day(trading_day)) + EVENING_START_NS
+    day_base = local_midnight_ns(trading_day) + EVENING_START_NS - DAY_NS
     minutes = schedule.bar_minutes.astype(np.int64)
-    starts = np.where(minutes < _NIGHT_END, night_base, day_base) + minutes * MINUTE_NS
+    starts = np.where(minutes < NIGHT_END_MINUTE, night_base, day_base) + minutes * MINUTE_NS
     ends = starts + MINUTE_NS
     group_starts, group_ends = [], []
     for period, first, last in zip(periods, schedule.group_first, schedule.group_last, strict=True):

@@ -28,6 +28,7 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import BaseModel, ConfigDict, Field
 
+from hft.daemons.refdata.clock import CHINA
 from hft.daemons.runtime.events import DTYPES, HEADER_DTYPE, MAX_EVENT_TYPE, EventType, empty
 from hft.daemons.runtime.journal import (
     JournalError,
@@ -328,5 +329,5 @@ class Replay(Plugin):
 
 def _ns(moment: dt.datetime) -> int:
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone(dt.timedelta(hours=8)))
+        moment = moment.replace(tzinfo=CHINA)
     return int(moment.timestamp() * 1e9)

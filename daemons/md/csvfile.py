@@ -20,14 +20,13 @@ from typing import IO, Any
 
 import numpy as np
 
-from hft.daemons.md.normalize import DEPTH_FIELDS, DepthValues, TickError, TickNormalizer
+from hft.daemons.md.depth import DEPTH_FIELDS, EMPTY_PRICE, TEXT_FIELDS, DepthValues
+from hft.daemons.md.normalize import TickError, TickNormalizer
+from hft.daemons.refdata.clock import CHINA
 from hft.daemons.refdata.instruments import InstrumentTable
 from hft.daemons.runtime.events import DEPTH, TICK_DTYPE, TickFlag
 
 _VOLUME_BACKWARDS = int(TickFlag.VOLUME_BACKWARDS)
-EMPTY = 1.7976931348623157e308  # what CTP sends for a missing price; normalized to NaN
-
-_TEXTS = frozenset(DEPTH_FIELDS[:5])
 _INTEGERS = frozenset(("UpdateMillisec", "Volume", *(f"{side}Volume{level}" for side in ("Bid", "Ask")
                                                       for level in range(1, DEPTH + 1))))
 _AMOUNTS = frozenset(("Turnover", "OpenInterest", "PreOpenInterest"))  # NaN when missing
@@ -37,7 +36,8 @@ REQUIRED = ("InstrumentID", "UpdateTime", "LastPrice")
 _VOLUME = DEPTH_FIELDS.index("Volume")
 _TURNOVER = DEPTH_FIELDS.index("Turnover")
 _AVERAGE = DEPTH_FIELDS.index("AveragePrice")
-_INSTRUMENT = DEPTH_FIELDS.index("InstrumentID")
+_LAST = DEPTH_FIELDS.index("LastPrice")
+_DAYS = (DEPTH_FIELDS.index("TradingDay"), DEPTH_FIELDS.index("ActionDay"))
 
 
 class CsvTickError(ValueError):
@@ -113,7 +113,7 @@ def _check_header(path: Path, columns: list[str]) -> list[str]:
 
 
 class _RowParser:
-    """Turns a CSV row into DEPTH_FIELDS values, with one converter per field chosen from the
+    """Turns a CSV row into DepthValues, with one converter per field chosen from the
     header once: present columns are parsed, missing ones get their empty value."""
 
     def __init__(self, columns: list[str]) -> None:
@@ -133,9 +133,9 @@ class _RowParser:
                       for i, convert, empty in self._plan]
         except ValueError:
             raise CsvTickError(path, line, _bad_field(dict(zip(self.columns, row, strict=True)))) from None
-        if values[DEPTH_FIELDS.index("LastPrice")] >= EMPTY:
+        if values[_LAST] >= EMPTY_PRICE:
             raise CsvTickError(path, line, "LastPrice is empty")
-        day = values[0] or values[1]
+        day = values[_DAYS[0]] or values[_DAYS[1]]
         if day != self._day:
             self._day, self._volume, self._turnover = day, 0, 0.0
         if self._volume_delta is not None:
@@ -144,23 +144,23 @@ class _RowParser:
         if self._turnover_delta is not None:
             self._turnover += float(row[self._turnover_delta] or 0)
             values[_TURNOVER] = self._turnover
-        elif self._derive_turnover and values[_AVERAGE] < EMPTY:
+        elif self._derive_turnover and values[_AVERAGE] < EMPTY_PRICE:
             values[_TURNOVER] = _turnover_from_average(values, instruments)
-        return tuple(values)
+        return DepthValues._make(values)
 
 
 def _converter(name: str) -> Callable[[str], Any]:
-    if name in _TEXTS:
+    if name in TEXT_FIELDS:
         return lambda text: text.strip().encode()
     return int if name in _INTEGERS else float
 
 
 def _empty(name: str) -> Any:
-    if name in _TEXTS:
+    if name in TEXT_FIELDS:
         return b""
     if name in _INTEGERS:
         return 0
-    return math.nan if name in _AMOUNTS else EMPTY
+    return math.nan if name in _AMOUNTS else EMPTY_PRICE
 
 
 def _turnover_from_average(values: list[Any], instruments: InstrumentTable) -> float:
@@ -174,7 +174,7 @@ def _bad_field(fields: dict[str, str]) -> str:
     """Which field failed to parse, and why (only called on the error path)."""
     for name in DEPTH_FIELDS:
         text = fields.get(name, "")
-        if not text or name in _TEXTS:
+        if not text or name in TEXT_FIELDS:
             continue
         try:
             _converter(name)(text)
@@ -189,9 +189,9 @@ def _check_consistent(path: Path, line: int, row: DepthValues, normalizer: TickN
     """Refuse a file that contradicts itself: an import is history, and a broken file should
     be fixed rather than half trusted (a live feed only flags the same faults)."""
     if normalizer.last_flags & _VOLUME_BACKWARDS:
-        raise CsvTickError(path, line, f"Volume {row[_VOLUME]} is below the previous tick's of "
+        raise CsvTickError(path, line, f"Volume {row.Volume} is below the previous tick's of "
                                        "the same trading day")
-    instrument, ts = row[_INSTRUMENT], normalizer.last_exchange_ts
+    instrument, ts = row.InstrumentID, normalizer.last_exchange_ts
     if ts < last_ts.get(instrument, ts):
         raise CsvTickError(path, line, f"time goes backwards for {instrument.decode()}")
     last_ts[instrument] = ts
@@ -213,25 +213,22 @@ def tick_rows(records: np.ndarray) -> Iterator[list[str]]:
     """CSV rows (CSV_COLUMNS) for normalized ticks: empty prices as empty fields, the local
     exchange clock with milliseconds, the ns timestamp."""
     for tick in records:
-        local = dt.datetime.fromtimestamp(int(tick["exchange_ts_ns"]) / 1e9, _CHINA)
+        local = dt.datetime.fromtimestamp(int(tick["exchange_ts_ns"]) / 1e9, CHINA)
         row = [str(tick["trading_day"]), str(tick["action_day"]),
                local.strftime("%Y-%m-%d %H:%M:%S.") + f"{int(tick['update_ms']) % 1000:03d}",
                str(int(tick["exchange_ts_ns"])), tick["exchange"].decode(),
                tick["instrument"].decode()]
-        row += [_number(tick[name]) for name in _RECORD_PRICES]
-        row += [str(int(tick["volume"])), _number(tick["turnover"]), _number(tick["open_interest"]),
-                _number(tick["pre_open_interest"])]
+        row += [number_text(tick[name]) for name in _RECORD_PRICES]
+        row += [str(int(tick["volume"])), number_text(tick["turnover"]), number_text(tick["open_interest"]),
+                number_text(tick["pre_open_interest"])]
         for level in range(DEPTH):
-            row += [_number(tick["bid_price"][level]), str(int(tick["bid_volume"][level])),
-                    _number(tick["ask_price"][level]), str(int(tick["ask_volume"][level]))]
+            row += [number_text(tick["bid_price"][level]), str(int(tick["bid_volume"][level])),
+                    number_text(tick["ask_price"][level]), str(int(tick["ask_volume"][level]))]
         row.append(str(int(tick["flags"])))
         yield row
 
 
-_CHINA = dt.timezone(dt.timedelta(hours=8), "China")
-
-
-def _number(value: float) -> str:
+def number_text(value: float) -> str:
     """Shortest text that reads back as the same float; empty for NaN."""
     number = float(value)
     if math.isnan(number):

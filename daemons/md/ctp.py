@@ -42,7 +42,7 @@ from typing import Any, Protocol
 from openctp_ctp import mdapi
 
 from hft.daemons.md.ctpstruct import RawStructReader
-from hft.daemons.md.normalize import DEPTH_FIELDS
+from hft.daemons.md.depth import DepthValues
 from hft.daemons.md.recorder import Recorder
 from hft.daemons.refdata.instruments import InstrumentTable, product_code
 
@@ -167,7 +167,7 @@ class CtpMarketData:
         self._failures_in_row = 0
         self._retry: threading.Timer | None = None
         self._spi = _MdSpi(self, recorder.on_depth,
-                           RawStructReader(mdapi.CThostFtdcDepthMarketDataField, DEPTH_FIELDS).read)
+                           RawStructReader(mdapi.CThostFtdcDepthMarketDataField, DepthValues).read)
 
     @property
     def state(self) -> MdState:
@@ -371,8 +371,8 @@ class CtpMarketData:
 class _MdSpi(mdapi.CThostFtdcMdSpi):  # type: ignore[misc]  # openctp-ctp is untyped
     """The SWIG director the API calls: the hot path, and the rest handed to the adapter."""
 
-    def __init__(self, owner: CtpMarketData, on_depth: Callable[[tuple[Any, ...], int], bool],
-                 read: Callable[[Any], tuple[Any, ...]]) -> None:
+    def __init__(self, owner: CtpMarketData, on_depth: Callable[[DepthValues, int], bool],
+                 read: Callable[[Any], DepthValues]) -> None:
         super().__init__()
         self._owner = owner
         self._on_depth = on_depth

@@ -41,7 +41,8 @@ from typing import Any, Self
 
 from openctp_ctp import mdapi, tdapi
 
-from hft.daemons.md.normalize import DEPTH_FIELDS, DepthValues
+from hft.daemons.md.depth import DepthValues
+from hft.daemons.refdata.clock import CHINA
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,6 @@ INVALID_LOGIN = (3, "CTP:不合法的登录")
 NOT_LOGGED_IN = (6, "CTP:还没有登录")
 AUTHENTICATION_FAILED = (63, "CTP:客户端认证失败")
 _OK = (0, "CTP:正确")
-_CHINA = dt.timezone(dt.timedelta(hours=8))
 
 _libc = ctypes.CDLL(None)
 _libc.malloc_usable_size.restype = ctypes.c_size_t
@@ -235,7 +235,7 @@ class _EmulatedFront:
     def _answer_login(self, request_id: int, refusal: tuple[int, str] | None) -> None:
         login = self._structs.CThostFtdcRspUserLoginField()
         if refusal is None:
-            now = dt.datetime.now(_CHINA).strftime("%H:%M:%S")
+            now = dt.datetime.now(CHINA).strftime("%H:%M:%S")
             login.TradingDay, login.LoginTime = self.trading_day, now
             login.BrokerID, login.UserID = self.broker_id, self.user_id
             login.SystemName, login.FrontID, login.SessionID = "hft-emulator", 1, request_id
@@ -293,7 +293,7 @@ class CtpMdEmulator(_EmulatedFront):
             return frozenset(self._subscribed)
 
     def push(self, snapshot: DepthValues | Any) -> None:
-        """Deliver one snapshot (DEPTH_FIELDS values, or a CThostFtdcDepthMarketDataField) as
+        """Deliver one snapshot (DepthValues, or a CThostFtdcDepthMarketDataField) as
         soon as the callbacks queued before it have run."""
         self._schedule(partial(self._deliver, _depth_struct(snapshot)))
 
@@ -445,11 +445,11 @@ class CtpTraderEmulator(_EmulatedFront):
 
 
 def _depth_struct(snapshot: DepthValues | Any) -> Any:
-    """A CThostFtdcDepthMarketDataField from DEPTH_FIELDS values (texts as bytes or str)."""
+    """A CThostFtdcDepthMarketDataField from DepthValues (texts as bytes or str)."""
     if isinstance(snapshot, mdapi.CThostFtdcDepthMarketDataField):
         return snapshot
     depth = mdapi.CThostFtdcDepthMarketDataField()
-    for name, value in zip(DEPTH_FIELDS, snapshot, strict=True):
+    for name, value in snapshot._asdict().items():
         setattr(depth, name, value.decode() if isinstance(value, bytes) else value)
     return depth
 

@@ -17,10 +17,11 @@ that cannot be located makes the constructor fail with its name.
 from __future__ import annotations
 
 import ctypes
+import functools
 import operator
 import struct
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, NamedTuple, TypeVar
 
 _libc = ctypes.CDLL(None)
 _libc.malloc_usable_size.restype = ctypes.c_size_t
@@ -41,19 +42,25 @@ def _char_array_size(probe: Any, name: str) -> int:
     raise LayoutError(f"{name}: no length limit found for a char array")
 
 
-class RawStructReader:
-    """Decodes ``fields`` of instances of ``struct_type`` into a tuple, in ``fields`` order.
+R = TypeVar("R", bound=NamedTuple)
+
+
+class RawStructReader(Generic[R]):
+    """Decodes instances of ``struct_type`` into ``record``, a NamedTuple whose fields are
+    named after the struct's.
 
     Text fields come back as the char arrays' raw (NUL-padded) bytes; numbers as float or int.
+    A record declared in the struct's memory order is built straight from the one unpack;
+    any other order costs one more tuple (a reordering).
     """
 
-    def __init__(self, struct_type: Callable[[], Any], fields: Sequence[str]) -> None:
-        self.fields = tuple(fields)
+    def __init__(self, struct_type: Callable[[], Any], record: type[R]) -> None:
+        fields: tuple[str, ...] = record._fields
         probe = struct_type()
         address = int(probe.this)
         size = _libc.malloc_usable_size(address)
         placed: list[tuple[int, str, str]] = []  # (offset, struct code, field)
-        for serial, name in enumerate(self.fields):
+        for serial, name in enumerate(fields):
             kind = type(getattr(probe, name))
             if kind is float:
                 marker: bytes = struct.pack("<d", 7.0e5 + serial + 0.0625)
@@ -80,14 +87,28 @@ class RawStructReader:
         for offset, code, _ in placed:
             layout.append("x" * (offset - position) + code)
             position = offset + struct.calcsize("<" + code)
-        self._unpack = struct.Struct("".join(layout)).unpack_from
-        self.span = position
-        self._view = (ctypes.c_char * position).from_address
-        memory_order = [name for _, _, name in placed]
-        self._reorder = operator.itemgetter(*(memory_order.index(n) for n in self.fields))
+        self.read = _reader(record, struct.Struct("".join(layout)).unpack_from,
+                            (ctypes.c_char * position).from_address,
+                            [fields.index(name) for _, _, name in placed])
+        """The fields of a live struct (e.g. a callback argument) as a ``record``. Text
+        fields are the char arrays' raw bytes, NUL padded: strip them where the text itself
+        is needed."""
 
-    def read(self, obj: Any) -> tuple[Any, ...]:
-        """The fields of ``obj`` (a live struct, e.g. a callback argument). Text fields are
-        the char arrays' raw bytes, NUL padded: strip them where the text itself is needed."""
-        values: tuple[Any, ...] = self._reorder(self._unpack(self._view(int(obj.this))))
-        return values
+
+def _reader(record: type[R], unpack: Callable[[Any], tuple[Any, ...]], view: Callable[[int], Any],
+            memory_order: list[int]) -> Callable[[Any], R]:
+    """The read function: unpack the struct's memory, then build the record from the values
+    (reordered first if the record's field order is not the memory order)."""
+    make: Callable[[tuple[Any, ...]], R] = functools.partial(tuple.__new__, record)
+    if memory_order == sorted(memory_order):
+
+        def read(obj: Any) -> R:
+            return make(unpack(view(int(obj.this))))
+
+        return read
+    reorder = operator.itemgetter(*(memory_order.index(n) for n in range(len(memory_order))))
+
+    def read_reordered(obj: Any) -> R:
+        return make(reorder(unpack(view(int(obj.this)))))
+
+    return read_reordered

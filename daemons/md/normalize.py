@@ -24,50 +24,32 @@ comparisons.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
+from hft.daemons.md.depth import DEPTH_FIELDS as DEPTH_FIELDS  # re-exported: their first home
+from hft.daemons.md.depth import DepthValues as DepthValues
 from hft.daemons.refdata import calendar
+from hft.daemons.refdata.clock import CHINA_UTC_OFFSET_NS as CHINA_UTC_OFFSET_NS  # re-exported
+from hft.daemons.refdata.clock import MINUTE_MS, MORNING_END_MS, NIGHT_START_MS, is_night, tday_minute
 from hft.daemons.refdata.instruments import Instrument, InstrumentTable
 from hft.daemons.refdata.sessions import day_only
 from hft.daemons.runtime.events import EventType, TickFlag, record_struct
 
-EMPTY_PRICE = 1e300
-"""Prices at or above this are CTP's DBL_MAX 'no value' and become NaN."""
+_NO_PRICE = 1e300
+"""Prices at or above this are CTP's EMPTY_PRICE (DBL_MAX, 'no value') and become NaN."""
 NAN = float("nan")
-CHINA_UTC_OFFSET_NS = 8 * 3600 * 10**9
-_EPOCH = dt.date(1970, 1, 1)
 _NIGHT_EXCHANGE_KEEPS_ACTION_DAY = frozenset({b"CZCE"})
 """Exchanges whose TradingDay is wrong at night (their ActionDay is right)."""
 TICK_STRUCT = record_struct(EventType.MARKET_DATA)
 _MARKET_DATA = int(EventType.MARKET_DATA)  # plain ints: enum attribute access is slow
-_NIGHT_START_MS, _MORNING_END_MS = calendar.NIGHT_START_MS, calendar.MORNING_END_MS
-_EVENING_MINUTE = 18 * 60  # where the trading-day clock of the session tables starts
 _STALE, _VOLUME_BACKWARDS = int(TickFlag.STALE), int(TickFlag.VOLUME_BACKWARDS)
 _DAYS_DERIVED, _OUT_OF_SESSION = int(TickFlag.DAYS_DERIVED), int(TickFlag.OUT_OF_SESSION)
 _NO_DAYS_KEY = (b"", b"", b"", -1)  # matches no tick: a part of the day is 0, 1 or 2
 _DIGITS = tuple(b"%d" % digit for digit in range(10))
-assert _NIGHT_START_MS % 60_000 == _MORNING_END_MS % 60_000 == 0, \
+assert NIGHT_START_MS % MINUTE_MS == MORNING_END_MS % MINUTE_MS == 0, \
     "_parse_time gives all of a minute one part of the day: the parts must start on a minute"
 
 
-DEPTH_FIELDS = (
-    "TradingDay", "ActionDay", "UpdateTime", "InstrumentID", "ExchangeID", "UpdateMillisec",
-    "LastPrice", "OpenPrice", "HighestPrice", "LowestPrice", "ClosePrice", "SettlementPrice",
-    "PreClosePrice", "PreSettlementPrice", "UpperLimitPrice", "LowerLimitPrice", "AveragePrice",
-    "Volume", "Turnover", "OpenInterest", "PreOpenInterest",
-    "BidPrice1", "BidPrice2", "BidPrice3", "BidPrice4", "BidPrice5",
-    "AskPrice1", "AskPrice2", "AskPrice3", "AskPrice4", "AskPrice5",
-    "BidVolume1", "BidVolume2", "BidVolume3", "BidVolume4", "BidVolume5",
-    "AskVolume1", "AskVolume2", "AskVolume3", "AskVolume4", "AskVolume5",
-)
-"""The CThostFtdcDepthMarketDataField fields a snapshot is made of, in the order the
-normalizer takes them: five texts (as bytes), UpdateMillisec, then the numbers in the order of
-the MARKET_DATA record's body."""
-
-DepthValues = tuple[Any, ...]
-"""One snapshot: the values of DEPTH_FIELDS, in that order."""
 _Clock = tuple[int, int, int]
 """What an UpdateTime text means: (ms since midnight, part of the day, session minute)."""
 _DaysKey = tuple[bytes, bytes, bytes, int]
@@ -110,7 +92,7 @@ class _InstrumentState:
         self.in_day_session = bytes(day_only(session).bar_of_minute >= 0) \
             if session.has_night else self.in_session
         """The same on a trading day without a night session (the first after a holiday)."""
-        self.last_md: DepthValues = ()
+        self.last_md: tuple[object, ...] = ()
         self.last_trading_day = 0
         self.last_volume = 0
         self.days_key: _DaysKey = _NO_DAYS_KEY
@@ -128,11 +110,10 @@ class TickNormalizer:
     """
 
     def __init__(self, instruments: InstrumentTable, *, stale_after_s: float | None = 30.0,
-                 drop_stale: bool = False, source: int = 0) -> None:
+                 drop_stale: bool = False) -> None:
         self.instruments = instruments
         self.stale_after_ns = None if stale_after_s is None else int(stale_after_s * 1e9)
         self.drop_stale = drop_stale
-        self.source = source
         self.stats = NormalizerStats()
         self.last_flags = 0
         """Flags of the last record kept."""
@@ -147,15 +128,14 @@ class TickNormalizer:
 
     def normalize(self, md: DepthValues, received_ns: int | None, out: bytearray | memoryview,
                   offset: int = 0) -> bool:
-        """Pack snapshot ``md`` (DEPTH_FIELDS values) into ``out[offset:offset+RECORD_SIZE]``;
+        """Pack snapshot ``md`` into ``out[offset:offset+RECORD_SIZE]``;
         False if it is to be dropped (a duplicate, or stale with drop_stale). ``received_ns``
         None (historical data) stamps the record with its exchange time and skips the staleness
         check. Raises TickError for unreadable fields."""
-        (trading_day_text, action_day_text, update_time, instrument_id, exchange, millisec,
-         last, open_, high, low, close, settlement, pre_close, pre_settlement, upper, lower,
-         average, volume, turnover, open_interest, pre_open_interest,
-         bid1, bid2, bid3, bid4, bid5, ask1, ask2, ask3, ask4, ask5,
-         bv1, bv2, bv3, bv4, bv5, av1, av2, av3, av4, av5) = md
+        (trading_day_text, exchange, last, pre_settlement, pre_close, pre_open_interest, open_,
+         high, low, volume, turnover, open_interest, close, settlement, upper, lower, update_time,
+         millisec, bid1, bv1, ask1, av1, bid2, bv2, ask2, av2, bid3, bv3, ask3, av3,
+         bid4, bv4, ask4, av4, bid5, bv5, ask5, av5, average, action_day_text, instrument_id) = md
         state = self._states.get(instrument_id) or self._new_state(instrument_id)
         if md == state.last_md:
             self.stats.duplicates += 1
@@ -185,10 +165,10 @@ class TickNormalizer:
             if self.drop_stale:
                 self.stats.stale_dropped += 1
                 return False
-        e = EMPTY_PRICE
+        e = _NO_PRICE
         TICK_STRUCT.pack_into(
             out, offset, 0, received_ns, _MARKET_DATA, flags, trading_day, state.index,
-            self.source, state.id, state.exchange, action_day, update_ms, exchange_ts,
+            0, state.id, state.exchange, action_day, update_ms, exchange_ts,
             last if last < e else NAN, open_ if open_ < e else NAN, high if high < e else NAN,
             low if low < e else NAN, close if close < e else NAN,
             settlement if settlement < e else NAN, pre_close if pre_close < e else NAN,
@@ -234,8 +214,8 @@ class TickNormalizer:
         if not (0 <= hours < 24 and 0 <= minutes < 60 and 0 <= seconds < 60):
             raise TickError(f"UpdateTime {text!r} is out of range")
         start = (hours * 60 + minutes) * 60_000
-        part = 1 if start >= _NIGHT_START_MS else 2 if start < _MORNING_END_MS else 0
-        minute = (hours * 60 + minutes - _EVENING_MINUTE) % 1440  # on the trading-day clock
+        part = 1 if start >= NIGHT_START_MS else 2 if start < MORNING_END_MS else 0
+        minute = tday_minute(hours * 60 + minutes)
         clocks = self._clocks
         if text == b"%02d:%02d:%02d" % (hours, minutes, seconds):  # spelt so: the nine parse alike
             prefix, padding = update_time[:7], update_time[8:]  # "HH:MM:S", the NULs
@@ -251,7 +231,7 @@ class TickNormalizer:
         exchange_id = exchange.rstrip(b"\0") or state.exchange
         trading, action, derived = resolve_days(exchange_id, trading_day.rstrip(b"\0"),
                                                 action_day.rstrip(b"\0"), update_ms)
-        midnight = (calendar.to_date(action) - _EPOCH).days * 86_400 * 10**9 - CHINA_UTC_OFFSET_NS
+        midnight = calendar.local_midnight_ns(action)
         in_session = state.in_session if calendar.has_night_session(trading) else state.in_day_session
         state.days_key, state.days = key, (trading, action, derived, midnight, in_session)
         return state.days
@@ -266,8 +246,7 @@ def resolve_days(exchange: bytes, trading_day: bytes, action_day: bytes,
     the one present."""
     given_trading = _parse_day(trading_day, "TradingDay")
     given_action = _parse_day(action_day, "ActionDay")
-    night = update_ms >= calendar.NIGHT_START_MS or update_ms < calendar.MORNING_END_MS
-    if not night:
+    if not is_night(update_ms):
         day = given_trading or given_action
         if not day:
             raise TickError("both TradingDay and ActionDay are empty")

@@ -20,14 +20,14 @@ from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from hft.daemons.md.normalize import DEPTH_FIELDS, DepthValues, TickError, TickNormalizer
+from hft.daemons.md.depth import DepthValues
+from hft.daemons.md.normalize import TickError, TickNormalizer
 from hft.daemons.refdata.instruments import InstrumentTable
 from hft.daemons.runtime.events import RECORD_SIZE, EventType, empty
 from hft.daemons.runtime.journal import JournalReader, JournalWriter
 from hft.daemons.runtime.snapshot import SnapshotWriter
 
 log = logging.getLogger(__name__)
-_INSTRUMENT = DEPTH_FIELDS.index("InstrumentID")
 
 
 class Recorder:
@@ -58,7 +58,7 @@ class Recorder:
         return cls(feed, writer, snapshot, normalizer)
 
     def on_depth(self, md: DepthValues, received_ns: int) -> bool:
-        """Record one snapshot (DEPTH_FIELDS values) received at ``received_ns`` (the source's
+        """Record one snapshot received at ``received_ns`` (the source's
         clock: the wall clock for a live feed); False if it was dropped (a duplicate, stale,
         unreadable)."""
         writer, normalizer = self.writer, self.normalizer
@@ -79,7 +79,7 @@ class Recorder:
         if self.snapshot is not None:
             slot = self._snapshot_slots.get(normalizer.last_instrument_index)
             if slot is None:
-                slot = self._new_snapshot_slot(md[_INSTRUMENT], normalizer.last_instrument_index)
+                slot = self._new_snapshot_slot(md.InstrumentID, normalizer.last_instrument_index)
             self.snapshot.update(slot, buffer[offset:offset + RECORD_SIZE])
         return True
 
@@ -110,6 +110,8 @@ class Recorder:
             ("hft_md_stale", "Stale snapshots (flagged, or dropped when configured)", stats.stale),
             ("hft_md_stale_dropped", "Stale snapshots dropped", stats.stale_dropped),
             ("hft_md_volume_backwards", "Ticks whose cumulative volume fell", stats.volume_backwards),
+            ("hft_md_days_derived", "Ticks whose TradingDay or ActionDay was wrong or missing and "
+             "was derived", stats.days_derived),
             ("hft_md_refused", "Snapshots refused as unreadable", self.errors),
             ("hft_md_gaps", "Feed gaps recorded", self.gaps),
         ):

@@ -16,7 +16,8 @@ from prometheus_client.core import Metric
 from pydantic import BaseModel, ConfigDict, Field
 
 from hft.daemons.md.recorder import Recorder
-from hft.daemons.md.simmarket import CHINA, SimulatedMarket
+from hft.daemons.md.simmarket import SimulatedMarket
+from hft.daemons.refdata.clock import CHINA
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable, product_code
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 

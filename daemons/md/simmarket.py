@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from hft.daemons.md.normalize import DepthValues
+from hft.daemons.md.depth import EMPTY_PRICE, DepthValues
 from hft.daemons.refdata import calendar
+from hft.daemons.refdata.clock import CHINA, MINUTE_MS, is_night, tday_minute
 from hft.daemons.refdata.instruments import Instrument
-from hft.daemons.refdata.sessions import tday_minute
 
-CHINA = dt.timezone(dt.timedelta(hours=8))
-EMPTY = 1.7976931348623157e308
-_MS_PER_MINUTE = 60_000
 _MAX_CLOSED_MS = 14 * 86_400_000
 _LIMIT_BAND = 0.08  # daily limit: +-8% of the previous settlement
 
@@ -48,7 +45,6 @@ class _Book:
     pre_open_interest: int = 0
     upper: int = 0
     lower: int = 0
-    last_emit_ms: int = field(default=-1)
 
 
 class SimulatedMarket:
@@ -83,7 +79,7 @@ class SimulatedMarket:
             trading_day = _trading_day(action_day, day_ms)
             books = [b for b in self._books if self._is_open(b.instrument, trading_day, action_day, day_ms)]
             if not books:  # nothing open: on to the next whole minute
-                self.now_ms += _MS_PER_MINUTE - day_ms % _MS_PER_MINUTE
+                self.now_ms += MINUTE_MS - day_ms % MINUTE_MS
                 continue
             if self.now_ms > until_ms:
                 return
@@ -97,15 +93,14 @@ class SimulatedMarket:
         if not trading_day or not calendar.is_trading_day(trading_day):
             return False
         session = instrument.product.session
-        minute = tday_minute(day_ms // _MS_PER_MINUTE)
+        minute = tday_minute(day_ms // MINUTE_MS)
         bar = session.bar_of_minute[minute]
         if bar < 0:
             return False
-        if session.bar_starts[bar] != minute and day_ms % _MS_PER_MINUTE >= self.interval_ms:
+        if session.bar_starts[bar] != minute and day_ms % MINUTE_MS >= self.interval_ms:
             return False
-        night = day_ms >= calendar.NIGHT_START_MS or day_ms < calendar.MORNING_END_MS
         # a night session runs only on the evening the calendar gives it (Friday for Monday)
-        return not night or (calendar.has_night_session(trading_day)
+        return not is_night(day_ms) or (calendar.has_night_session(trading_day)
                              and calendar.action_day(trading_day, day_ms) == action_day)
 
     def _snapshot(self, book: _Book, trading_day: int, action_day: int, day_ms: int) -> DepthValues:
@@ -131,24 +126,36 @@ class SimulatedMarket:
         def price(ticks: int) -> float:
             return round(ticks * tick, 6)
 
-        bids = [price(book.ticks - 1 - level) if book.ticks - 1 - level >= book.lower else EMPTY
-                for level in range(5)]
-        asks = [price(book.ticks + 1 + level) if book.ticks + 1 + level <= book.upper else EMPTY
-                for level in range(5)]
-        depth = [int(v) for v in rng.integers(1, 60, size=10)]
+        empty = EMPTY_PRICE
+        bid1, bid2, bid3, bid4, bid5 = (
+            price(book.ticks - 1 - level) if book.ticks - 1 - level >= book.lower else empty
+            for level in range(5))
+        ask1, ask2, ask3, ask4, ask5 = (
+            price(book.ticks + 1 + level) if book.ticks + 1 + level <= book.upper else empty
+            for level in range(5))
+        bv1, bv2, bv3, bv4, bv5, av1, av2, av3, av4, av5 = (
+            int(v) for v in rng.integers(1, 60, size=10))
         update = dt.timedelta(milliseconds=day_ms)
         hours, rest = divmod(int(update.total_seconds()), 3600)
-        update_time = f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}".encode()
-        return (
-            str(trading_day).encode(), str(action_day).encode(), update_time,
-            book.instrument.id.encode(), book.instrument.exchange_id, day_ms % 1000,
-            price(book.ticks), price(book.open) if traded else EMPTY,
-            price(book.high) if traded else EMPTY, price(book.low) if traded else EMPTY,
-            EMPTY, EMPTY, price(book.pre_close), price(book.pre_settlement), price(book.upper),
-            price(book.lower),
-            book.turnover / (book.volume * book.instrument.product.multiplier) if traded else EMPTY,
-            book.volume, book.turnover, float(book.open_interest), float(book.pre_open_interest),
-            *bids, *asks, *depth,
+        multiplier = book.instrument.product.multiplier
+        return DepthValues(
+            TradingDay=str(trading_day).encode(), ActionDay=str(action_day).encode(),
+            UpdateTime=f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}".encode(),
+            UpdateMillisec=day_ms % 1000,
+            InstrumentID=book.instrument.id.encode(), ExchangeID=book.instrument.exchange_id,
+            LastPrice=price(book.ticks), OpenPrice=price(book.open) if traded else empty,
+            HighestPrice=price(book.high) if traded else empty,
+            LowestPrice=price(book.low) if traded else empty,
+            ClosePrice=empty, SettlementPrice=empty, PreClosePrice=price(book.pre_close),
+            PreSettlementPrice=price(book.pre_settlement), UpperLimitPrice=price(book.upper),
+            LowerLimitPrice=price(book.lower),
+            AveragePrice=book.turnover / (book.volume * multiplier) if traded else empty,
+            Volume=book.volume, Turnover=book.turnover, OpenInterest=float(book.open_interest),
+            PreOpenInterest=float(book.pre_open_interest),
+            BidPrice1=bid1, BidPrice2=bid2, BidPrice3=bid3, BidPrice4=bid4, BidPrice5=bid5,
+            AskPrice1=ask1, AskPrice2=ask2, AskPrice3=ask3, AskPrice4=ask4, AskPrice5=ask5,
+            BidVolume1=bv1, BidVolume2=bv2, BidVolume3=bv3, BidVolume4=bv4, BidVolume5=bv5,
+            AskVolume1=av1, AskVolume2=av2, AskVolume3=av3, AskVolume4=av4, AskVolume5=av5,
         )
 
     @staticmethod

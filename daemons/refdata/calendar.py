@@ -18,6 +18,8 @@ import warnings
 
 import chinese_calendar
 
+from hft.daemons.refdata.clock import CHINA_UTC_OFFSET_NS, DAY_NS, MORNING_END_MS, NIGHT_START_MS
+
 log = logging.getLogger(__name__)
 
 Day = int
@@ -34,6 +36,14 @@ def to_day(date: dt.date) -> Day:
 
 def add_days(day: Day, days: int) -> Day:
     return to_day(to_date(day) + dt.timedelta(days=days))
+
+
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def local_midnight_ns(day: Day) -> int:
+    """00:00 China time of calendar day ``day``, ns since the epoch."""
+    return (to_date(day) - _EPOCH).days * DAY_NS - CHINA_UTC_OFFSET_NS
 
 
 @functools.lru_cache(maxsize=4096)
@@ -85,12 +95,6 @@ def _is_public_holiday(day: Day) -> bool:
     except NotImplementedError:
         return False
     return bool(on_holiday and name is not None)
-
-
-NIGHT_START_MS = 18 * 3600 * 1000
-"""Exchange clock times from 18:00 belong to the next trading day's night session."""
-MORNING_END_MS = 6 * 3600 * 1000
-"""Exchange clock times before 06:00 are the after-midnight part of a night session."""
 
 
 def action_day(trading_day: Day, update_ms: int) -> Day:

@@ -1,8 +1,8 @@
 """Trading-session templates and their precomputed minute tables.
 
-Times inside a trading day are counted on a *trading-day clock*: minutes since 18:00 of the
-evening before, so a trading day's minutes increase monotonically from its night session
-(21:00 = 180, 00:00 = 360, 02:30 = 510) through its day session (09:00 = 900, 15:00 = 1260).
+Times inside a trading day are counted on the *trading-day clock* of clock.py: minutes since
+18:00 of the evening before, so a trading day's minutes increase monotonically from its night
+session (21:00 = 180, 00:00 = 360, 02:30 = 510) through its day session (09:00 = 900).
 
 Each template precomputes, once, which 1-minute bar every minute of the trading-day clock
 falls into, following the bar conventions of docs/ARCHITECTURE.md: the call-auction minute
@@ -19,19 +19,11 @@ from importlib import resources
 
 import numpy as np
 
-MINUTES_PER_DAY = 1440
-_EVENING_START = 18 * 60  # local minute where the trading-day clock starts
+from hft.daemons.refdata.clock import MINUTES_PER_DAY as MINUTES_PER_DAY  # re-exported
+from hft.daemons.refdata.clock import NIGHT_END_MINUTE, tday_minute
+from hft.daemons.refdata.clock import local_minute as local_minute  # re-exported
+
 NO_BAR = -1
-
-
-def tday_minute(local_minute: int) -> int:
-    """Local minute of the day (0..1439) -> minute on the trading-day clock."""
-    return (local_minute - _EVENING_START) % MINUTES_PER_DAY
-
-
-def local_minute(tday: int) -> int:
-    """Minute on the trading-day clock -> local minute of the day (0..1439)."""
-    return (tday + _EVENING_START) % MINUTES_PER_DAY
 
 
 def _hhmm_to_tday(hhmm: int) -> int:
@@ -47,8 +39,8 @@ class Section:
 
     @property
     def is_night(self) -> bool:
-        """Night sections start in the evening: before 06:00 local, 720 on this clock."""
-        return self.start < 720
+        """Night sections start in the evening: before 06:00 local."""
+        return self.start < NIGHT_END_MINUTE
 
 
 @dataclass(frozen=True)
@@ -64,10 +56,6 @@ class SessionTemplate:
     @property
     def has_night(self) -> bool:
         return any(s.is_night for s in self.sections)
-
-    def contains(self, tday: int) -> bool:
-        """Whether trading-day minute ``tday`` is in the auction or a section (ends included)."""
-        return bool(self.bar_of_minute[tday] != NO_BAR)
 
 
 def build_template(name: str, auction: Section | None, sections: tuple[Section, ...]) -> SessionTemplate:

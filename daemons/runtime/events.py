@@ -58,6 +58,19 @@ class TickFlag(IntFlag):
     OUT_OF_SESSION = 8  # exchange time outside the product's sessions (e.g. settlement snapshots)
 
 
+UNCOUNTED = int(TickFlag.STALE | TickFlag.VOLUME_BACKWARDS | TickFlag.OUT_OF_SESSION)
+"""The one rule for which ticks count: a tick with any of these flags is kept in the journal
+but counts for nothing downstream. Bars, factors and strategies skip it: a login replay of an
+old snapshot, a cumulative volume that fell (its totals are not the day's), a snapshot outside
+the sessions (the settlement prints after the close). DAYS_DERIVED ticks count. Per tick the
+test is ``flags & UNCOUNTED`` (one operation on the hot paths); over arrays, :func:`counted`."""
+
+
+def counted(ticks: np.ndarray) -> np.ndarray:
+    """Which of an array of MARKET_DATA records count (see UNCOUNTED), as a bool mask."""
+    return np.asarray(ticks["flags"] & UNCOUNTED == 0)
+
+
 class OrderFlag(IntFlag):
     """``flags`` bits of an ORDER_REQ or ORDER_SEND published again after a restart."""
 

@@ -8,7 +8,11 @@ state. The tests hold every shipped factor to that parity, so a backtest that co
 factors vectorized sees exactly what live trading sees.
 
 A :class:`FactorDef` is what a factor plugin hosts: a name, the event type and bar length it
-reads, and how to make the per-instrument state.
+reads, and how to make the per-instrument state. Which records reach ``update`` is the host's
+choice, the same as :meth:`FactorDef.reads` makes over arrays: the ticks that count
+(``events.UNCOUNTED``: never a stale, volume-backwards or out-of-session tick) and the bars
+of the factor's length. Per-bar factors keep their state across trading days (the first bar
+of a day continues from the last of the day before); see each factor for what that means.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from hft.daemons.refdata.instruments import Product
-from hft.daemons.runtime.events import EventType, fields_struct
+from hft.daemons.runtime.events import EventType, counted, fields_struct
 
 NAN = math.nan
 NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,32}$"
@@ -68,9 +72,29 @@ class FactorDef:
     period_s: int = 0
     """For bars: the bar length read (other lengths are ignored); 0 for ticks."""
 
+    def reads(self, records: np.ndarray) -> np.ndarray:
+        """Which of ``records`` (one instrument's, of ``event_type``) the factor reads, as a
+        bool mask: the ticks that count (``events.counted``), the bars of its length. The
+        hosts choose the same records one at a time."""
+        if self.event_type is EventType.MARKET_DATA:
+            return counted(records)
+        return np.asarray(records["period_s"] == self.period_s)
+
     def compute(self, records: np.ndarray, product: Product | None = None) -> np.ndarray:
-        """The factor over a history of one instrument's records, vectorized."""
-        return self.make(product).compute(records)
+        """The factor over a history of one instrument's records, vectorized: one value per
+        record it reads (``records[self.reads(records)]``), the values a host publishes."""
+        return self.make(product).compute(_selected(records, self.reads(records)))
+
+
+def _selected(records: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``records[mask]``, without a copy when every record is selected (the usual history),
+    and copied as whole records of bytes otherwise (numpy copies a padded record dtype field
+    by field, a few times slower)."""
+    if mask.all():
+        return records
+    whole = np.dtype((np.void, records.dtype.itemsize))
+    selected: np.ndarray = records.view(whole)[mask].view(records.dtype)
+    return selected
 
 
 class FactorConfig(BaseModel):
@@ -88,7 +112,8 @@ class BarFactorConfig(FactorConfig):
     period_s: int = Field(default=MINUTE_S, ge=1)
     """The bar length read, in seconds (the K-line engine publishes several)."""
 
-    def default_name(self, stem: str) -> str:
-        """``stem`` for 1-minute bars, ``stem_300s`` for others, unless ``name`` is set."""
+    def definition(self, stem: str, make: Callable[[Product | None], Factor]) -> FactorDef:
+        """The bar factor this config sets up: reading bars of ``period_s``, named ``stem``
+        for 1-minute bars and ``stem_300s`` for others, unless ``name`` is set."""
         suffix = "" if self.period_s == MINUTE_S else f"_{self.period_s}s"
-        return self.name or f"{stem}{suffix}"
+        return FactorDef(self.name or f"{stem}{suffix}", EventType.BAR, make, self.period_s)

@@ -1,7 +1,8 @@
 """EMA of bar closes: ``ema_t = ema_{t-1} + alpha (close_t - ema_{t-1})``, ``alpha = 2/(N+1)``.
 
 Seeded with the simple mean of the first N closes (NaN before that), as TA-Lib does, so the
-first value does not depend on where the history happens to start.
+first value does not depend on where the history happens to start. It carries across trading
+days: a day's first bar continues the EMA of the day before.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pydantic import Field
 
 from hft.daemons.engine.factors.base import NAN, BarFactorConfig, Factor, FactorDef, field_reader
 from hft.daemons.engine.factors.host import FactorPlugin
-from hft.daemons.runtime.events import BAR_DTYPE, EventType
+from hft.daemons.runtime.events import BAR_DTYPE
 
 _CLOSE = field_reader(BAR_DTYPE, "close")
 _MAX_GROWTH = 1e100
@@ -88,5 +89,4 @@ class EmaFactor(FactorPlugin):
 
     @classmethod
     def define(cls, config: EmaConfig) -> FactorDef:
-        return FactorDef(config.default_name(f"ema_{config.period}"), EventType.BAR,
-                         lambda product: Ema(config.period), config.period_s)
+        return config.definition(f"ema_{config.period}", lambda product: Ema(config.period))

@@ -8,6 +8,10 @@ gives the same records as live trading). :class:`FactorPlugin` is one factor as 
 plugin; :class:`~hft.daemons.engine.factors.engine.FactorEngine` hosts several under one
 subscription.
 
+Ticks that do not count (``events.UNCOUNTED``: stale, volume going backwards, out of session)
+are skipped, as the bar builder skips them: they produce no factor value and leave every
+factor's state alone (``FactorDef.reads`` is the same choice over arrays).
+
 Per record: one ``struct`` read of the header, one dict lookup of the instrument, then per
 factor its ``update`` and one ``pack_into`` of a preallocated FACTOR record. Nothing is
 allocated after an instrument's first record besides Python's own numbers and tuples.
@@ -25,12 +29,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from hft.daemons.engine.factors.base import Factor, FactorDef, field_reader
 from hft.daemons.refdata.instruments import Product, ProductTable
-from hft.daemons.runtime.events import BAR_DTYPE, TICK_DTYPE, EventType, empty, record_struct
+from hft.daemons.runtime.events import (
+    BAR_DTYPE,
+    TICK_DTYPE,
+    UNCOUNTED,
+    EventType,
+    empty,
+    record_struct,
+)
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 
 _FACTOR = int(EventType.FACTOR)
 _HEADER = ("ts_ns", "trading_day", "instrument_index", "instrument")
-_TICK_HEADER = field_reader(TICK_DTYPE, *_HEADER)
+_TICK_HEADER = field_reader(TICK_DTYPE, "flags", *_HEADER)
 _BAR_HEADER = field_reader(BAR_DTYPE, *_HEADER, "period_s")
 
 
@@ -103,7 +114,9 @@ class FactorHost(Plugin):
         return _families([self])
 
     def _on_tick(self, record: Any) -> None:
-        ts_ns, day, index, instrument = _TICK_HEADER(record)
+        ts_ns, flags, day, index, instrument = _TICK_HEADER(record)
+        if flags & UNCOUNTED:  # the one rule for which ticks count (FactorDef.reads)
+            return
         streams = self._tick_streams.get(instrument)
         if streams is None:
             streams = self._add(EventType.MARKET_DATA, instrument, self._tick_streams)

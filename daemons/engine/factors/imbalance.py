@@ -2,7 +2,9 @@
 L levels' volumes, ``w_k = decay^k`` (k from 0).
 
 In [-1, 1]: +1 is all bids, -1 all asks; NaN on an empty book. L = 1 is the classic
-level-1 imbalance; L = 5 weighs the depth, nearer levels more.
+level-1 imbalance; L = 5 weighs the depth, nearer levels more. On a level-1 feed (the
+usual CTP feed, the IF day) the deeper levels have zero volume, so any L gives exactly the
+level-1 imbalance: only a feed with five levels makes L > 1 differ.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Momentum: the N-bar return of bar closes, ``close_t / close_{t-N} - 1``."""
+"""Momentum: the N-bar return of bar closes, ``close_t / close_{t-N} - 1``.
+
+It carries across trading days: the N bars may span the close and the next open, so the
+overnight gap is part of the return like any bar-to-bar change.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pydantic import Field
 
 from hft.daemons.engine.factors.base import NAN, BarFactorConfig, Factor, FactorDef, field_reader
 from hft.daemons.engine.factors.host import FactorPlugin
-from hft.daemons.runtime.events import BAR_DTYPE, EventType
+from hft.daemons.runtime.events import BAR_DTYPE
 
 _CLOSE = field_reader(BAR_DTYPE, "close")
 
@@ -52,5 +56,4 @@ class MomentumFactor(FactorPlugin):
 
     @classmethod
     def define(cls, config: MomentumConfig) -> FactorDef:
-        return FactorDef(config.default_name(f"mom_{config.bars}"), EventType.BAR,
-                         lambda product: Momentum(config.bars), config.period_s)
+        return config.definition(f"mom_{config.bars}", lambda product: Momentum(config.bars))

@@ -1,7 +1,8 @@
 """Realized volatility: ``sqrt(sum of r^2)`` over the last N log returns of bar closes.
 
 Per bar, not annualized: multiply by ``sqrt(bars per year)`` for an annual figure. Prices
-must be positive (log returns).
+must be positive (log returns). It carries across trading days: the return from a day's last
+bar to the next day's first (the overnight gap) is one of the N, like any other.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pydantic import Field
 
 from hft.daemons.engine.factors.base import NAN, BarFactorConfig, Factor, FactorDef, field_reader
 from hft.daemons.engine.factors.host import FactorPlugin
-from hft.daemons.runtime.events import BAR_DTYPE, EventType
+from hft.daemons.runtime.events import BAR_DTYPE
 
 _CLOSE = field_reader(BAR_DTYPE, "close")
 
@@ -76,5 +77,5 @@ class RealizedVolFactor(FactorPlugin):
 
     @classmethod
     def define(cls, config: VolatilityConfig) -> FactorDef:
-        return FactorDef(config.default_name(f"rvol_{config.window}"), EventType.BAR,
-                         lambda product: RealizedVolatility(config.window), config.period_s)
+        return config.definition(f"rvol_{config.window}",
+                                 lambda product: RealizedVolatility(config.window))

@@ -1,7 +1,9 @@
 """VWAP of the trading day: cumulative Turnover / (cumulative Volume x multiplier).
 
 CTP's cumulative fields start from zero each trading day, so the day's VWAP needs no state
-of its own; the multiplier turns turnover (CNY) per lot into a price.
+of its own and starts afresh each trading day; the multiplier turns turnover (CNY) per lot
+into a price. Only ticks that count reach it (``events.UNCOUNTED``): a tick whose Volume went
+backwards carries totals that are not the day's and gives no value.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ The imbalance of the first ``levels`` book levels (the factor's math, per tick) 
 ``entry`` opens a position of ``lots``, back inside ``exit`` flattens it, in between the
 position is kept (hysteresis, so the book flickering around one threshold does not churn
 orders). ``fade`` sells into a bid-heavy book, betting that the pressure reverts; ``follow``
-buys it, betting that the heavy side pushes the price.
+buys it, betting that the heavy side pushes the price. Ticks that do not count
+(``events.UNCOUNTED``: stale, volume going backwards, out of session) are not traded on.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from hft.daemons.engine.factors.base import field_reader
 from hft.daemons.engine.factors.imbalance import BookImbalance
 from hft.daemons.engine.strategy.child import Strategy
 from hft.daemons.engine.strategy.ledger import instrument_key
-from hft.daemons.runtime.events import DEPTH, TICK_DTYPE, EventType
+from hft.daemons.runtime.events import DEPTH, TICK_DTYPE, UNCOUNTED, EventType
 from hft.daemons.runtime.plugins import PluginContext
 
-_INSTRUMENT = field_reader(TICK_DTYPE, "instrument")
+_FLAGS_INSTRUMENT = field_reader(TICK_DTYPE, "flags", "instrument")
 
 
 class ImbalanceStrategyConfig(BaseModel):
@@ -56,8 +57,8 @@ class ImbalanceStrategy(Strategy):
         ctx.subscribe(EventType.MARKET_DATA, self.on_tick)
 
     def on_tick(self, record: Any) -> None:
-        (key,) = _INSTRUMENT(record)
-        if self._only and key not in self._only:
+        flags, key = _FLAGS_INSTRUMENT(record)
+        if flags & UNCOUNTED or (self._only and key not in self._only):
             return
         book = self._books.get(key)
         if book is None:

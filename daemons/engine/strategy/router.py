@@ -41,6 +41,7 @@ from hft.daemons.runtime.events import (
     RTN_TRADE_DTYPE,
     TICK_DTYPE,
     TIMER_DTYPE,
+    UNCOUNTED,
     Direction,
     EventType,
     OrderFlag,
@@ -52,9 +53,9 @@ from hft.daemons.runtime.events import (
 )
 
 _ORDER_REQ = int(EventType.ORDER_REQ)
-_TICK = field_reader(TICK_DTYPE, "ts_ns", "trading_day", "instrument_index", "instrument",
+_TICK = field_reader(TICK_DTYPE, "ts_ns", "flags", "trading_day", "instrument_index", "instrument",
                      "last_price", "bid_price", "ask_price")
-_BID1, _ASK1 = 5, 10  # positions of bid_price[0] and ask_price[0] in a _TICK tuple
+_BID1, _ASK1 = 6, 11  # positions of bid_price[0] and ask_price[0] in a _TICK tuple
 _BAR = field_reader(BAR_DTYPE, "trading_day", "instrument_index", "instrument", "close")
 _TRADE = field_reader(RTN_TRADE_DTYPE, "order_ref", "price", "volume", "direction", "offset")
 _ORDER = field_reader(RTN_ORDER_DTYPE, "order_ref", "volume_traded", "status")
@@ -228,9 +229,11 @@ class OrderRouter:
         values = _TICK(record)
         if values[0] > self.clock_ns:
             self.clock_ns = values[0]
-        instrument = self._lookup(values[3])
+        if values[1] & UNCOUNTED:  # not a price to trade on (a settlement print, a stale replay)
+            return
+        instrument = self._lookup(values[4])
         if instrument is not None:
-            self._quote(instrument, values[1], values[2], values[4])
+            self._quote(instrument, values[2], values[3], values[5])
             instrument.bid, instrument.ask = values[_BID1], values[_ASK1]
 
     def on_bar(self, record: Any) -> None:
