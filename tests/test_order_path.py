@@ -333,18 +333,19 @@ config = {{ default_margin_rate = 0.12 }}
 spec = "sim_exchange"
 config = {{ accounts = {{ sim-a = 2000000.0 }} }}
 """)
-    ticks = read_ticks(IF_DAY, InstrumentTable(ProductTable.load()))[300:340]  # continuous trading
-    journal_dir = load_config(config).journal_dir
+    ticks = read_ticks(IF_DAY, InstrumentTable(ProductTable.load()))[300:800]  # continuous trading
+    md = JournalWriter(load_config(config).journal_dir, "md", trading_day=20210104)
     daemons = [spawn_daemon(name, config, tmp_path / f"{name}.stderr") for name in ("risk", "engine")]
     try:
         for daemon in daemons:
             wait_for(lambda daemon=daemon: serving(daemon), f"{daemon.name} to be SERVING", 20)
         risk, engine = daemons
-        with JournalWriter(journal_dir, "md", trading_day=20210104) as md:
-            for tick in ticks:
-                md.append(tick)
-                time.sleep(0.01)
-            wait_for(lambda: position(engine) == 2, "the container to hold 2 lots", 20)
+        for tick in ticks:  # the journal existed before they started: both follow from its end
+            md.append(tick)
+            time.sleep(0.01)
+            if position(engine) == 2:
+                break
+        assert position(engine) == 2, "the container does not hold 2 lots after 500 ticks"
         fills = [r for kind, r in journal(risk, "risk") if kind == EventType.RTN_TRADE]
         assert sum(int(f["volume"]) for f in fills) == 2
         bought = sum(float(f["price"]) * int(f["volume"]) for f in fills)
@@ -357,6 +358,7 @@ config = {{ accounts = {{ sim-a = 2000000.0 }} }}
     finally:
         for daemon in daemons:
             daemon.stop()
+        md.close()
 
 
 def test_a_restarted_engine_takes_up_its_order_in_flight_instead_of_sending_it_again(
