@@ -154,6 +154,15 @@ def test_a_passive_order_queues_behind_the_displayed_volume_and_fills_after_it(m
     assert market.sim.working() == 0
 
 
+def test_our_orders_at_one_price_share_its_trades_in_time_priority(market: Market) -> None:
+    first = market.order(Direction.BUY, 5000.0, 1)
+    second = market.order(Direction.BUY, 5000.0, 3)
+    market.take()
+    market.tick(*BOOK, trades=((5000.0, 12),))  # 10 ahead of both, then 2 for ours
+    assert market.take() == [("order", first, "ALL_TRADED", 1, 0), ("trade", first, 5000.0, 1),
+                             ("order", second, "PART_TRADED", 1, 0), ("trade", second, 5000.0, 1)]
+
+
 def test_risk_averse_cancels_never_advance_but_the_queue_cannot_exceed_the_display(market: Market) -> None:
     ref = market.order(Direction.BUY, 5000.0, 1)
     market.tick([(5000.0, 20), (4999.8, 20)], BOOK[1])  # 10 joined behind
@@ -248,6 +257,13 @@ def test_a_crossing_limit_order_takes_the_levels_then_rests(market: Market) -> N
     second = market.order(Direction.BUY, 5000.4, 1)  # the same tick: that liquidity is gone
     assert market.take() == [("order", second, "SUBMITTING", 0, 0),
                              ("order", second, "NOT_TRADED", 0, 0)]
+
+
+def test_simulated_orders_never_trade_with_each_other(market: Market) -> None:
+    sell = market.order(Direction.SELL, 5001.0, 1)
+    buy = market.order(Direction.BUY, 5001.0, 1)  # meets the real asks, not our sell
+    assert market.take()[-2:] == [("order", buy, "ALL_TRADED", 1, 0), ("trade", buy, 5000.2, 1)]
+    assert market.sim.working() == 1 and market.sim.queue_ahead("sim", sell) == -1  # unseen depth
 
 
 def test_fak_remainder_is_cancelled(market: Market) -> None:
