@@ -347,6 +347,10 @@ def test_a_cancel_by_exchange_order_id() -> None:
     record = empty(EventType.CANCEL_REQ)
     record["order_sys_id"], record["account"] = working["order_sys_id"], b"sim"
     market.take()
+    record["account"] = b"other"
+    market.sim.cancel(record[0])  # not the order's account: as if unknown
+    assert market.take() == [("order", 0, "REJECTED", 0, 25)]
+    record["account"] = b"sim"
     market.sim.cancel(record[0])
     assert market.take() == [("order", ref, "CANCELLED", 0, 0)]
 

@@ -314,7 +314,7 @@ class SimExchange:
         ref, sys_id, account = _CANCEL(record)
         order = (self._orders.get((account, ref)) if ref else
                  self._by_sys_id.get(sys_id.rstrip(b"\0")))
-        if order is None:
+        if order is None or order.account != account:  # nobody cancels another's order
             self._refuse(b"", b"", 0, -1, self.trading_day, ref, math.nan, 0, 0, 0, account,
                          CtpError.ORDER_NOT_FOUND, FLAG_CANCEL_REFUSED, sys_id)
         elif order.status in _TERMINAL:
