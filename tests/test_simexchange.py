@@ -536,10 +536,10 @@ def test_a_new_trading_day_expires_working_orders(market: Market) -> None:
 
 # --- restarts and determinism ---------------------------------------------------------------
 
-def scripted(market: Market, steps: range) -> None:
-    """A random but seeded mix of ticks, orders and cancels."""
+def scripted(market: Market, steps: range, salt: int = 0) -> None:
+    """A random but seeded mix of ticks, orders and cancels (``salt``: another mix)."""
     for step in steps:
-        rng = np.random.default_rng(step)
+        rng = np.random.default_rng((salt, step))
         mid = 5000.0 + float(rng.integers(-5, 6)) * 0.2
         bids = [(round(mid - 0.2 * (k + 1), 1), int(rng.integers(1, 30))) for k in range(DEPTH)]
         asks = [(round(mid + 0.2 * k, 1), int(rng.integers(1, 30))) for k in range(DEPTH)]
@@ -553,6 +553,42 @@ def scripted(market: Market, steps: range) -> None:
                          int(rng.integers(1, 6)), price_type=kind)
         if step % 7 == 0 and market.next_ref > 3:
             market.cancel(int(rng.integers(1, market.next_ref)))
+
+
+@pytest.mark.parametrize("model", ["risk_averse", "probabilistic"])
+@pytest.mark.parametrize("salt", range(3))
+def test_returns_tell_a_consistent_story_on_random_streams(model: str, salt: int) -> None:
+    """Whatever the stream: an order's returns never go back or follow its end, each trade
+    follows the RTN_ORDER that counts it, trades add up to what the order reports, trade ids
+    are unique, and what did not end is still working."""
+    market = Market(queue_model=model, seed=salt, order_latency_ms=150 * salt,
+                    accounts={"sim": 1e9})
+    scripted(market, range(600), salt)
+    states: dict[int, tuple[int, int]] = {}  # ref -> (status, volume traded) as last returned
+    filled: dict[int, int] = {}
+    trade_ids = set()
+    ended = {OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED}
+    for record in market.returns:
+        ref = int(record["order_ref"])
+        if record["type"] == EventType.RTN_TRADE:
+            filled[ref] = filled.get(ref, 0) + int(record["volume"])
+            assert states[ref] in ((OrderStatus.PART_TRADED, filled[ref]),
+                                   (OrderStatus.ALL_TRADED, filled[ref]))
+            assert record["trade_id"] not in trade_ids
+            trade_ids.add(record["trade_id"])
+            continue
+        if record["flags"] & FLAG_CANCEL_REFUSED:
+            assert int(record["error_id"]) in (25, 26)
+            continue
+        status, traded = OrderStatus(int(record["status"])), int(record["volume_traded"])
+        before = states.get(ref)
+        if before is not None:
+            assert before[0] not in ended and traded >= before[1]
+        assert traded <= int(record["volume"])
+        states[ref] = (status, traded)
+    assert len(trade_ids) > 10
+    assert all(filled.get(ref, 0) == traded for ref, (_, traded) in states.items())
+    assert sum(status not in ended for status, _ in states.values()) == market.sim.working()
 
 
 @pytest.mark.parametrize("model", ["risk_averse", "probabilistic"])
@@ -610,12 +646,14 @@ def if_day() -> np.ndarray:
     return read_ticks(IF_TICKS, InstrumentTable(ProductTable.load()))
 
 
-def test_passive_quotes_on_the_real_if_day(if_day: np.ndarray) -> None:
+@pytest.mark.parametrize("model", ["risk_averse", "probabilistic"])
+def test_passive_quotes_on_the_real_if_day(if_day: np.ndarray, model: str) -> None:
     """Every 200 ticks, join the best bid and the best ask with one lot each (200 ms order
     latency); cancel what still works 400 ticks later. Each fill is at the order's price, and
     only once the market traded at or through it after the order arrived."""
     returns: list[np.void] = []
-    sim = SimExchange(SimExchangeConfig(order_latency_ms=200, accounts={"sim": 1e9}),
+    sim = SimExchange(SimExchangeConfig(queue_model=model, order_latency_ms=200,
+                                        accounts={"sim": 1e9}),
                       lambda record: returns.append(
                           np.frombuffer(record.tobytes(), DTYPES[EventType(int(record["type"]))])[0]))
     orders: dict[int, tuple[int, float, int]] = {}  # ref -> (direction, price, tick index sent)
