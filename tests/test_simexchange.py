@@ -304,6 +304,13 @@ def test_bad_prices_are_rejected_with_ctp_error_ids(market: Market, price: float
     assert market.sim.working() == 0
 
 
+def test_shfe_refuses_market_orders() -> None:
+    market = Market(b"rb2105", RB_MULTIPLIER, accounts={"sim": 1e9})
+    market.tick([(4000.0, 5)], [(4001.0, 5)], upper=4400.0, lower=3600.0)
+    ref = market.order(Direction.BUY, math.nan, 1, price_type=PriceType.MARKET)
+    assert market.take() == [("order", ref, "REJECTED", 0, 80)]
+
+
 def test_limit_prices_on_the_boundary_are_accepted(market: Market) -> None:
     market.order(Direction.BUY, 4500.0, 1)
     market.order(Direction.SELL, 5500.0, 1)

@@ -7,7 +7,8 @@ A returned record is a view of a buffer reused for the next one: copy it to keep
 
 The rules (docs/ARCHITECTURE.md, "Simulated exchange", says why):
 
-- Counter checks at submit: known account (13) and instrument (16), volume > 0 (15),
+- Counter checks at submit: known account (13) and instrument (16), volume > 0 (15), no
+  market order on SHFE/INE (80),
   duplicate (account, order_ref) (22), price on the tick grid (165) and inside the latest
   tick's limit prices (163), funds (31) and closable lots (30, 50, 51) through the
   :class:`~hft.daemons.trade.simaccount.Accounts` view. A refused order gets one REJECTED
@@ -97,6 +98,8 @@ _ABSENT = -_FAR
 (_TS, _FLAGS, _DAY, _INSTRUMENT, _LAST, _UPPER, _LOWER, _VOLUME, _TURNOVER) = range(9)
 _BIDS, _ASKS, _BID_VOLUMES, _ASK_VOLUMES = (9 + DEPTH * side for side in range(4))
 """Where the fields are in a ``_TICK`` tuple."""
+_NO_MARKET_ORDERS = frozenset({"SHFE", "INE"})
+"""Exchanges that refuse market orders."""
 _STALE_LEFT, _STALE_BIDS, _STALE_ASKS = 1, 2, 4
 _STALE_ALL = _STALE_LEFT | _STALE_BIDS | _STALE_ASKS
 _EPSILON = 1e-6
@@ -648,6 +651,8 @@ class SimExchange:
         if volume <= 0 or direction > Direction.SELL or offset > 3 or price_type > PriceType.FOK:
             return CtpError.BAD_FIELD
         if price_type == PriceType.MARKET:
+            if book.contract.exchange in _NO_MARKET_ORDERS:
+                return CtpError.PRICETYPE_NOTSUPPORT_BYEXCHANGE
             upper, lower = book.limits()
             return 0 if upper == upper and lower == lower else CtpError.INSTRUMENT_NOT_TRADING
         if not (price > 0 and math.isfinite(price)):
