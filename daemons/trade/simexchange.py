@@ -57,6 +57,7 @@ from hft.daemons.runtime.events import (
     TICK_DTYPE,
     Direction,
     EventType,
+    Offset,
     OrderStatus,
     PriceType,
     TickFlag,
@@ -648,7 +649,8 @@ class SimExchange:
                      offset: int, price_type: int) -> int:
         if book is None:
             return CtpError.INSTRUMENT_NOT_FOUND
-        if volume <= 0 or direction > Direction.SELL or offset > 3 or price_type > PriceType.FOK:
+        if (volume <= 0 or direction > Direction.SELL or offset > Offset.CLOSE_YESTERDAY
+                or price_type > PriceType.FOK):
             return CtpError.BAD_FIELD
         if price_type == PriceType.MARKET:
             if book.contract.exchange in _NO_MARKET_ORDERS:
@@ -662,7 +664,7 @@ class SimExchange:
             return CtpError.PRICE_WRONG_TICK
         return _limit_error(book, price)
 
-    # --- state for restarts ------------------------------------------------------------------
+    # --- views, and state for restarts --------------------------------------------------------
 
     def queue_ahead(self, account: str, order_ref: int) -> int:
         """Lots the queue model puts ahead of a working order (-1: its price is not displayed;
@@ -675,10 +677,10 @@ class SimExchange:
 
     def snapshot(self) -> dict[str, Any]:
         """The whole state as plain data (JSON-able; empty prices are NaN, which Python's
-        json writes and reads): the books' latest ticks, the trading
-        day's orders (the working ones with their queue positions, the ended ones to answer a
-        late cancel alike), what is in flight or waits for a first tick, the id counters, the queue model's
-        random state and the accounts. :meth:`restore` continues from it exactly."""
+        json writes and reads): the books' latest ticks, the trading day's orders (the working
+        ones with their queue positions, the ended ones to answer a late cancel alike), what is
+        in flight or waits for a first tick, the id counters, the queue model's random state
+        and the accounts. :meth:`restore` continues from it exactly."""
         books = {}
         for book in self._books.values():
             if book is None or not book.has_tick:
