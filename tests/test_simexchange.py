@@ -153,6 +153,15 @@ def test_a_passive_order_queues_behind_the_displayed_volume_and_fills_after_it(m
     assert market.sim.working() == 0
 
 
+def test_our_orders_at_one_price_share_its_trades_in_time_priority(market: Market) -> None:
+    first = market.order(Direction.BUY, 5000.0, 1)
+    second = market.order(Direction.BUY, 5000.0, 3)
+    market.take()
+    market.tick(*BOOK, trades=((5000.0, 12),))  # 10 ahead of both, then 2 for ours
+    assert market.take() == [("order", first, "ALL_TRADED", 1, 0), ("trade", first, 5000.0, 1),
+                             ("order", second, "PART_TRADED", 1, 0), ("trade", second, 5000.0, 1)]
+
+
 def test_risk_averse_cancels_never_advance_but_the_queue_cannot_exceed_the_display(market: Market) -> None:
     ref = market.order(Direction.BUY, 5000.0, 1)
     market.tick([(5000.0, 20), (4999.8, 20)], BOOK[1])  # 10 joined behind
@@ -249,6 +258,13 @@ def test_a_crossing_limit_order_takes_the_levels_then_rests(market: Market) -> N
                              ("order", second, "NOT_TRADED", 0, 0)]
 
 
+def test_simulated_orders_never_trade_with_each_other(market: Market) -> None:
+    sell = market.order(Direction.SELL, 5001.0, 1)
+    buy = market.order(Direction.BUY, 5001.0, 1)  # meets the real asks, not our sell
+    assert market.take()[-2:] == [("order", buy, "ALL_TRADED", 1, 0), ("trade", buy, 5000.2, 1)]
+    assert market.sim.working() == 1 and market.sim.queue_ahead("sim", sell) == -1  # unseen depth
+
+
 def test_fak_remainder_is_cancelled(market: Market) -> None:
     ref = market.order(Direction.BUY, 5000.4, 5, price_type=PriceType.FAK)
     assert market.take()[-1] == ("order", ref, "CANCELLED", 4, 0)
@@ -285,6 +301,13 @@ def test_bad_prices_are_rejected_with_ctp_error_ids(market: Market, price: float
         ref, OrderStatus.REJECTED, error)
     assert record["message"].decode() == PROMPTS[CtpError(error)]
     assert market.sim.working() == 0
+
+
+def test_shfe_refuses_market_orders() -> None:
+    market = Market(b"rb2105", RB_MULTIPLIER, accounts={"sim": 1e9})
+    market.tick([(4000.0, 5)], [(4001.0, 5)], upper=4400.0, lower=3600.0)
+    ref = market.order(Direction.BUY, math.nan, 1, price_type=PriceType.MARKET)
+    assert market.take() == [("order", ref, "REJECTED", 0, 80)]
 
 
 def test_limit_prices_on_the_boundary_are_accepted(market: Market) -> None:
@@ -330,6 +353,10 @@ def test_a_cancel_by_exchange_order_id() -> None:
     record = empty(EventType.CANCEL_REQ)
     record["order_sys_id"], record["account"] = working["order_sys_id"], b"sim"
     market.take()
+    record["account"] = b"other"
+    market.sim.cancel(record[0])  # not the order's account: as if unknown
+    assert market.take() == [("order", 0, "REJECTED", 0, 25)]
+    record["account"] = b"sim"
     market.sim.cancel(record[0])
     assert market.take() == [("order", ref, "CANCELLED", 0, 0)]
 
@@ -515,10 +542,10 @@ def test_a_new_trading_day_expires_working_orders(market: Market) -> None:
 
 # --- restarts and determinism ---------------------------------------------------------------
 
-def scripted(market: Market, steps: range) -> None:
-    """A random but seeded mix of ticks, orders and cancels."""
+def scripted(market: Market, steps: range, salt: int = 0) -> None:
+    """A random but seeded mix of ticks, orders and cancels (``salt``: another mix)."""
     for step in steps:
-        rng = np.random.default_rng(step)
+        rng = np.random.default_rng((salt, step))
         mid = 5000.0 + float(rng.integers(-5, 6)) * 0.2
         bids = [(round(mid - 0.2 * (k + 1), 1), int(rng.integers(1, 30))) for k in range(DEPTH)]
         asks = [(round(mid + 0.2 * k, 1), int(rng.integers(1, 30))) for k in range(DEPTH)]
@@ -532,6 +559,42 @@ def scripted(market: Market, steps: range) -> None:
                          int(rng.integers(1, 6)), price_type=kind)
         if step % 7 == 0 and market.next_ref > 3:
             market.cancel(int(rng.integers(1, market.next_ref)))
+
+
+@pytest.mark.parametrize("model", ["risk_averse", "probabilistic"])
+@pytest.mark.parametrize("salt", range(3))
+def test_returns_tell_a_consistent_story_on_random_streams(model: str, salt: int) -> None:
+    """Whatever the stream: an order's returns never go back or follow its end, each trade
+    follows the RTN_ORDER that counts it, trades add up to what the order reports, trade ids
+    are unique, and what did not end is still working."""
+    market = Market(queue_model=model, seed=salt, order_latency_ms=150 * salt,
+                    accounts={"sim": 1e9})
+    scripted(market, range(600), salt)
+    states: dict[int, tuple[int, int]] = {}  # ref -> (status, volume traded) as last returned
+    filled: dict[int, int] = {}
+    trade_ids = set()
+    ended = {OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED}
+    for record in market.returns:
+        ref = int(record["order_ref"])
+        if record["type"] == EventType.RTN_TRADE:
+            filled[ref] = filled.get(ref, 0) + int(record["volume"])
+            assert states[ref] in ((OrderStatus.PART_TRADED, filled[ref]),
+                                   (OrderStatus.ALL_TRADED, filled[ref]))
+            assert record["trade_id"] not in trade_ids
+            trade_ids.add(record["trade_id"])
+            continue
+        if record["flags"] & FLAG_CANCEL_REFUSED:
+            assert int(record["error_id"]) in (25, 26)
+            continue
+        status, traded = OrderStatus(int(record["status"])), int(record["volume_traded"])
+        before = states.get(ref)
+        if before is not None:
+            assert before[0] not in ended and traded >= before[1]
+        assert traded <= int(record["volume"])
+        states[ref] = (status, traded)
+    assert len(trade_ids) > 10
+    assert all(filled.get(ref, 0) == traded for ref, (_, traded) in states.items())
+    assert sum(status not in ended for status, _ in states.values()) == market.sim.working()
 
 
 @pytest.mark.parametrize("model", ["risk_averse", "probabilistic"])
@@ -589,12 +652,14 @@ def if_day() -> np.ndarray:
     return read_ticks(IF_DAY, InstrumentTable(ProductTable.load()))
 
 
-def test_passive_quotes_on_the_real_if_day(if_day: np.ndarray) -> None:
+@pytest.mark.parametrize("model", ["risk_averse", "probabilistic"])
+def test_passive_quotes_on_the_real_if_day(if_day: np.ndarray, model: str) -> None:
     """Every 200 ticks, join the best bid and the best ask with one lot each (200 ms order
     latency); cancel what still works 400 ticks later. Each fill is at the order's price, and
     only once the market traded at or through it after the order arrived."""
     returns: list[np.void] = []
-    sim = SimExchange(SimExchangeConfig(order_latency_ms=200, accounts={"sim": 1e9}),
+    sim = SimExchange(SimExchangeConfig(queue_model=model, order_latency_ms=200,
+                                        accounts={"sim": 1e9}),
                       lambda record: returns.append(
                           np.frombuffer(record.tobytes(), DTYPES[EventType(int(record["type"]))])[0]))
     orders: dict[int, tuple[int, float, int]] = {}  # ref -> (direction, price, tick index sent)

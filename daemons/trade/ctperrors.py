@@ -25,6 +25,7 @@ class CtpError(IntEnum):
     INSUFFICIENT_MONEY = 31
     OVER_CLOSETODAY_POSITION = 50
     OVER_CLOSEYESTERDAY_POSITION = 51
+    PRICETYPE_NOTSUPPORT_BYEXCHANGE = 80
     PRICE_OVER_LIMIT = 163
     PRICE_WRONG_TICK = 165
 
@@ -42,6 +43,7 @@ PROMPTS: dict[CtpError, str] = {
     CtpError.INSUFFICIENT_MONEY: "CTP:资金不足",
     CtpError.OVER_CLOSETODAY_POSITION: "CTP:平今仓位不足",
     CtpError.OVER_CLOSEYESTERDAY_POSITION: "CTP:平昨仓位不足",
+    CtpError.PRICETYPE_NOTSUPPORT_BYEXCHANGE: "CTP:交易所不支持的价格类型",
     CtpError.PRICE_OVER_LIMIT: "CTP:报单价格不在涨跌停板价范围内",
     CtpError.PRICE_WRONG_TICK: "CTP:报单价格非最小变动价位整数倍",
 }

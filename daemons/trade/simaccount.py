@@ -6,10 +6,11 @@ is deliberately small and sits behind the :class:`Accounts` protocol: the exact 
 (``daemons/trade/book.py``: lots first-opened-first-closed, close profit by date and by
 trade, settlement) replaces it by implementing the same five calls.
 
-Simplifications, all on the safe side for a simulator: a position's margin is charged at its
-open price and not re-marked; close profit uses the average open price per direction; a close
-on SHFE/INE takes yesterday's lots for ``close``/``close_yesterday`` and today's for
-``close_today``, elsewhere yesterday's first, then today's (the CTP rule).
+Its simplifications (the exact book has none): a position's margin is charged at its open
+price and never re-marked, close profit is taken against the average open price per
+direction, floating profit is not counted in the funds available. It follows CTP's close
+rules: on SHFE/INE ``close``/``close_yesterday`` take yesterday's lots and ``close_today``
+today's; elsewhere any close takes yesterday's first, then today's.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ A returned record is a view of a buffer reused for the next one: copy it to keep
 
 The rules (docs/ARCHITECTURE.md, "Simulated exchange", says why):
 
-- Counter checks at submit: known account (13) and instrument (16), volume > 0 (15),
+- Counter checks at submit: known account (13) and instrument (16), volume > 0 (15), no
+  market order on SHFE/INE (80),
   duplicate (account, order_ref) (22), price on the tick grid (165) and inside the latest
   tick's limit prices (163), funds (31) and closable lots (30, 50, 51) through the
   :class:`~hft.daemons.trade.simaccount.Accounts` view. A refused order gets one REJECTED
@@ -56,6 +57,7 @@ from hft.daemons.runtime.events import (
     TICK_DTYPE,
     Direction,
     EventType,
+    Offset,
     OrderStatus,
     PriceType,
     TickFlag,
@@ -97,6 +99,8 @@ _ABSENT = -_FAR
 (_TS, _FLAGS, _DAY, _INSTRUMENT, _LAST, _UPPER, _LOWER, _VOLUME, _TURNOVER) = range(9)
 _BIDS, _ASKS, _BID_VOLUMES, _ASK_VOLUMES = (9 + DEPTH * side for side in range(4))
 """Where the fields are in a ``_TICK`` tuple."""
+_NO_MARKET_ORDERS = frozenset({"SHFE", "INE"})
+"""Exchanges that refuse market orders."""
 _STALE_LEFT, _STALE_BIDS, _STALE_ASKS = 1, 2, 4
 _STALE_ALL = _STALE_LEFT | _STALE_BIDS | _STALE_ASKS
 _EPSILON = 1e-6
@@ -314,7 +318,7 @@ class SimExchange:
         ref, sys_id, account = _CANCEL(record)
         order = (self._orders.get((account, ref)) if ref else
                  self._by_sys_id.get(sys_id.rstrip(b"\0")))
-        if order is None:
+        if order is None or order.account != account:  # nobody cancels another's order
             self._refuse(b"", b"", 0, -1, self.trading_day, ref, math.nan, 0, 0, 0, account,
                          CtpError.ORDER_NOT_FOUND, FLAG_CANCEL_REFUSED, sys_id)
         elif order.status in _TERMINAL:
@@ -645,9 +649,12 @@ class SimExchange:
                      offset: int, price_type: int) -> int:
         if book is None:
             return CtpError.INSTRUMENT_NOT_FOUND
-        if volume <= 0 or direction > Direction.SELL or offset > 3 or price_type > PriceType.FOK:
+        if (volume <= 0 or direction > Direction.SELL or offset > Offset.CLOSE_YESTERDAY
+                or price_type > PriceType.FOK):
             return CtpError.BAD_FIELD
         if price_type == PriceType.MARKET:
+            if book.contract.exchange in _NO_MARKET_ORDERS:
+                return CtpError.PRICETYPE_NOTSUPPORT_BYEXCHANGE
             upper, lower = book.limits()
             return 0 if upper == upper and lower == lower else CtpError.INSTRUMENT_NOT_TRADING
         if not (price > 0 and math.isfinite(price)):
@@ -657,7 +664,7 @@ class SimExchange:
             return CtpError.PRICE_WRONG_TICK
         return _limit_error(book, price)
 
-    # --- state for restarts ------------------------------------------------------------------
+    # --- views, and state for restarts --------------------------------------------------------
 
     def queue_ahead(self, account: str, order_ref: int) -> int:
         """Lots the queue model puts ahead of a working order (-1: its price is not displayed;
@@ -679,10 +686,10 @@ class SimExchange:
 
     def snapshot(self) -> dict[str, Any]:
         """The whole state as plain data (JSON-able; empty prices are NaN, which Python's
-        json writes and reads): the books' latest ticks, the trading
-        day's orders (the working ones with their queue positions, the ended ones to answer a
-        late cancel alike), what is in flight or waits for a first tick, the id counters, the queue model's
-        random state and the accounts. :meth:`restore` continues from it exactly."""
+        json writes and reads): the books' latest ticks, the trading day's orders (the working
+        ones with their queue positions, the ended ones to answer a late cancel alike), what is
+        in flight or waits for a first tick, the id counters, the queue model's random state
+        and the accounts. :meth:`restore` continues from it exactly."""
         books = {}
         for book in self._books.values():
             if book is None or not book.has_tick:
