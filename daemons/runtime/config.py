@@ -46,6 +46,7 @@ from pydantic import (
     model_validator,
 )
 
+from hft.daemons.runtime.bus import DEFAULT_FAILING_AFTER
 from hft.daemons.runtime.waitmode import WaitMode
 
 DAEMON_NAMES = ("hft_md", "engine", "risk", "monitor")
@@ -122,6 +123,10 @@ class DaemonConfig(_Strict):
     """Block mode: how long after the last work the loop yields before it sleeps."""
     idle_block_s: float = Field(default=0.0005, gt=0, le=1)
     """Longest block while pollers are registered: the idle pollers' latency bound."""
+    failing_after: int = Field(default=DEFAULT_FAILING_AFTER, ge=1, le=1_000_000)
+    """A bus handler that raised on this many calls in a row makes its plugin DEGRADED."""
+    stop_timeout_s: float = Field(default=5.0, gt=0, le=600)
+    """How long a stop may take; past it the daemon exits with status 3 (a plugin is stuck)."""
     plugins: dict[PluginName, PluginConfig] = Field(default_factory=dict)
 
     @field_validator("grpc_socket", "control_token_file")

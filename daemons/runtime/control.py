@@ -28,7 +28,13 @@ from grpc_reflection.v1alpha import reflection
 import hft
 from hft.daemons.runtime.config import PLUGIN_NAME_PATTERN
 from hft.daemons.runtime.heartbeat import DaemonState
-from hft.daemons.runtime.plugins import LoadedPlugin, PluginState
+from hft.daemons.runtime.plugins import (
+    LoadedPlugin,
+    PluginExistsError,
+    PluginNotFoundError,
+    PluginState,
+    exception_text,
+)
 from hft.daemons.runtime.token import METADATA_KEY, bearer, matches
 from hft.protos import control_pb2, control_pb2_grpc
 
@@ -52,6 +58,7 @@ _PLUGIN_STATES = {
     PluginState.STOPPED: control_pb2.PLUGIN_STATE_STOPPED,
     PluginState.FAILED: control_pb2.PLUGIN_STATE_FAILED,
     PluginState.INITIALIZED: control_pb2.PLUGIN_STATE_INITIALIZED,
+    PluginState.DEGRADED: control_pb2.PLUGIN_STATE_DEGRADED,
 }
 T = TypeVar("T")
 
@@ -71,7 +78,7 @@ class CommandRefused(Exception):
 
 def plugin_info(entry: LoadedPlugin) -> control_pb2.PluginInfo:
     return control_pb2.PluginInfo(name=entry.name, spec=entry.spec,
-                                  state=_PLUGIN_STATES[entry.state], error=entry.error)
+                                  state=_PLUGIN_STATES[entry.health], error=entry.error)
 
 
 def status_response(host: DaemonHost) -> control_pb2.StatusResponse:
@@ -101,6 +108,9 @@ def plugin_command(host: DaemonHost, name: str, command: str, args: dict[str, An
         reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise CommandRefused(grpc.StatusCode.INVALID_ARGUMENT,
                              f"{name} {command}: {reason}") from None
+    except BaseException as exc:  # its exit is the command's failure, never the daemon's
+        raise CommandRefused(grpc.StatusCode.INTERNAL,
+                             f"{name} {command} raised {exception_text(exc)}") from None
     try:
         return json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -174,9 +184,9 @@ class ControlService(control_pb2_grpc.ControlServicer):
             code, message = grpc.StatusCode.UNAVAILABLE, str(exc)
         except CommandRefused as exc:
             code, message = exc.code, exc.message
-        except KeyError as exc:  # PluginManager: no plugin of that name
-            code, message = grpc.StatusCode.NOT_FOUND, str(exc.args[0])
-        except ValueError as exc:  # PluginManager.load: the name is taken
+        except PluginNotFoundError as exc:
+            code, message = grpc.StatusCode.NOT_FOUND, str(exc)
+        except PluginExistsError as exc:
             code, message = grpc.StatusCode.ALREADY_EXISTS, str(exc)
         except Exception as exc:  # a bug in the host, not in a plugin (those are recorded)
             code, message = grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}"

@@ -69,8 +69,9 @@ class HostCollector:
                                          "1 for the state each plugin is in, 0 for the others",
                                          labels=["plugin", "state"])
         for entry in host.plugins:
+            health = entry.health
             for state in PluginState:
-                plugin_state.add_metric([entry.name, state.value], int(entry.state is state))
+                plugin_state.add_metric([entry.name, state.value], int(health is state))
         yield plugin_state
 
         yield from _merged(self._plugin_families())
@@ -89,7 +90,7 @@ class HostCollector:
             if entry.instance is not None and entry.state is PluginState.RUNNING:
                 try:
                     yield from list(entry.instance.metrics())
-                except Exception:  # a plugin's broken metrics must not break the scrape
+                except BaseException:  # a plugin's broken metrics must not break the scrape
                     log.exception("plugin metrics failed", extra={"plugin": entry.name})
 
 
