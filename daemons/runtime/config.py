@@ -47,6 +47,7 @@ from pydantic import (
 )
 
 from hft.daemons.runtime.bus import DEFAULT_FAILING_AFTER
+from hft.daemons.runtime.secrets import is_secret_key
 from hft.daemons.runtime.waitmode import WaitMode
 
 DAEMON_NAMES = ("hft_md", "engine", "risk", "monitor")
@@ -288,7 +289,7 @@ def _explain(error: Any) -> tuple[str, str]:
         return _key_path(loc), "unknown key" + (f"; expected one of: {', '.join(allowed)}"
                                                 if allowed else "")
     reason = error["msg"]
-    if error["type"] != "missing":
+    if error["type"] != "missing" and not any(is_secret_key(str(part)) for part in loc):
         reason += f" (got {reprlib.repr(error['input'])})"
     return _key_path(loc), reason
 

@@ -19,7 +19,9 @@ handler raised on its last ``failing_after`` calls in a row is DEGRADED until a 
 returns normally.
 
 A config validation error never echoes what was given (pydantic's ``input``): the fields are
-credentials as often as not, so the error names the key and the reason only.
+credentials as often as not, so the error names the key and the reason only. The values under
+secret-looking keys of every config loaded are registered with the log masker
+(:mod:`hft.daemons.runtime.secrets`), and plugin errors are masked with it too.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from typing import Any, Protocol
 import pydantic
 from prometheus_client.core import Metric
 
+from hft.daemons.runtime import secrets
 from hft.daemons.runtime.bus import EventBus, Handler
 
 ENTRY_POINT_GROUP = "hft.plugins"
@@ -238,6 +241,7 @@ class PluginManager:
         if name in self._plugins:
             raise PluginExistsError(f"a plugin named {name!r} is already loaded; unload it first")
         entry = LoadedPlugin(name=name, spec=spec, config=dict(config or {}))
+        secrets.register_config(entry.config)
         self._plugins[name] = entry
         try:
             cls = self._resolve(spec, reload=False)
@@ -435,4 +439,5 @@ def exception_text(exc: BaseException) -> str:
 
 
 def _describe(step: str, exc: BaseException) -> str:
-    return f"{step} failed: {exception_text(exc)}"
+    """The error shown by status and ``hftctl plugins``: no registered secret in it."""
+    return secrets.mask(f"{step} failed: {exception_text(exc)}")

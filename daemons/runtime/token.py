@@ -12,6 +12,8 @@ import stat
 import string
 from pathlib import Path
 
+from hft.daemons.runtime import secrets
+
 MIN_TOKEN_LENGTH = 16
 _TOKEN_CHARACTERS = frozenset((string.ascii_letters + string.digits + string.punctuation).encode())
 METADATA_KEY = "authorization"
@@ -48,6 +50,7 @@ def read_token(path: Path) -> bytes:
     if not set(token) <= _TOKEN_CHARACTERS:
         raise TokenError(f"token file {path} holds characters other than printable ASCII "
                          "without spaces")
+    secrets.register(token.decode())
     return token
 
 
