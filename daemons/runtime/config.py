@@ -103,6 +103,35 @@ class PluginConfig(_Strict):
     """Handed to the plugin (validated by its ``Config`` model if it has one)."""
 
 
+class MetricsTlsConfig(_Strict):
+    """/metrics over TLS (``[daemons.NAME.metrics_tls]``); relative paths are below home."""
+
+    certfile: LoosePath
+    """The server's certificate chain (PEM)."""
+    keyfile: LoosePath
+    """Its private key (PEM), readable by the daemon's user only."""
+    client_cafile: LoosePath | None = None
+    """CA certificates (PEM) that sign the client certificates Prometheus presents."""
+    client_auth_required: bool = False
+    """Refuse clients without a certificate signed by ``client_cafile``."""
+
+    @model_validator(mode="after")
+    def _ca_for_client_auth(self) -> MetricsTlsConfig:
+        if self.client_auth_required and self.client_cafile is None:
+            raise ValueError("client_auth_required needs client_cafile: the CA that signs "
+                             "the client certificates")
+        return self
+
+
+class MetricsAuthConfig(_Strict):
+    """HTTP basic auth on /metrics (``[daemons.NAME.metrics_auth]``)."""
+
+    username: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    password_file: LoosePath
+    """File holding the password (16+ printable characters, mode 0600 or stricter);
+    relative paths are below home."""
+
+
 class DaemonConfig(_Strict):
     enabled: bool = True
     metrics_port: int = Field(ge=0, le=65535)
@@ -116,6 +145,10 @@ class DaemonConfig(_Strict):
     control_token_file: LoosePath | None = None
     """File holding the TCP listener's token (16+ printable characters, mode 0600 or
     stricter); relative paths are below home."""
+    metrics_tls: MetricsTlsConfig | None = None
+    """Serve /metrics over TLS, optionally demanding client certificates."""
+    metrics_auth: MetricsAuthConfig | None = None
+    """Demand HTTP basic auth on /metrics."""
     heartbeat_interval_s: float = Field(default=1.0, gt=0, le=60)
     wait_mode: Annotated[WaitMode, Field(strict=False)] = WaitMode.BLOCK
     spin_us: int = Field(default=50, ge=0, le=1_000_000)
@@ -209,6 +242,10 @@ class SuiteConfig(_Strict):
     def socket_path(self, name: str) -> Path:
         configured = self.daemon(name).grpc_socket
         return self.run_dir / f"{name}.sock" if configured is None else self.home / configured
+
+    def below_home(self, path: Path) -> Path:
+        """A configured path: relative ones are below home, ``~`` is the user's home."""
+        return self.home / path.expanduser()
 
     def token_path(self, name: str) -> Path | None:
         """The daemon's control token file, None when it has no TCP listener."""

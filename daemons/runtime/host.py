@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import select
 import signal
 import sys
@@ -42,6 +43,7 @@ from hft.daemons.runtime.bus import EventBus, handler_name
 from hft.daemons.runtime.config import SuiteConfig
 from hft.daemons.runtime.control import ControlServer, HostStoppingError
 from hft.daemons.runtime.heartbeat import DaemonState, HeartbeatWriter
+from hft.daemons.runtime.homedir import prepare_home
 from hft.daemons.runtime.metrics import MetricsServer
 from hft.daemons.runtime.plugins import IdleWaiter, PluginManager, Poller, exception_text
 from hft.daemons.runtime.socketlock import SocketClaim, SocketInUseError
@@ -59,6 +61,16 @@ MAX_WAITER_BLOCK_NS = 5_000_000
 _ERROR_LOG_INTERVAL_NS = 1_000_000_000
 EXIT_STOP_TIMED_OUT = 3
 """Exit status when the shutdown did not finish within daemons.NAME.stop_timeout_s."""
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft limit of open descriptors to the hard one (a bounded number of client
+    connections, journals and sockets all need them); returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard or hard == resource.RLIM_INFINITY:  # Linux refuses an infinite one
+        return soft
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
 
 class StartupError(Exception):
@@ -216,6 +228,14 @@ class DaemonHost:
     def _start(self, cleanup: contextlib.ExitStack) -> None:
         """Start everything, registering its undo in ``cleanup`` (which runs in reverse)."""
         cleanup.enter_context(self._stop_on_signals())
+        try:
+            tightened = prepare_home(self.suite)
+        except OSError as exc:
+            raise StartupError(f"cannot create the home directory (paths.home): {exc}") from None
+        if tightened:
+            self.log.warning("directories others could read were made private (0700)",
+                             extra={"directories": [str(path) for path in tightened]})
+        fd_limit = raise_fd_limit()
         socket_path = self.suite.socket_path(self.name)
         cleanup.callback(self._final_beat)
         try:
@@ -226,7 +246,11 @@ class DaemonHost:
         self._heartbeat = HeartbeatWriter(self.suite.heartbeat_path(self.name), self.started_ns)
         self._beat()
 
-        metrics = MetricsServer(self)
+        try:
+            metrics = MetricsServer(self)
+        except (OSError, TokenError) as exc:
+            raise StartupError(f"cannot set up /metrics (daemons.{self.name}.metrics_tls, "
+                               f"metrics_auth): {exc}") from None
         try:
             self.metrics_port = metrics.start(self.config.metrics_port)
         except OSError as exc:
@@ -255,7 +279,8 @@ class DaemonHost:
         self.log.info("daemon started", extra={
             "socket": str(socket_path), "metrics_port": self.metrics_port,
             "control_tcp": f"{control.tcp_address} (port {control.tcp_port}, token required)"
-            if control.tcp_address else "off",
+            if control.tcp_address else "off", "metrics_scheme": metrics.scheme,
+            "fd_limit": fd_limit,
             "plugins": [p.name for p in self.plugins], "config": str(self.suite.source)})
 
     def _control_server(self, socket_path: Path) -> ControlServer:
