@@ -19,10 +19,12 @@ copies the fields it needs.
 A handler that raises is isolated: the exception (any BaseException, SystemExit and
 KeyboardInterrupt included: a handler's exit is its own failure, never the daemon's; the host
 turns real signals into a stop request, so none is raised by them) is logged (rate-limited per
-handler), counted in ``handler_errors``, and the remaining handlers still run. Each
-subscription also counts its consecutive failures: once ``failing_after`` calls in a row
-raised it is *failing* (its plugin shows DEGRADED) until a call returns normally again. The
-success path pays one attribute test for that, nothing more.
+handler), counted in ``handler_errors``, and the remaining handlers still run.
+
+A handler is *failing* (its plugin shows DEGRADED) when it raised on each of the last
+``failing_after`` events of a type, the latest included; the next event it handles without
+raising ends that. Every handler of a type sees every event of it, so "consecutive" is read
+from the type's publish count at each failure: the success path costs nothing at all.
 """
 
 from __future__ import annotations
@@ -44,16 +46,6 @@ DEFAULT_FAILING_AFTER = 10
 """Consecutive failures after which a handler counts as failing (daemons.NAME.failing_after)."""
 
 
-class _Subscription:
-    """One handler in the dispatch table with its run of consecutive failures."""
-
-    __slots__ = ("failures", "handler")
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.failures = 0
-
-
 class EventBus:
     """Synchronous publish/subscribe over event types (see the module docstring)."""
 
@@ -61,58 +53,49 @@ class EventBus:
         if failing_after < 1:
             raise ValueError(f"failing_after must be >= 1, got {failing_after}")
         self.failing_after = failing_after
-        self._handlers: list[tuple[_Subscription, ...]] = [() for _ in range(MAX_EVENT_TYPE)]
+        self._handlers: list[tuple[Handler, ...]] = [() for _ in range(MAX_EVENT_TYPE)]
         self.published: list[int] = [0] * MAX_EVENT_TYPE
         """Events published per type, read by the metrics collector."""
         self.handler_errors: Counter[tuple[int, str]] = Counter()
         """Exceptions raised by handlers, keyed by (event type, handler name)."""
         self._last_error_log: dict[str, float] = {}
+        self._failure_runs: dict[tuple[int, Handler], list[int]] = {}
+        """(event type, handler) -> [consecutive failures, publish count at the last one]."""
 
     def subscribe(self, event_type: int, handler: Handler) -> None:
         """Call ``handler(record)`` for every ``event_type`` published from now on."""
-        self._handlers[_checked(event_type)] += (_Subscription(handler),)
+        self._handlers[_checked(event_type)] += (handler,)
 
     def unsubscribe(self, event_type: int, handler: Handler) -> None:
         """Stop calling ``handler`` for ``event_type``; unknown handlers raise ValueError."""
-        subscriptions = list(self._handlers[_checked(event_type)])
-        subscriptions.remove(self._find(event_type, handler))
-        self._handlers[event_type] = tuple(subscriptions)
+        handlers = list(self._handlers[_checked(event_type)])
+        handlers.remove(handler)
+        self._handlers[event_type] = tuple(handlers)
+        self._failure_runs.pop((event_type, handler), None)
 
     def handlers(self, event_type: int) -> tuple[Handler, ...]:
-        return tuple(s.handler for s in self._handlers[_checked(event_type)])
+        return self._handlers[_checked(event_type)]
 
     def failing(self, event_type: int, handler: Handler) -> bool:
-        """Whether ``handler``'s last ``failing_after`` calls for ``event_type`` all raised
-        (False once it is unsubscribed)."""
-        return any(s.handler == handler and s.failures >= self.failing_after
-                   for s in self._handlers[_checked(event_type)])
+        """Whether ``handler`` raised on each of the last ``failing_after`` events of
+        ``event_type``, the latest included."""
+        run = self._failure_runs.get((event_type, handler))
+        return (run is not None and run[0] >= self.failing_after
+                and run[1] == self.published[_checked(event_type)])
 
     def publish(self, event_type: int, record: Any) -> None:
         """Dispatch ``record`` to the handlers of ``event_type``, synchronously."""
         self.published[event_type] += 1
-        for subscription in self._handlers[event_type]:
+        for handler in self._handlers[event_type]:
             try:
-                subscription.handler(record)
+                handler(record)
             except BaseException:  # isolation is the contract: see the module docstring
-                self._handler_failed(event_type, subscription)
-            else:
-                if subscription.failures:
-                    self._handler_recovered(event_type, subscription)
+                self._handler_failed(event_type, handler)
 
-    def _find(self, event_type: int, handler: Handler) -> _Subscription:
-        for subscription in self._handlers[_checked(event_type)]:
-            if subscription.handler == handler:
-                return subscription
-        raise ValueError(f"{handler_name(handler)} is not subscribed to {_type_name(event_type)}")
-
-    def _handler_failed(self, event_type: int, subscription: _Subscription) -> None:
-        subscription.failures += 1
-        name = handler_name(subscription.handler)
+    def _handler_failed(self, event_type: int, handler: Handler) -> None:
+        name = handler_name(handler)
         self.handler_errors[(event_type, name)] += 1
-        if subscription.failures == self.failing_after:
-            log.error("handler failing: it raised on every one of its last calls",
-                      extra={"handler": name, "event": _type_name(event_type),
-                             "consecutive_failures": subscription.failures})
+        self._count_run(event_type, handler, name)
         now = time.monotonic()
         if now - self._last_error_log.get(name, -_ERROR_LOG_INTERVAL_S) >= _ERROR_LOG_INTERVAL_S:
             self._last_error_log[name] = now
@@ -122,13 +105,18 @@ class EventBus:
                        "errors": self.handler_errors[(event_type, name)]},
             )
 
-    def _handler_recovered(self, event_type: int, subscription: _Subscription) -> None:
-        if subscription.failures >= self.failing_after:
-            log.info("handler recovered: a call returned normally",
-                     extra={"handler": handler_name(subscription.handler),
-                            "event": _type_name(event_type),
-                            "consecutive_failures": subscription.failures})
-        subscription.failures = 0
+    def _count_run(self, event_type: int, handler: Handler, name: str) -> None:
+        """Extend or restart ``handler``'s run of failures: it continues when the previous
+        failure was on the previous event of the type (or on this one: an event of the same
+        type published from inside a handler advances the count mid-dispatch)."""
+        seq = self.published[event_type]
+        run = self._failure_runs.setdefault((event_type, handler), [0, 0])
+        run[0] = run[0] + 1 if run[1] >= seq - 1 and run[0] else 1
+        run[1] = seq
+        if run[0] == self.failing_after:
+            log.error("handler failing: it raised on each of its last calls",
+                      extra={"handler": name, "event": _type_name(event_type),
+                             "consecutive_failures": run[0]})
 
 
 def handler_name(handler: Callable[..., object]) -> str:
