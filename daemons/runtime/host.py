@@ -215,11 +215,13 @@ class DaemonHost:
         if frame is None:
             return "unknown (the main thread has no frame)"
         where = f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
-        modules = {type(entry.instance).__module__: entry.name
-                   for entry in self.plugins if entry.instance is not None}
+        loaded = [entry for entry in self.plugins if entry.instance is not None]
+        instances = {id(entry.instance): entry.name for entry in loaded}
+        modules = {type(entry.instance).__module__: entry.name for entry in loaded}
         caller: FrameType | None = frame
-        while caller is not None:
-            plugin = modules.get(caller.f_globals.get("__name__", ""))
+        while caller is not None:  # by instance first: two plugins may share a module
+            plugin = (instances.get(id(caller.f_locals.get("self")))
+                      or modules.get(caller.f_globals.get("__name__", "")))
             if plugin is not None:
                 return f"plugin {plugin!r} at {where}"
             caller = caller.f_back
