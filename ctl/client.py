@@ -2,8 +2,12 @@
 its Unix socket, or its TCP listener with the daemon's token.
 
 Every failure comes out as :class:`ControlError` with the gRPC status name and the daemon's
-message, and an unreachable daemon as its subclass :class:`DaemonUnavailableError`, so
-callers never handle ``grpc.RpcError`` themselves.
+message, so callers never handle ``grpc.RpcError`` themselves; the statuses a caller acts on
+have their own subclass: :class:`DaemonUnavailableError` (nothing answers, or it is
+stopping), :class:`PluginNotFound` and :class:`PluginExists` (the daemon's
+PluginNotFoundError and PluginExistsError), :class:`CommandRejected` (a plugin refused a
+command or the request was invalid) and :class:`Unauthenticated` (the TCP listener's token
+is missing or wrong).
 """
 
 from __future__ import annotations
@@ -34,6 +38,31 @@ class ControlError(Exception):
 
 class DaemonUnavailableError(ControlError):
     """Nothing answers on the socket (the daemon is not running or not reachable)."""
+
+
+class PluginNotFound(ControlError):
+    """The daemon has no plugin of that name (NOT_FOUND)."""
+
+
+class PluginExists(ControlError):
+    """The daemon already has a plugin of that name (ALREADY_EXISTS)."""
+
+
+class CommandRejected(ControlError):
+    """The request or the plugin's command was refused as invalid (INVALID_ARGUMENT)."""
+
+
+class Unauthenticated(ControlError):
+    """The TCP listener refused the call: no token, or not the daemon's (UNAUTHENTICATED)."""
+
+
+_ERRORS: dict[grpc.StatusCode, type[ControlError]] = {
+    grpc.StatusCode.UNAVAILABLE: DaemonUnavailableError,
+    grpc.StatusCode.NOT_FOUND: PluginNotFound,
+    grpc.StatusCode.ALREADY_EXISTS: PluginExists,
+    grpc.StatusCode.INVALID_ARGUMENT: CommandRejected,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+}
 
 
 class DaemonClient:
@@ -114,6 +143,5 @@ class DaemonClient:
             return method(request, timeout=self.timeout_s, metadata=self._metadata)
         except grpc.RpcError as exc:
             code = exc.code()
-            error = (DaemonUnavailableError if code == grpc.StatusCode.UNAVAILABLE
-                     else ControlError)
+            error = _ERRORS.get(code, ControlError)
             raise error(self.target, code.name, exc.details() or "") from None

@@ -21,10 +21,10 @@ import psutil
 
 from hft.ctl.client import ControlError, DaemonClient
 from hft.daemons.runtime.config import SuiteConfig
+from hft.daemons.runtime.socketlock import PROBE_TIMEOUT_S
 
 POLL_INTERVAL_S = 0.05
 LOG_TAIL_LINES = 20
-_PROBE_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Outcome:
 def running_pid(socket_path: Path) -> int | None:
     """The pid of the daemon answering on ``socket_path``, None if nothing answers."""
     try:
-        with DaemonClient(socket_path, timeout_s=_PROBE_TIMEOUT_S) as client:
+        with DaemonClient(socket_path, timeout_s=PROBE_TIMEOUT_S) as client:
             return client.status().pid
     except ControlError:
         return None
@@ -65,7 +65,7 @@ def wait_serving(suite: SuiteConfig, name: str, process: subprocess.Popen[bytes]
     failure = serving_within(socket_path, process, timeout_s)
     if failure is not None:
         return _failed(suite, name, failure)
-    with DaemonClient(socket_path, timeout_s=_PROBE_TIMEOUT_S) as client:
+    with DaemonClient(socket_path, timeout_s=PROBE_TIMEOUT_S) as client:
         status = client.status()
     return Outcome(name, True, f"started (pid {status.pid}, socket {socket_path}, metrics port "
                                f"{status.metrics_port})")
@@ -80,7 +80,7 @@ def serving_within(socket_path: Path, process: subprocess.Popen[bytes],
         if process.poll() is not None:
             return f"exited with status {process.returncode}"
         try:
-            with DaemonClient(socket_path, timeout_s=_PROBE_TIMEOUT_S) as client:
+            with DaemonClient(socket_path, timeout_s=PROBE_TIMEOUT_S) as client:
                 if client.health() == "SERVING":
                     return None
         except ControlError:
@@ -111,7 +111,7 @@ def stop(suite: SuiteConfig, names: Iterable[str], timeout_s: float) -> list[Out
 def _request_stop(socket_path: Path) -> int | None:
     """The pid of the daemon asked to stop, None if nothing answers."""
     try:
-        with DaemonClient(socket_path, timeout_s=_PROBE_TIMEOUT_S) as client:
+        with DaemonClient(socket_path, timeout_s=PROBE_TIMEOUT_S) as client:
             return client.stop()
     except ControlError:
         return None

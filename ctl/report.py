@@ -20,9 +20,8 @@ from hft.daemons.runtime.heartbeat import (
     HeartbeatError,
     read_heartbeat,
 )
+from hft.daemons.runtime.socketlock import PROBE_TIMEOUT_S
 from hft.protos import control_pb2
-
-_PROBE_TIMEOUT_S = 1.0
 
 
 def daemon_status(suite: SuiteConfig, name: str) -> dict[str, Any]:
@@ -36,7 +35,7 @@ def daemon_status(suite: SuiteConfig, name: str) -> dict[str, Any]:
     if heartbeat is not None:
         row["heartbeat_age_s"] = round(heartbeat.age_s(), 3)
     try:
-        with DaemonClient(suite.socket_path(name), timeout_s=_PROBE_TIMEOUT_S) as client:
+        with DaemonClient(suite.socket_path(name), timeout_s=PROBE_TIMEOUT_S) as client:
             status = client.status()
     except ControlError:
         if heartbeat is not None and heartbeat.state is not DaemonState.STOPPED:

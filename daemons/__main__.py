@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from hft.daemons.runtime.config import DAEMON_NAMES, HOME_ENV, ConfigError, load_config
-from hft.daemons.runtime.host import DaemonHost, StartupError
+from hft.daemons.runtime.host import EXIT_STOP_TIMED_OUT, DaemonHost, StartupError
 from hft.daemons.runtime.logs import configure_logging
 
 EXIT_STARTUP_FAILED = 1
@@ -24,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=f"Daemons: {', '.join(DAEMON_NAMES)}. The home directory (sockets in run/, "
                f"logs in log/) is paths.home from the config; ${HOME_ENV} overrides it. "
                "SIGTERM or SIGINT stops the daemon gracefully (exit status 0). Exit status "
-               f"{EXIT_STARTUP_FAILED}: it could not start; {EXIT_USAGE}: bad arguments or config.",
+               f"{EXIT_STARTUP_FAILED}: it could not start; {EXIT_USAGE}: bad arguments or config; "
+               f"{EXIT_STOP_TIMED_OUT}: the stop took longer than stop_timeout_s (a plugin was "
+               "stuck; the log names it).",
     )
 
 

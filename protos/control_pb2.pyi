@@ -22,6 +22,7 @@ class PluginState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PLUGIN_STATE_STOPPED: _ClassVar[PluginState]
     PLUGIN_STATE_FAILED: _ClassVar[PluginState]
     PLUGIN_STATE_INITIALIZED: _ClassVar[PluginState]
+    PLUGIN_STATE_DEGRADED: _ClassVar[PluginState]
 DAEMON_STATE_UNSPECIFIED: DaemonState
 DAEMON_STATE_STARTING: DaemonState
 DAEMON_STATE_RUNNING: DaemonState
@@ -32,6 +33,7 @@ PLUGIN_STATE_RUNNING: PluginState
 PLUGIN_STATE_STOPPED: PluginState
 PLUGIN_STATE_FAILED: PluginState
 PLUGIN_STATE_INITIALIZED: PluginState
+PLUGIN_STATE_DEGRADED: PluginState
 
 class PluginInfo(_message.Message):
     __slots__ = ("name", "spec", "state", "error")

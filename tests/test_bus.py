@@ -93,3 +93,64 @@ def test_bad_subscriptions_are_refused() -> None:
         bus.subscribe(0, print)
     with pytest.raises(ValueError):
         bus.unsubscribe(TICK, print)
+
+
+class Switchable:
+    """Raises while ``failing`` is set; an exit, as a plugin's sys.exit() would."""
+
+    def __init__(self) -> None:
+        self.failing = True
+
+    def on_tick(self, record: object) -> None:
+        if self.failing:
+            raise SystemExit("handler exit")
+
+
+def test_a_handler_failing_on_every_event_is_failing_until_one_succeeds() -> None:
+    bus = EventBus(failing_after=3)
+    handler = Switchable()
+    bus.subscribe(TICK, handler.on_tick)
+    for expected in (False, False, True, True):
+        bus.publish(TICK, None)  # the exit is isolated like any exception
+        assert bus.failing(TICK, handler.on_tick) is expected
+    handler.failing = False
+    bus.publish(TICK, None)
+    assert not bus.failing(TICK, handler.on_tick)
+    handler.failing = True
+    bus.publish(TICK, None)
+    bus.publish(TICK, None)
+    assert not bus.failing(TICK, handler.on_tick)  # a new run: 2 of 3
+    bus.publish(TICK, None)
+    assert bus.failing(TICK, handler.on_tick)
+    bus.unsubscribe(TICK, handler.on_tick)
+    assert not bus.failing(TICK, handler.on_tick)
+
+
+def test_failures_between_successes_are_not_a_run() -> None:
+    bus = EventBus(failing_after=2)
+    handler = Switchable()
+    bus.subscribe(TICK, handler.on_tick)
+    for _ in range(6):
+        bus.publish(TICK, None)
+        handler.failing = not handler.failing
+    assert not bus.failing(TICK, handler.on_tick)
+    with pytest.raises(ValueError, match="failing_after must be >= 1"):
+        EventBus(failing_after=0)
+
+
+def test_a_run_goes_on_through_a_nested_publish_of_the_same_type() -> None:
+    bus = EventBus(failing_after=4)
+    handler = Switchable()
+    nested = [True]
+
+    def republish(record: object) -> None:
+        if nested[0]:
+            nested[0] = False
+            bus.publish(TICK, record)  # this handler's own call fails, then the outer one
+
+    bus.subscribe(TICK, republish)
+    bus.subscribe(TICK, handler.on_tick)
+    bus.publish(TICK, None)
+    bus.publish(TICK, None)
+    bus.publish(TICK, None)
+    assert bus.failing(TICK, handler.on_tick)  # 4 failed calls in a row: 2 + 1 + 1

@@ -20,7 +20,7 @@ from conftest import wait_for
 from ctpdata import depth
 from openctp_ctp import mdapi, tdapi
 
-from hft.daemons.md.ctp import CtpMarketData, MdState, Secret, select_instruments
+from hft.daemons.md.ctp import CtpMarketData, MdState, select_instruments
 from hft.daemons.md.ctp_emulator import CtpMdEmulator, CtpTraderEmulator
 from hft.daemons.md.ctp_instruments import InstrumentQueryError, query_instruments, register_listed
 from hft.daemons.md.ctpstruct import RawStructReader
@@ -29,6 +29,7 @@ from hft.daemons.md.recorder import Recorder
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
 from hft.daemons.runtime.events import EventType
 from hft.daemons.runtime.journal import JournalReader
+from hft.daemons.runtime.secrets import Secret
 from hft.daemons.runtime.snapshot import SnapshotReader
 
 BROKER, USER, PASSWORD = "9999", "218001", "s3cr3t-PW-4711"

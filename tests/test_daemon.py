@@ -216,6 +216,30 @@ def test_metrics_serve_bus_counters_on_localhost_only(engine: Daemon) -> None:
     assert [(a.ip, a.port) for a in listening] == [("127.0.0.1", port)]
 
 
+def test_metrics_carry_the_process_memory_cpu_and_descriptors(engine: Daemon) -> None:
+    with engine.client() as client:
+        samples = scrape(client.status().metrics_port)
+    process = psutil.Process(engine.process.pid)
+    assert sample(samples, "process_resident_memory_bytes") > 10e6
+    assert sample(samples, "process_cpu_seconds_total") > 0
+    assert 10 < sample(samples, "process_open_fds") < sample(samples, "process_max_fds")
+    assert sample(samples, "process_start_time_seconds") == pytest.approx(process.create_time(),
+                                                                          abs=1)
+
+
+def test_home_and_the_directories_below_it_are_private(start_daemon: StartDaemon,
+                                                       tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "journal").mkdir(parents=True, mode=0o755)
+    home.chmod(0o755)  # as an older version or a mkdir -p left them
+    daemon = start_daemon("risk", write_config(tmp_path, "[daemons.risk]\nmetrics_port = 0\n"))
+    suite = daemon.suite
+    for directory in (suite.home, suite.run_dir, suite.journal_dir, suite.log_dir):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    [tightened] = [line for line in daemon.logs() if line["message"].startswith("directories")]
+    assert sorted(tightened["directories"]) == sorted([str(home), str(home / "journal")])
+
+
 def test_handler_errors_are_counted_per_type_and_handler(engine: Daemon,
                                                          tmp_path: Path) -> None:
     (tmp_path / "faulty.py").write_text(RAISING_HANDLER)

@@ -45,6 +45,7 @@ from hft.daemons.md.ctpstruct import RawStructReader
 from hft.daemons.md.depth import DepthValues
 from hft.daemons.md.recorder import Recorder
 from hft.daemons.refdata.instruments import InstrumentTable, product_code
+from hft.daemons.runtime.secrets import Secret
 
 log = logging.getLogger(__name__)
 
@@ -85,23 +86,6 @@ class CtpMdStats:
     """Error responses (login, subscription, OnRspError) and requests the API refused to send."""
     subscribed: int = 0
     """Instruments the front acknowledged on the current connection."""
-
-
-class Secret:
-    """A credential that shows as ``***`` everywhere; ``reveal()`` is the one way to read it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
 
 
 class MdApi(Protocol):

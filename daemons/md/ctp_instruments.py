@@ -29,8 +29,9 @@ from typing import Any, Protocol
 
 from openctp_ctp import tdapi
 
-from hft.daemons.md.ctp import Secret, request_field
+from hft.daemons.md.ctp import request_field
 from hft.daemons.refdata.instruments import Instrument, InstrumentTable, Product, ProductTable
+from hft.daemons.runtime.secrets import Secret
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,14 @@ from typing import Any, ClassVar
 
 from openctp_ctp import mdapi, tdapi
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field
 
-from hft.daemons.md.ctp import CtpMarketData, MdState, Secret
+from hft.daemons.md.ctp import CtpMarketData, MdState
 from hft.daemons.md.ctp_instruments import query_instruments, register_listed
 from hft.daemons.md.recorder import Recorder
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
 from hft.daemons.runtime.plugins import Plugin, PluginContext
+from hft.daemons.runtime.secrets import Secret
 
 ENVIRONMENT = {"md_fronts": "CTP_MD_FRONT", "td_fronts": "CTP_TD_FRONT",
                "broker_id": "CTP_BROKER_ID", "user_id": "CTP_USER_ID",
@@ -35,9 +36,9 @@ class CtpFeedConfig(BaseModel):
     td_fronts: list[str] = []
     broker_id: str = ""
     user_id: str = ""
-    password: SecretStr = SecretStr("")
+    password: Secret = Secret("")
     app_id: str = ""
-    auth_code: SecretStr = SecretStr("")
+    auth_code: Secret = Secret("")
     instruments: list[str] = []
     """Instrument ids to subscribe."""
     patterns: list[str] = []
@@ -68,9 +69,9 @@ class CtpFeed(Plugin):
         if settings.td_fronts:
             listed = query_instruments(
                 settings.td_fronts, settings.broker_id, settings.user_id,
-                Secret(settings.password.get_secret_value()), products=products,
+                settings.password, products=products,
                 flow_dir=host.run_dir / "ctp" / "td", app_id=settings.app_id,
-                auth_code=Secret(settings.auth_code.get_secret_value()),
+                auth_code=settings.auth_code,
                 api_factory=type(self).td_api_factory)
             known = [instrument.id for instrument in register_listed(table, listed)]
         self.recorder = Recorder.open(
@@ -80,7 +81,7 @@ class CtpFeed(Plugin):
         try:
             self.adapter = CtpMarketData(
                 self.recorder, settings.md_fronts, settings.broker_id, settings.user_id,
-                Secret(settings.password.get_secret_value()), instruments=settings.instruments,
+                settings.password, instruments=settings.instruments,
                 patterns=settings.patterns, known_instruments=known,
                 flow_dir=host.run_dir / "ctp" / "md", api_factory=type(self).md_api_factory)
             self.adapter.start()
@@ -102,14 +103,14 @@ def _with_environment(config: CtpFeedConfig) -> CtpFeedConfig:
     """Fill what the config leaves empty from the environment; name what is still missing."""
     values: dict[str, Any] = {}
     for key, variable in ENVIRONMENT.items():
-        if getattr(config, key) in ("", [], SecretStr("")) and os.environ.get(variable):
+        if getattr(config, key) in ("", [], Secret("")) and os.environ.get(variable):
             text = os.environ[variable]
             values[key] = [f.strip() for f in text.split(",") if f.strip()] \
                 if key.endswith("fronts") else text
     settings = CtpFeedConfig.model_validate(config.model_dump() | values)
     missing = [f"{key} (or ${ENVIRONMENT[key]})" for key in ("md_fronts", "broker_id", "user_id")
                if not getattr(settings, key)]
-    if not settings.password.get_secret_value():
+    if not settings.password.reveal():
         missing.append("password (or $CTP_PASSWORD)")
     if missing:
         raise ValueError(f"the CTP feed needs {', '.join(missing)}")

@@ -16,8 +16,15 @@ Records are only valid for the duration of the call: the publisher may reuse its
 (a journal slot view, a preallocated record) for the next event. A handler that keeps data
 copies the fields it needs.
 
-A handler that raises is isolated: the exception is logged (rate-limited per handler), counted
-in ``handler_errors``, and the remaining handlers still run.
+A handler that raises is isolated: the exception (any BaseException, SystemExit and
+KeyboardInterrupt included: a handler's exit is its own failure, never the daemon's; the host
+turns real signals into a stop request, so none is raised by them) is logged (rate-limited per
+handler), counted in ``handler_errors``, and the remaining handlers still run.
+
+A handler is *failing* (its plugin shows DEGRADED) when it raised on each of the last
+``failing_after`` events of a type, the latest included; the next event it handles without
+raising ends that. Every handler of a type sees every event of it, so "consecutive" is read
+from the type's publish count at each failure: the success path costs nothing at all.
 """
 
 from __future__ import annotations
@@ -35,18 +42,25 @@ Handler = Callable[[Any], object]
 log = logging.getLogger(__name__)
 
 _ERROR_LOG_INTERVAL_S = 1.0
+DEFAULT_FAILING_AFTER = 10
+"""Consecutive failures after which a handler counts as failing (daemons.NAME.failing_after)."""
 
 
 class EventBus:
     """Synchronous publish/subscribe over event types (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, failing_after: int = DEFAULT_FAILING_AFTER) -> None:
+        if failing_after < 1:
+            raise ValueError(f"failing_after must be >= 1, got {failing_after}")
+        self.failing_after = failing_after
         self._handlers: list[tuple[Handler, ...]] = [() for _ in range(MAX_EVENT_TYPE)]
         self.published: list[int] = [0] * MAX_EVENT_TYPE
         """Events published per type, read by the metrics collector."""
         self.handler_errors: Counter[tuple[int, str]] = Counter()
         """Exceptions raised by handlers, keyed by (event type, handler name)."""
         self._last_error_log: dict[str, float] = {}
+        self._failure_runs: dict[tuple[int, Handler], list[int]] = {}
+        """(event type, handler) -> [consecutive failures, publish count at the last one]."""
 
     def subscribe(self, event_type: int, handler: Handler) -> None:
         """Call ``handler(record)`` for every ``event_type`` published from now on."""
@@ -57,9 +71,17 @@ class EventBus:
         handlers = list(self._handlers[_checked(event_type)])
         handlers.remove(handler)
         self._handlers[event_type] = tuple(handlers)
+        self._failure_runs.pop((event_type, handler), None)
 
     def handlers(self, event_type: int) -> tuple[Handler, ...]:
         return self._handlers[_checked(event_type)]
+
+    def failing(self, event_type: int, handler: Handler) -> bool:
+        """Whether ``handler`` raised on each of the last ``failing_after`` events of
+        ``event_type``, the latest included."""
+        run = self._failure_runs.get((event_type, handler))
+        return (run is not None and run[0] >= self.failing_after
+                and run[1] == self.published[_checked(event_type)])
 
     def publish(self, event_type: int, record: Any) -> None:
         """Dispatch ``record`` to the handlers of ``event_type``, synchronously."""
@@ -67,12 +89,13 @@ class EventBus:
         for handler in self._handlers[event_type]:
             try:
                 handler(record)
-            except Exception:  # isolation is the contract: one bad handler must not stop the rest
+            except BaseException:  # isolation is the contract: see the module docstring
                 self._handler_failed(event_type, handler)
 
     def _handler_failed(self, event_type: int, handler: Handler) -> None:
         name = handler_name(handler)
         self.handler_errors[(event_type, name)] += 1
+        self._count_run(event_type, handler, name)
         now = time.monotonic()
         if now - self._last_error_log.get(name, -_ERROR_LOG_INTERVAL_S) >= _ERROR_LOG_INTERVAL_S:
             self._last_error_log[name] = now
@@ -81,6 +104,19 @@ class EventBus:
                 extra={"handler": name, "event": _type_name(event_type),
                        "errors": self.handler_errors[(event_type, name)]},
             )
+
+    def _count_run(self, event_type: int, handler: Handler, name: str) -> None:
+        """Extend or restart ``handler``'s run of failures: it continues when the previous
+        failure was on the previous event of the type (or on this one: an event of the same
+        type published from inside a handler advances the count mid-dispatch)."""
+        seq = self.published[event_type]
+        run = self._failure_runs.setdefault((event_type, handler), [0, 0])
+        run[0] = run[0] + 1 if run[1] >= seq - 1 and run[0] else 1
+        run[1] = seq
+        if run[0] == self.failing_after:
+            log.error("handler failing: it raised on each of its last calls",
+                      extra={"handler": name, "event": _type_name(event_type),
+                             "consecutive_failures": run[0]})
 
 
 def handler_name(handler: Callable[..., object]) -> str:

@@ -46,6 +46,8 @@ from pydantic import (
     model_validator,
 )
 
+from hft.daemons.runtime.bus import DEFAULT_FAILING_AFTER
+from hft.daemons.runtime.secrets import is_secret_key
 from hft.daemons.runtime.waitmode import WaitMode
 
 DAEMON_NAMES = ("hft_md", "engine", "risk", "monitor")
@@ -101,6 +103,35 @@ class PluginConfig(_Strict):
     """Handed to the plugin (validated by its ``Config`` model if it has one)."""
 
 
+class MetricsTlsConfig(_Strict):
+    """/metrics over TLS (``[daemons.NAME.metrics_tls]``); relative paths are below home."""
+
+    certfile: LoosePath
+    """The server's certificate chain (PEM)."""
+    keyfile: LoosePath
+    """Its private key (PEM), readable by the daemon's user only."""
+    client_cafile: LoosePath | None = None
+    """CA certificates (PEM) that sign the client certificates Prometheus presents."""
+    client_auth_required: bool = False
+    """Refuse clients without a certificate signed by ``client_cafile``."""
+
+    @model_validator(mode="after")
+    def _ca_for_client_auth(self) -> MetricsTlsConfig:
+        if self.client_auth_required and self.client_cafile is None:
+            raise ValueError("client_auth_required needs client_cafile: the CA that signs "
+                             "the client certificates")
+        return self
+
+
+class MetricsAuthConfig(_Strict):
+    """HTTP basic auth on /metrics (``[daemons.NAME.metrics_auth]``)."""
+
+    username: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    password_file: LoosePath
+    """File holding the password (16+ printable characters, mode 0600 or stricter);
+    relative paths are below home."""
+
+
 class DaemonConfig(_Strict):
     enabled: bool = True
     metrics_port: int = Field(ge=0, le=65535)
@@ -114,6 +145,10 @@ class DaemonConfig(_Strict):
     control_token_file: LoosePath | None = None
     """File holding the TCP listener's token (16+ printable characters, mode 0600 or
     stricter); relative paths are below home."""
+    metrics_tls: MetricsTlsConfig | None = None
+    """Serve /metrics over TLS, optionally demanding client certificates."""
+    metrics_auth: MetricsAuthConfig | None = None
+    """Demand HTTP basic auth on /metrics."""
     heartbeat_interval_s: float = Field(default=1.0, gt=0, le=60)
     wait_mode: Annotated[WaitMode, Field(strict=False)] = WaitMode.BLOCK
     spin_us: int = Field(default=50, ge=0, le=1_000_000)
@@ -122,6 +157,10 @@ class DaemonConfig(_Strict):
     """Block mode: how long after the last work the loop yields before it sleeps."""
     idle_block_s: float = Field(default=0.0005, gt=0, le=1)
     """Longest block while pollers are registered: the idle pollers' latency bound."""
+    failing_after: int = Field(default=DEFAULT_FAILING_AFTER, ge=1, le=1_000_000)
+    """A bus handler that raised on this many calls in a row makes its plugin DEGRADED."""
+    stop_timeout_s: float = Field(default=5.0, gt=0, le=600)
+    """How long a stop may take; past it the daemon exits with status 3 (a plugin is stuck)."""
     plugins: dict[PluginName, PluginConfig] = Field(default_factory=dict)
 
     @field_validator("grpc_socket", "control_token_file")
@@ -204,6 +243,10 @@ class SuiteConfig(_Strict):
         configured = self.daemon(name).grpc_socket
         return self.run_dir / f"{name}.sock" if configured is None else self.home / configured
 
+    def below_home(self, path: Path) -> Path:
+        """A configured path: relative ones are below home, ``~`` is the user's home."""
+        return self.home / path.expanduser()
+
     def token_path(self, name: str) -> Path | None:
         """The daemon's control token file, None when it has no TCP listener."""
         configured = self.daemon(name).control_token_file
@@ -283,7 +326,7 @@ def _explain(error: Any) -> tuple[str, str]:
         return _key_path(loc), "unknown key" + (f"; expected one of: {', '.join(allowed)}"
                                                 if allowed else "")
     reason = error["msg"]
-    if error["type"] != "missing":
+    if error["type"] != "missing" and not any(is_secret_key(str(part)) for part in loc):
         reason += f" (got {reprlib.repr(error['input'])})"
     return _key_path(loc), reason
 

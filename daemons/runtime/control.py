@@ -4,7 +4,13 @@ It listens on a Unix domain socket created with mode 0600 (the umask is tightene
 the bind, so the socket is never reachable by other users, not even briefly) and, when
 configured, on a TCP address where every call must carry the daemon's token (metadata
 ``authorization: Bearer <token>``, compared in constant time; a call without it gets
-UNAUTHENTICATED before any handler runs). Handlers run
+UNAUTHENTICATED before any handler runs). The TCP listener is bounded, since anyone who can
+reach it may open connections: at most TCP_MAX_CONNECTIONS at once, a connection that does
+not complete its HTTP/2 handshake within seconds is closed, idle ones after a minute, every
+one after ten (clients reconnect), and at most TCP_MAX_CONCURRENT_RPCS calls run at once
+(the rest are refused with RESOURCE_EXHAUSTED at once). So a flood of idle connections or
+of unauthenticated calls holds a bounded number of descriptors and threads, and the Unix
+socket (its own server, owner-only) keeps answering. Handlers run
 in gRPC's worker threads; everything that touches plugins is handed to the main loop with
 ``host.submit`` and the handler waits for the result, so plugins only ever run on the main
 thread.
@@ -28,7 +34,13 @@ from grpc_reflection.v1alpha import reflection
 import hft
 from hft.daemons.runtime.config import PLUGIN_NAME_PATTERN
 from hft.daemons.runtime.heartbeat import DaemonState
-from hft.daemons.runtime.plugins import LoadedPlugin, PluginState
+from hft.daemons.runtime.plugins import (
+    LoadedPlugin,
+    PluginExistsError,
+    PluginNotFoundError,
+    PluginState,
+    exception_text,
+)
 from hft.daemons.runtime.token import METADATA_KEY, bearer, matches
 from hft.protos import control_pb2, control_pb2_grpc
 
@@ -40,6 +52,20 @@ DEFAULT_CALL_TIMEOUT_S = 30.0
 """How long a handler waits for the main loop when the client set no deadline."""
 MAX_SPEC_LENGTH = 4096
 MAX_CONFIG_JSON_LENGTH = 1 << 20
+TCP_MAX_CONNECTIONS = 32
+TCP_MAX_CONCURRENT_RPCS = 8
+_TCP_OPTIONS = (
+    ("grpc.max_allowed_incoming_connections", TCP_MAX_CONNECTIONS),
+    ("grpc.server_handshake_timeout_ms", 5_000),
+    ("grpc.max_connection_idle_ms", 60_000),
+    ("grpc.max_connection_age_ms", 600_000),
+    ("grpc.max_connection_age_grace_ms", 30_000),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.max_concurrent_streams", TCP_MAX_CONCURRENT_RPCS),
+    ("grpc.max_receive_message_length", 2 * MAX_CONFIG_JSON_LENGTH),
+)
+"""The TCP listener's bounds (see the module docstring)."""
 _PLUGIN_NAME = re.compile(PLUGIN_NAME_PATTERN)
 _DAEMON_STATES = {
     DaemonState.STARTING: control_pb2.DAEMON_STATE_STARTING,
@@ -52,6 +78,7 @@ _PLUGIN_STATES = {
     PluginState.STOPPED: control_pb2.PLUGIN_STATE_STOPPED,
     PluginState.FAILED: control_pb2.PLUGIN_STATE_FAILED,
     PluginState.INITIALIZED: control_pb2.PLUGIN_STATE_INITIALIZED,
+    PluginState.DEGRADED: control_pb2.PLUGIN_STATE_DEGRADED,
 }
 T = TypeVar("T")
 
@@ -71,7 +98,7 @@ class CommandRefused(Exception):
 
 def plugin_info(entry: LoadedPlugin) -> control_pb2.PluginInfo:
     return control_pb2.PluginInfo(name=entry.name, spec=entry.spec,
-                                  state=_PLUGIN_STATES[entry.state], error=entry.error)
+                                  state=_PLUGIN_STATES[entry.health], error=entry.error)
 
 
 def status_response(host: DaemonHost) -> control_pb2.StatusResponse:
@@ -101,6 +128,9 @@ def plugin_command(host: DaemonHost, name: str, command: str, args: dict[str, An
         reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise CommandRefused(grpc.StatusCode.INVALID_ARGUMENT,
                              f"{name} {command}: {reason}") from None
+    except BaseException as exc:  # its exit is the command's failure, never the daemon's
+        raise CommandRefused(grpc.StatusCode.INTERNAL,
+                             f"{name} {command} raised {exception_text(exc)}") from None
     try:
         return json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -174,9 +204,9 @@ class ControlService(control_pb2_grpc.ControlServicer):
             code, message = grpc.StatusCode.UNAVAILABLE, str(exc)
         except CommandRefused as exc:
             code, message = exc.code, exc.message
-        except KeyError as exc:  # PluginManager: no plugin of that name
-            code, message = grpc.StatusCode.NOT_FOUND, str(exc.args[0])
-        except ValueError as exc:  # PluginManager.load: the name is taken
+        except PluginNotFoundError as exc:
+            code, message = grpc.StatusCode.NOT_FOUND, str(exc)
+        except PluginExistsError as exc:
             code, message = grpc.StatusCode.ALREADY_EXISTS, str(exc)
         except Exception as exc:  # a bug in the host, not in a plugin (those are recorded)
             code, message = grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}"
@@ -198,13 +228,17 @@ class ControlServer:
         if tcp_address is not None:
             if not token:
                 raise ValueError("a TCP control listener needs a token")
-            self._tcp_server = self._serving(ControlService(host), interceptors=(_TokenCheck(token),))
+            self._tcp_server = self._serving(
+                ControlService(host), interceptors=(_TokenCheck(token),), options=_TCP_OPTIONS,
+                maximum_concurrent_rpcs=TCP_MAX_CONCURRENT_RPCS)
         self.set_serving(False)
 
-    def _serving(self, control: ControlService,
-                 interceptors: tuple[grpc.ServerInterceptor, ...]) -> grpc.Server:
+    def _serving(self, control: ControlService, interceptors: tuple[grpc.ServerInterceptor, ...],
+                 options: tuple[tuple[str, int], ...] = (),
+                 maximum_concurrent_rpcs: int | None = None) -> grpc.Server:
         server = grpc.server(ThreadPoolExecutor(max_workers=4, thread_name_prefix="grpc"),
-                             interceptors=interceptors)
+                             interceptors=interceptors, options=options,
+                             maximum_concurrent_rpcs=maximum_concurrent_rpcs)
         control_pb2_grpc.add_ControlServicer_to_server(control, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

@@ -12,6 +12,13 @@ Start: claim the socket, heartbeat, signal handlers, /metrics, gRPC, the config'
 then health SERVING. Stop (SIGTERM, SIGINT or Control.Stop): health NOT_SERVING, refuse
 new commands, stop plugins in reverse load order, stop gRPC, stop /metrics, remove the
 socket, write the final heartbeat (STOPPED); ``run`` then returns 0.
+
+A stop is bounded: plugin code that never returns (a handler in an endless loop) would
+otherwise keep the daemon alive forever. Once a stop is requested a guard thread gives the
+shutdown ``stop_timeout_s``; past that it logs where the main thread is stuck (the plugin
+whose code it is running and the line) and ends the process with EXIT_STOP_TIMED_OUT, for
+the watchdog to restart it. SIGINT and SIGTERM never raise KeyboardInterrupt here (their
+handler only requests the stop), so any exception out of plugin code is that plugin's.
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import select
 import signal
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -34,8 +43,9 @@ from hft.daemons.runtime.bus import EventBus, handler_name
 from hft.daemons.runtime.config import SuiteConfig
 from hft.daemons.runtime.control import ControlServer, HostStoppingError
 from hft.daemons.runtime.heartbeat import DaemonState, HeartbeatWriter
+from hft.daemons.runtime.homedir import prepare_home
 from hft.daemons.runtime.metrics import MetricsServer
-from hft.daemons.runtime.plugins import IdleWaiter, PluginManager, Poller
+from hft.daemons.runtime.plugins import IdleWaiter, PluginManager, Poller, exception_text
 from hft.daemons.runtime.socketlock import SocketClaim, SocketInUseError
 from hft.daemons.runtime.timers import TimerQueue
 from hft.daemons.runtime.token import TokenError, read_token
@@ -49,6 +59,18 @@ MAX_BLOCK_NS = 1_000_000_000
 MAX_WAITER_BLOCK_NS = 5_000_000
 """How long a command or signal may wait while the loop sleeps in an idle waiter."""
 _ERROR_LOG_INTERVAL_NS = 1_000_000_000
+EXIT_STOP_TIMED_OUT = 3
+"""Exit status when the shutdown did not finish within daemons.NAME.stop_timeout_s."""
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft limit of open descriptors to the hard one (a bounded number of client
+    connections, journals and sockets all need them); returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard or hard == resource.RLIM_INFINITY:  # Linux refuses an infinite one
+        return soft
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
 
 class StartupError(Exception):
@@ -67,7 +89,7 @@ class DaemonHost:
         self.suite = suite
         self.config = suite.daemon(name)
         self.log = logging.getLogger(f"hft.daemon.{name}")
-        self.bus = EventBus()
+        self.bus = EventBus(failing_after=self.config.failing_after)
         self.plugins = PluginManager(self.bus, self, self.log.getChild("plugin"))
         self.timers = TimerQueue(on_error=lambda callback: self._callback_failed("timer",
                                                                                   callback))
@@ -88,6 +110,8 @@ class DaemonHost:
         """(read end, write end) of the self-pipe the idle loop blocks on."""
         self._heartbeat: HeartbeatWriter | None = None
         self._last_error_log_ns: dict[str, int] = {}
+        self._stop_requested = threading.Event()
+        self._stopped = threading.Event()
 
     # HostServices (main thread only)
 
@@ -144,6 +168,7 @@ class DaemonHost:
         if not self._stop_reason:
             self._stop_reason = reason
             self._wake()
+            self._stop_requested.set()
 
     def uptime_s(self) -> float:
         return (time.monotonic_ns() - self._started_monotonic_ns) / 1e9
@@ -160,14 +185,59 @@ class DaemonHost:
 
         Raises StartupError when the daemon cannot start; what was started is undone.
         """
-        with contextlib.ExitStack() as cleanup:
-            self._start(cleanup)
-            self._loop()
+        threading.Thread(target=self._bound_the_stop, name="stop-guard", daemon=True).start()
+        try:
+            with contextlib.ExitStack() as cleanup:
+                self._start(cleanup)
+                self._loop()
+        finally:
+            self._stopped.set()
         return 0
+
+    def _bound_the_stop(self) -> None:
+        """Guard thread: once a stop is requested, end the process if the shutdown has not
+        finished within stop_timeout_s (see the module docstring)."""
+        self._stop_requested.wait()
+        timeout_s = self.config.stop_timeout_s
+        if self._stopped.wait(timeout_s):
+            return
+        self.log.critical("stop timed out: the main loop is stuck; exiting without a clean "
+                          "shutdown", extra={"timeout_s": timeout_s, "stuck_in": self._stuck_in(),
+                                             "exit_status": EXIT_STOP_TIMED_OUT})
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(EXIT_STOP_TIMED_OUT)
+
+    def _stuck_in(self) -> str:
+        """Where the main thread is: the plugin whose code it runs (innermost first) and
+        the line it is on."""
+        frame = sys._current_frames().get(threading.main_thread().ident or 0)
+        if frame is None:
+            return "unknown (the main thread has no frame)"
+        where = f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+        loaded = [entry for entry in self.plugins if entry.instance is not None]
+        instances = {id(entry.instance): entry.name for entry in loaded}
+        modules = {type(entry.instance).__module__: entry.name for entry in loaded}
+        caller: FrameType | None = frame
+        while caller is not None:  # by instance first: two plugins may share a module
+            plugin = (instances.get(id(caller.f_locals.get("self")))
+                      or modules.get(caller.f_globals.get("__name__", "")))
+            if plugin is not None:
+                return f"plugin {plugin!r} at {where}"
+            caller = caller.f_back
+        return f"no plugin's code, at {where}"
 
     def _start(self, cleanup: contextlib.ExitStack) -> None:
         """Start everything, registering its undo in ``cleanup`` (which runs in reverse)."""
         cleanup.enter_context(self._stop_on_signals())
+        try:
+            tightened = prepare_home(self.suite)
+        except OSError as exc:
+            raise StartupError(f"cannot create the home directory (paths.home): {exc}") from None
+        if tightened:
+            self.log.warning("directories others could read were made private (0700)",
+                             extra={"directories": [str(path) for path in tightened]})
+        fd_limit = raise_fd_limit()
         socket_path = self.suite.socket_path(self.name)
         cleanup.callback(self._final_beat)
         try:
@@ -178,7 +248,11 @@ class DaemonHost:
         self._heartbeat = HeartbeatWriter(self.suite.heartbeat_path(self.name), self.started_ns)
         self._beat()
 
-        metrics = MetricsServer(self)
+        try:
+            metrics = MetricsServer(self)
+        except (OSError, TokenError) as exc:
+            raise StartupError(f"cannot set up /metrics (daemons.{self.name}.metrics_tls, "
+                               f"metrics_auth): {exc}") from None
         try:
             self.metrics_port = metrics.start(self.config.metrics_port)
         except OSError as exc:
@@ -207,7 +281,8 @@ class DaemonHost:
         self.log.info("daemon started", extra={
             "socket": str(socket_path), "metrics_port": self.metrics_port,
             "control_tcp": f"{control.tcp_address} (port {control.tcp_port}, token required)"
-            if control.tcp_address else "off",
+            if control.tcp_address else "off", "metrics_scheme": metrics.scheme,
+            "fd_limit": fd_limit,
             "plugins": [p.name for p in self.plugins], "config": str(self.suite.source)})
 
     def _control_server(self, socket_path: Path) -> ControlServer:
@@ -238,7 +313,7 @@ class DaemonHost:
             for poller in self._pollers:
                 try:
                     work += poller()
-                except Exception:  # one bad poller must not take the daemon down
+                except BaseException:  # one bad poller (even one calling exit) must not stop us
                     self._callback_failed("poller", poller)
             if work:
                 last_work_ns = now_ns
@@ -273,6 +348,8 @@ class DaemonHost:
                 result = command()
             except Exception as exc:  # the caller gets it through the future
                 future.set_exception(exc)
+            except BaseException as exc:  # an exit is the command's failure, not the daemon's
+                future.set_exception(RuntimeError(f"the command raised {exception_text(exc)}"))
             else:
                 future.set_result(result)
 

@@ -3,15 +3,15 @@
 Every line carries ``time`` (UTC ISO 8601), ``level``, ``daemon``, ``pid``, ``logger`` and
 ``message`` plus the call's ``extra`` fields, so logs can be filtered by plugin, handler or
 event without parsing text. Credentials travel in plugin configs (CTP password, auth code),
-so a filter on every handler masks any field whose name looks secret, at any depth, and
-``key=value`` pairs with such a key inside messages.
+so a filter on every handler masks, at any depth of the message and the extras, every value
+registered in :mod:`hft.daemons.runtime.secrets` and every extra field whose name looks
+secret; other text is left exactly as it was.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,29 +19,21 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-MASK = "***"
-_SENSITIVE_NAMES = r"passw(?:or)?d|pwd|secret|token|auth_?code|api_?key|private_?key|credential"
-_SECRET_KEY = re.compile(_SENSITIVE_NAMES, re.IGNORECASE)
-_SECRET_PAIR = re.compile(
-    rf"""(\w*(?:{_SENSITIVE_NAMES})\w*["']?)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;&"']+)""",
-    re.IGNORECASE,
-)
+from hft.daemons.runtime.secrets import MASK, is_secret_key, mask
+
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
-
-
-def is_secret_key(key: str) -> bool:
-    """True for names like password, AuthCode, api_key, access_token."""
-    return bool(_SECRET_KEY.search(key))
+_TRACEBACKS = logging.Formatter()
 
 
 def mask_secrets(value: Any) -> Any:
-    """A copy of ``value`` with the values of secret-looking keys replaced, at any depth."""
+    """A copy of ``value`` with the values of secret-looking keys and every registered
+    secret in its text replaced, at any depth."""
     if isinstance(value, Mapping):
         return {k: MASK if is_secret_key(str(k)) else mask_secrets(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [mask_secrets(v) for v in value]
     if isinstance(value, str):
-        return _SECRET_PAIR.sub(rf"\1\2{MASK}", value)
+        return mask(value)
     return value
 
 
@@ -53,6 +45,9 @@ class SecretMaskFilter(logging.Filter):
         masked = mask_secrets(message)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info:  # exception messages carry values too: format them masked here
+            record.exc_text = mask(_TRACEBACKS.formatException(record.exc_info))
+            record.exc_info = None
         for key in vars(record).keys() - _RECORD_ATTRS:
             value = getattr(record, key)
             setattr(record, key, MASK if is_secret_key(key) else mask_secrets(value))

@@ -2,32 +2,31 @@
 
 Nothing on the hot path touches a prometheus_client object: the bus and the main loop keep
 plain integers (``bus.published``, ``host.iterations`` ...) and :class:`HostCollector` turns
-them into metric families when Prometheus scrapes.
+them into metric families when Prometheus scrapes. prometheus-client's ProcessCollector adds
+the process's memory, CPU time and open descriptors (``process_*``). The HTTP side (bounds,
+TLS, basic auth) is :mod:`hft.daemons.runtime.metrics_http`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import ThreadingWSGIServer
 
 import hft
 from hft.daemons.runtime.events import EventType
+from hft.daemons.runtime.metrics_http import MetricsHttpServer, basic_auth, tls_context
 from hft.daemons.runtime.plugins import PluginState
+from hft.daemons.runtime.token import read_token
 
 if TYPE_CHECKING:
     from hft.daemons.runtime.host import DaemonHost
 
 log = logging.getLogger(__name__)
-BIND_ADDRESS = "127.0.0.1"
-POLL_INTERVAL_S = 0.05
-"""How often the server thread checks for shutdown: bounds how long a daemon's stop waits."""
 
 
 class HostCollector:
@@ -69,8 +68,9 @@ class HostCollector:
                                          "1 for the state each plugin is in, 0 for the others",
                                          labels=["plugin", "state"])
         for entry in host.plugins:
+            health = entry.health
             for state in PluginState:
-                plugin_state.add_metric([entry.name, state.value], int(entry.state is state))
+                plugin_state.add_metric([entry.name, state.value], int(health is state))
         yield plugin_state
 
         yield from _merged(self._plugin_families())
@@ -89,7 +89,7 @@ class HostCollector:
             if entry.instance is not None and entry.state is PluginState.RUNNING:
                 try:
                     yield from list(entry.instance.metrics())
-                except Exception:  # a plugin's broken metrics must not break the scrape
+                except BaseException:  # a plugin's broken metrics must not break the scrape
                     log.exception("plugin metrics failed", extra={"plugin": entry.name})
 
 
@@ -106,31 +106,34 @@ def _merged(families: Iterable[Metric]) -> Iterator[Metric]:
     return iter(by_name.values())
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """No access log: a scrape every few seconds would flood the daemon's stderr."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 class MetricsServer:
-    """The /metrics HTTP endpoint of one host (prometheus_client's start_http_server, but
-    with a short shutdown poll so a daemon stops in milliseconds, not half a second)."""
+    """The /metrics endpoint of one host: its collectors, served as its config says (plain
+    HTTP, TLS, basic auth); raises OSError or TokenError for unusable files."""
 
     def __init__(self, host: DaemonHost) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(HostCollector(host))
-        self._server: ThreadingWSGIServer | None = None
+        ProcessCollector(registry=self.registry)
+        config, suite = host.config, host.suite
+        app = make_wsgi_app(self.registry)
+        if config.metrics_auth is not None:
+            password = read_token(suite.below_home(config.metrics_auth.password_file),
+                                  what="metrics password file")
+            app = basic_auth(app, config.metrics_auth.username, password.decode())
+        tls = None
+        if config.metrics_tls is not None:
+            tls = tls_context(config.metrics_tls.model_copy(update={
+                key: suite.below_home(value) for key, value in config.metrics_tls
+                if isinstance(value, Path)}))
+        self._http = MetricsHttpServer(app, tls)
+
+    @property
+    def scheme(self) -> str:
+        return self._http.scheme
 
     def start(self, port: int) -> int:
         """Serve on 127.0.0.1:``port`` (0 = any free port); returns the bound port."""
-        self._server = make_server(BIND_ADDRESS, port, make_wsgi_app(self.registry),
-                                   ThreadingWSGIServer, handler_class=_QuietHandler)
-        threading.Thread(target=self._server.serve_forever, args=(POLL_INTERVAL_S,),
-                         name="metrics", daemon=True).start()
-        return int(self._server.server_port)
+        return self._http.start(port)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._http.stop()

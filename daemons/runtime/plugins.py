@@ -12,6 +12,16 @@ Everything a plugin hooks into the host (bus subscriptions, pollers, timers, met
 through its :class:`PluginContext`, which remembers it, so unloading a plugin releases all of
 it. A plugin that fails to import, init or start is recorded as FAILED with its error and the
 host goes on; a reload whose new code does not import leaves the old instance running.
+"Fails" means any BaseException: a plugin that calls ``sys.exit()`` or raises
+KeyboardInterrupt has failed, the daemon has not (the host turns SIGINT and SIGTERM into a
+stop request, so no KeyboardInterrupt comes from a real signal). A running plugin whose bus
+handler raised on its last ``failing_after`` calls in a row is DEGRADED until a call
+returns normally.
+
+A config validation error never echoes what was given (pydantic's ``input``): the fields are
+credentials as often as not, so the error names the key and the reason only. The values under
+secret-looking keys of every config loaded are registered with the log masker
+(:mod:`hft.daemons.runtime.secrets`), and plugin errors are masked with it too.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from typing import Any, Protocol
 import pydantic
 from prometheus_client.core import Metric
 
+from hft.daemons.runtime import secrets
 from hft.daemons.runtime.bus import EventBus, Handler
 
 ENTRY_POINT_GROUP = "hft.plugins"
@@ -67,6 +78,27 @@ class HostServices(Protocol):
 
 class PluginError(Exception):
     """A plugin spec that cannot be resolved to a Plugin class."""
+
+
+class PluginNotFoundError(KeyError):
+    """No plugin of that name is loaded (the control plane answers NOT_FOUND)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class PluginExistsError(ValueError):
+    """A plugin of that name is already loaded (the control plane answers ALREADY_EXISTS)."""
+
+
+def entry_point(name: str) -> tuple[str, str]:
+    """(module, attribute) of the ``hft.plugins`` entry point ``name``; PluginError if none."""
+    matches = entry_points(group=ENTRY_POINT_GROUP, name=name)
+    if not matches:
+        raise PluginError(f"no entry point {name!r} in group {ENTRY_POINT_GROUP!r}; "
+                          "use 'module:Class'")
+    module, _, attribute = next(iter(matches)).value.partition(":")
+    return module, attribute
 
 
 class Plugin:
@@ -131,6 +163,11 @@ class PluginContext:
         self.host.set_idle_waiter(waiter)
         self._idle_waiter = waiter
 
+    def failing(self) -> bool:
+        """Whether one of this plugin's bus handlers is failing (see EventBus.failing)."""
+        return any(self.bus.failing(event_type, handler)
+                   for event_type, handler in list(self._subscriptions))
+
     def release(self) -> None:
         """Undo every hook this plugin made (called by the manager on unload)."""
         for event_type, handler in self._subscriptions:
@@ -152,6 +189,7 @@ class PluginState(StrEnum):
     RUNNING = "running"
     STOPPED = "stopped"
     FAILED = "failed"
+    DEGRADED = "degraded"  # running, but a bus handler raised on its last calls (see health)
 
 
 @dataclass
@@ -165,6 +203,15 @@ class LoadedPlugin:
     error: str = ""
     instance: Plugin | None = None
     context: PluginContext | None = None
+
+    @property
+    def health(self) -> PluginState:
+        """``state``, or DEGRADED for a running plugin with a failing handler: what status
+        and /metrics show."""
+        if self.state is PluginState.RUNNING and self.context is not None \
+                and self.context.failing():
+            return PluginState.DEGRADED
+        return self.state
 
 
 class PluginManager:
@@ -184,19 +231,21 @@ class PluginManager:
         try:
             return self._plugins[name]
         except KeyError:
-            raise KeyError(f"no plugin named {name!r}; loaded: {sorted(self._plugins)}") from None
+            raise PluginNotFoundError(f"no plugin named {name!r}; loaded: "
+                                      f"{sorted(self._plugins)}") from None
 
     def load(self, name: str, spec: str, config: Mapping[str, Any] | None = None, *,
              start: bool = True) -> LoadedPlugin:
         """Resolve, init and (unless ``start`` is False) start a plugin. Its own failures are
         recorded, not raised."""
         if name in self._plugins:
-            raise ValueError(f"a plugin named {name!r} is already loaded; unload it first")
+            raise PluginExistsError(f"a plugin named {name!r} is already loaded; unload it first")
         entry = LoadedPlugin(name=name, spec=spec, config=dict(config or {}))
+        secrets.register_config(entry.config)
         self._plugins[name] = entry
         try:
             cls = self._resolve(spec, reload=False)
-        except Exception as exc:  # any import-time error belongs to the plugin, not the host
+        except BaseException as exc:  # an import-time error (or exit) is the plugin's, not the host's
             self._fail(entry, "load", exc)
             return entry
         if self._init(entry, cls) and start:
@@ -223,7 +272,7 @@ class PluginManager:
         entry = self.get(name)
         try:
             cls = self._resolve(entry.spec, reload=True)
-        except Exception as exc:
+        except BaseException as exc:
             entry.error = _describe("reload", exc)
             self._log.error("plugin reload refused, the running instance goes on",
                             extra={"plugin": name, "error": entry.error})
@@ -243,16 +292,21 @@ class PluginManager:
         ctx = PluginContext(name=entry.name, config=entry.config, bus=self._bus, host=self._host,
                             log=self._log.getChild(entry.name))
         entry.context = ctx
-        step = "config"
-        try:
-            if cls.Config is not None:
+        if cls.Config is not None:
+            try:
                 ctx.config = cls.Config.model_validate(entry.config)
-            step = "init"
+            except pydantic.ValidationError as exc:
+                self._fail(entry, "config", PluginConfigError(exc), with_traceback=False)
+                return False
+            except BaseException as exc:
+                self._fail(entry, "config", exc)
+                return False
+        try:
             instance = cls()
             instance.init(ctx)
-        except Exception as exc:
+        except BaseException as exc:
             ctx.release()
-            self._fail(entry, step, exc)
+            self._fail(entry, "init", exc)
             return False
         entry.instance = instance
         entry.state = PluginState.INITIALIZED
@@ -262,7 +316,7 @@ class PluginManager:
         assert entry.instance is not None and entry.context is not None
         try:
             entry.instance.start()
-        except Exception as exc:
+        except BaseException as exc:
             entry.context.release()
             self._fail(entry, "start", exc)
             return
@@ -273,7 +327,7 @@ class PluginManager:
         if entry.state is PluginState.RUNNING and entry.instance is not None:
             try:
                 entry.instance.stop()
-            except Exception as exc:
+            except BaseException as exc:
                 entry.error = _describe("stop", exc)
                 self._log.error("plugin stop raised", extra={"plugin": entry.name, "error": entry.error})
         if entry.context is not None:
@@ -282,13 +336,15 @@ class PluginManager:
             entry.state = PluginState.STOPPED
         entry.instance = None
 
-    def _fail(self, entry: LoadedPlugin, step: str, exc: BaseException) -> None:
+    def _fail(self, entry: LoadedPlugin, step: str, exc: BaseException, *,
+              with_traceback: bool = True) -> None:
         entry.state = PluginState.FAILED
         entry.error = _describe(step, exc)
         entry.instance = None
+        details = {"traceback": traceback.format_exc()} if with_traceback else {}
         self._log.error("plugin failed; the host goes on",
                         extra={"plugin": entry.name, "spec": entry.spec, "error": entry.error,
-                               "traceback": traceback.format_exc()})
+                               **details})
 
     def _resolve(self, spec: str, *, reload: bool) -> type[Plugin]:
         path, _, attr = spec.partition(":") if not _is_file_spec(spec) else _split_file_spec(spec)
@@ -297,12 +353,7 @@ class PluginManager:
         elif attr:
             module = _import_module(path, reload=reload)
         else:
-            matches = entry_points(group=ENTRY_POINT_GROUP, name=spec)
-            if not matches:
-                raise PluginError(f"no entry point {spec!r} in group {ENTRY_POINT_GROUP!r}; "
-                                  "use 'module:Class' or a file path")
-            target = next(iter(matches)).value
-            path, _, attr = target.partition(":")
+            path, attr = entry_point(spec)
             module = _import_module(path, reload=reload)
         return _plugin_class(module, attr, spec)
 
@@ -370,5 +421,23 @@ def _plugin_class(module: ModuleType, attr: str, spec: str) -> type[Plugin]:
     return cls
 
 
+class PluginConfigError(ValueError):
+    """A plugin config that does not validate, described without the values given."""
+
+    def __init__(self, error: pydantic.ValidationError) -> None:
+        problems = "; ".join(
+            f"{'.'.join(map(str, problem['loc'])) or '(config)'}: {problem['msg']}"
+            for problem in error.errors(include_url=False, include_input=False,
+                                        include_context=False))
+        super().__init__(f"{error.title}: {problems}")
+
+
+def exception_text(exc: BaseException) -> str:
+    """``Type: message``, or ``Type`` alone when it has no message (a bare KeyboardInterrupt)."""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
 def _describe(step: str, exc: BaseException) -> str:
-    return f"{step} failed: {type(exc).__name__}: {exc}"
+    """The error shown by status and ``hftctl plugins``: no registered secret in it."""
+    return secrets.mask(f"{step} failed: {exception_text(exc)}")

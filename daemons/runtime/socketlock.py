@@ -16,6 +16,10 @@ import socket
 import stat
 from pathlib import Path
 
+PROBE_TIMEOUT_S = 1.0
+"""How long anything that only asks whether a daemon is there waits for it: this stale-socket
+probe, and hftctl's status, start and stop probes over gRPC."""
+
 
 class SocketInUseError(Exception):
     """Another live process serves on, or holds the lock of, the socket path."""
@@ -61,7 +65,7 @@ def _remove_stale_socket(path: Path) -> None:
     if not stat.S_ISSOCK(mode):
         raise SocketInUseError(f"{path} exists and is not a socket; move it away")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
+        probe.settimeout(PROBE_TIMEOUT_S)
         with contextlib.suppress(ConnectionRefusedError, FileNotFoundError):
             probe.connect(os.fspath(path))
             raise SocketInUseError(f"{path} is served by another process that does not take "

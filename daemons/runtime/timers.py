@@ -63,7 +63,7 @@ class TimerQueue:
             fired += 1
             try:
                 timer.callback()
-            except Exception:  # a failing callback must not stop the loop or other timers
+            except BaseException:  # a failing (or exiting) callback must not stop the loop
                 self._on_error(timer.callback)
         self.next_due_ns = self._heap[0][0] if self._heap else NEVER
         return fired

@@ -12,6 +12,8 @@ import stat
 import string
 from pathlib import Path
 
+from hft.daemons.runtime import secrets
+
 MIN_TOKEN_LENGTH = 16
 _TOKEN_CHARACTERS = frozenset((string.ascii_letters + string.digits + string.punctuation).encode())
 METADATA_KEY = "authorization"
@@ -22,32 +24,34 @@ class TokenError(Exception):
     """A token file that cannot be used; the message says why, without the token."""
 
 
-def read_token(path: Path) -> bytes:
+def read_token(path: Path, what: str = "token file") -> bytes:
     """The token in ``path``: a regular file of the current user, unreadable by others,
-    holding MIN_TOKEN_LENGTH or more printable characters (a final newline is ignored)."""
+    holding MIN_TOKEN_LENGTH or more printable characters (a final newline is ignored).
+    ``what`` names the file in errors (the /metrics password file is read the same way)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
-        raise TokenError(f"token file {path}: {exc.strerror}") from None
+        raise TokenError(f"{what} {path}: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise TokenError(f"token file {path} is not a regular file")
+            raise TokenError(f"{what} {path} is not a regular file")
         if info.st_uid != os.getuid():
-            raise TokenError(f"token file {path} belongs to uid {info.st_uid}, not to this user")
+            raise TokenError(f"{what} {path} belongs to uid {info.st_uid}, not to this user")
         if info.st_mode & 0o077:
-            raise TokenError(f"token file {path} has mode {stat.S_IMODE(info.st_mode):o}: others "
+            raise TokenError(f"{what} {path} has mode {stat.S_IMODE(info.st_mode):o}: others "
                              f"may read it; chmod 600 {path}")
         data = os.read(fd, 4096)
     finally:
         os.close(fd)
     token = data.rstrip(b"\r\n")
     if len(token) < MIN_TOKEN_LENGTH:
-        raise TokenError(f"token file {path} holds {len(token)} characters; at least "
+        raise TokenError(f"{what} {path} holds {len(token)} characters; at least "
                          f"{MIN_TOKEN_LENGTH} are needed")
     if not set(token) <= _TOKEN_CHARACTERS:
-        raise TokenError(f"token file {path} holds characters other than printable ASCII "
+        raise TokenError(f"{what} {path} holds characters other than printable ASCII "
                          "without spaces")
+    secrets.register(token.decode())
     return token
 
 

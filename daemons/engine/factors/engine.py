@@ -19,14 +19,13 @@ hft.daemons.engine.factors.ema:EmaFactor --plugin-config '{"period": 20}'``).
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hft.daemons.engine.factors.base import FactorDef
 from hft.daemons.engine.factors.host import FactorHost, FactorPlugin
-from hft.daemons.runtime.plugins import ENTRY_POINT_GROUP, PluginError
+from hft.daemons.runtime.plugins import PluginError, entry_point
 
 
 class FactorSpec(BaseModel):
@@ -64,11 +63,7 @@ def factor_plugin(spec: str) -> type[FactorPlugin]:
     """The FactorPlugin subclass a spec names; PluginError says why when it names none."""
     module_name, _, attribute = spec.partition(":")
     if not attribute:
-        matches = entry_points(group=ENTRY_POINT_GROUP, name=spec)
-        if not matches:
-            raise PluginError(f"no entry point {spec!r} in group {ENTRY_POINT_GROUP!r}; "
-                              "use 'module:Class'")
-        module_name, _, attribute = next(iter(matches)).value.partition(":")
+        module_name, attribute = entry_point(spec)
     found = getattr(importlib.import_module(module_name), attribute, None)
     if not (isinstance(found, type) and issubclass(found, FactorPlugin)):
         raise PluginError(f"{spec!r} is not a factor plugin (a FactorPlugin subclass)")
