@@ -146,9 +146,10 @@ def paced_commits(writer: JournalWriter, ticks: np.ndarray, interval_ns: int,
     return committed, cpu_pct
 
 
-def check_orders(orders: np.ndarray, ticks: int, share: float = 0.9) -> None:
-    """At least ``share`` of the ticks must have made an order (a tick that comes while the
-    order of an earlier one is still in flight makes none)."""
+def check_orders(orders: np.ndarray, ticks: int, share: float = 0.5) -> None:
+    """At least ``share`` of the ticks must have made an order, or the engine is not working
+    (a tick that comes while the order of an earlier one is still in flight makes none: on a
+    quiet machine nearly every tick makes one, on a loaded one far fewer)."""
     if len(orders) < ticks * share:
         raise BenchError(f"the engine sent {len(orders)} orders for {ticks} ticks; at least "
                          f"{share:.0%} of them should make one")
