@@ -13,7 +13,7 @@ import click
 
 from hft.ctl import data, launcher, protogen
 from hft.ctl.client import ControlError, DaemonClient
-from hft.ctl.report import format_bench, format_table, plugin_dict, suite_status
+from hft.ctl.report import format_table, plugin_dict, suite_status
 from hft.daemons.runtime.config import (
     CONTROL_TCP_PATTERN,
     DAEMON_NAMES,
@@ -330,15 +330,21 @@ def bench(as_json: bool, quick: bool, names: tuple[str, ...]) -> None:
     and `ratio` (ours / the peer's: above 1 is faster). With --json, one object per line as
     each benchmark finishes. An unknown name lists the known ones.
     """
-    from hft.ctl.bench import BenchError, resolve, run_iter  # heavy: import only when asked
-
+    try:
+        from hft.bench import BenchError, format_text, resolve, run_iter  # heavy: only when asked
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or str(exc)).partition(".")[0]
+        raise click.ClickException(
+            f"hftctl bench needs the benchmark peers ({missing} is not installed): run "
+            "bash ops/setup.sh, or pip install 'hft[bench]' and pip install --no-deps "
+            "vnpy==4.5.0") from None
     try:
         resolve(list(names))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
         for result in run_iter(list(names), quick):
-            click.echo(json.dumps(result) if as_json else format_bench(result))
+            click.echo(json.dumps(result) if as_json else format_text(result))
     except BenchError as exc:
         raise click.ClickException(f"benchmark failed: {exc}") from None
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from hft.ctl import bench
-from hft.ctl.bench.common import RESERVED_KEYS
+from hft import bench
+from hft.bench.common import RESERVED_KEYS
 
 POSITIVE_SUFFIXES = ("_per_s", "_us", "_ns", "_ns_per_op")
 """Rates, latencies and costs: a zero or negative one means the measurement is broken."""

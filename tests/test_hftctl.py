@@ -172,6 +172,19 @@ def test_bench_rejects_unknown_benchmarks() -> None:
     assert result.exit_code == 2 and "no_such_benchmark" in result.output
 
 
+@pytest.mark.parametrize("peer", ["vnpy", "talib"])
+def test_bench_without_its_peers_says_what_to_install(peer: str) -> None:
+    """A runtime-only install (no bench extra): one line naming the missing peer, exit 1."""
+    blocked = (f"import sys; sys.modules[{peer!r}] = None\n"  # what a missing package raises
+               "from hft.ctl.cli import main\nmain(['bench', 'bus'], prog_name='hftctl')")
+    done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"Error: hftctl bench needs the benchmark peers ({peer} is not installed): run bash "
+        "ops/setup.sh, or pip install 'hft[bench]' and pip install --no-deps vnpy==4.5.0"]
+
+
 def test_stop_waits_for_the_process(config: Path) -> None:
     assert hftctl("start", "--config", str(config), "hft_md").exit_code == 0
     pid = status_rows(config)["hft_md"]["pid"]

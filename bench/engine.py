@@ -41,8 +41,8 @@ from vnpy.event import Event, EventEngine
 from vnpy.trader.event import EVENT_TICK
 from vnpy.trader.utility import BarGenerator
 
-from hft.ctl.bench.bars import vnpy_ticks
-from hft.ctl.bench.common import (
+from hft.bench.bars import vnpy_ticks
+from hft.bench.common import (
     SPIN_TAIL_NS,
     BenchError,
     Result,
@@ -190,7 +190,7 @@ grpc_socket = "{socket_path}"
 wait_mode = "{mode.value}"
 
 [daemons.engine.plugins.probe]
-spec = "hft.ctl.bench.engine_plugins:OrderProbe"
+spec = "hft.bench.engine_plugins:OrderProbe"
 config = {{ samples_path = "{samples_path}" }}
 
 [daemons.engine.plugins.replay]
@@ -211,7 +211,7 @@ config = {{ factors = [
 
 [daemons.engine.plugins.strategies]
 spec = "strategy_container"
-config = {{ children = {{ flip = {{ spec = "hft.ctl.bench.engine_plugins:FlipStrategy" }} }} }}
+config = {{ children = {{ flip = {{ spec = "hft.bench.engine_plugins:FlipStrategy" }} }} }}
 """
 
 

@@ -1,6 +1,10 @@
 """``hftctl bench``: measure each step of the latency budget against a peer, on this machine.
 
-Every benchmark returns result dicts (see :func:`hft.ctl.bench.common.result`): its figures
+The benchmarks are their own package (folder ``bench/``, imported as ``hft.bench``) so that
+the runtime install does not carry the peers: vn.py and TA-Lib come with the ``bench`` extra
+(see ``ops/setup.sh``).
+
+Every benchmark returns result dicts (see :func:`hft.bench.common.result`): its figures
 with units in their names, the parameters it ran with, and, where it measures a peer in the
 same run, the peer's figures and our speed over theirs (``ratio`` > 1: we are faster).
 Running the peer in the same run matters on a shared, noisy 2-core machine: both sides see
@@ -11,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from hft.ctl.bench import bars, bus, engine, factors, ipc, journal, md, seqlock
-from hft.ctl.bench.common import BenchError, Result
+from hft.bench import bars, bus, engine, factors, ipc, journal, md, seqlock
+from hft.bench.common import BenchError, Result, format_text
 
-__all__ = ["BENCHMARKS", "BenchError", "Result", "bars", "bus", "engine", "factors", "ipc", "journal",
-           "md", "resolve", "run", "run_iter", "seqlock"]
+__all__ = ["BENCHMARKS", "BenchError", "Result", "bars", "bus", "engine", "factors", "format_text",
+           "ipc", "journal", "md", "resolve", "run", "run_iter", "seqlock"]
 
 BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "bus": bus.run,
