@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import wait_for
-from ctpdata import depth
 from openctp_ctp import tdapi
+from support.ctp_emulator import CtpMdEmulator, CtpTraderEmulator
+from support.ctpdata import depth
 
 from hft.daemons.md.ctp import CtpMarketData, MdState, Secret, select_instruments
-from hft.daemons.md.ctp_emulator import CtpMdEmulator, CtpTraderEmulator
 from hft.daemons.md.ctp_instruments import InstrumentQueryError, query_instruments, register_listed
 from hft.daemons.md.recorder import Recorder
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable

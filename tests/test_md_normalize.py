@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ctpdata import depth
 from openctp_ctp import mdapi
+from support.ctpdata import depth
 
 from hft.daemons.md.csvfile import CSV_COLUMNS, CsvTickError, read_ticks, tick_rows
 from hft.daemons.md.ctpstruct import RawStructReader
