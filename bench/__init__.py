@@ -13,10 +13,14 @@ the same load, so the ratio means more than either absolute figure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from hft import require_namespace
 
-from hft.bench import bars, bus, engine, factors, ipc, journal, md, seqlock
-from hft.bench.common import BenchError, Result, format_text
+require_namespace(__name__)  # first: a bare 'import bench' must not run the imports below
+
+from collections.abc import Callable, Iterator  # noqa: E402
+
+from hft.bench import bars, bus, engine, factors, ipc, journal, md, seqlock  # noqa: E402
+from hft.bench.common import BenchError, Result, format_text  # noqa: E402
 
 __all__ = ["BENCHMARKS", "BenchError", "Result", "bars", "bus", "engine", "factors", "format_text",
            "ipc", "journal", "md", "resolve", "run", "run_iter", "seqlock"]

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import wait_for
 from openctp_ctp import tdapi
 from support.ctp_emulator import CtpMdEmulator, CtpTraderEmulator
 from support.ctpdata import depth
+from support.daemons import wait_for
 
 from hft.daemons.md.ctp import CtpMarketData, MdState, Secret, select_instruments
 from hft.daemons.md.ctp_instruments import InstrumentQueryError, query_instruments, register_listed

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
 from support.ctp_emulator import CtpMdEmulator
 from support.ctpdata import depth
+from support.daemons import wait_for
 
 from hft.daemons.md.ctp import MdState
 from hft.daemons.md.ctpfeed import CtpFeed

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 from click.testing import CliRunner, Result
-from conftest import wait_for
+from support.daemons import wait_for
 
 from hft.ctl import launcher
 from hft.ctl.cli import main

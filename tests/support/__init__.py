@@ -1,3 +1,4 @@
-"""Test scaffolding shared by the test modules, kept out of the runtime package: stand-ins for
-the CTP front and real CTP structs to feed them (importable as ``support``: tests/ is on
-the test run's path)."""
+"""Test scaffolding shared by the test modules, kept out of the runtime package: real daemon
+processes (``daemons``), stand-ins for the CTP front (``ctp_emulator``) and real CTP structs
+to feed them (``ctpdata``). Imported as ``support``: pytest's ``pythonpath`` puts tests/ on
+the path."""
