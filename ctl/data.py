@@ -1,4 +1,6 @@
-"""``hftctl`` commands on market-data journals: import tick files, print ticks and bars."""
+"""``hftctl`` commands on market-data journals: import tick files, print ticks and bars.
+
+Their errors are reported by the CLI's command group (``cli.OneLineErrors``), in one line."""
 
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ def import_ticks(files: tuple[Path, ...], directory: Path, name: str) -> None:
         result = import_files(list(files), directory, name, instruments,
                               progress=lambda path, n: click.echo(f"read {n} ticks from {path}"))
     except (CsvTickError, JournalError) as exc:
-        raise click.ClickException(f"{exc}\nnothing was imported") from None
+        raise click.ClickException(f"{exc}; nothing was imported") from None
     days = ", ".join(map(str, result.trading_days))
     click.echo(f"imported {result.ticks} ticks into {directory / name} "
                f"(seq {result.first_seq}..{result.last_seq}; trading days {days})")
@@ -62,17 +64,14 @@ def ticks(directory: Path, name: str, instrument: str, output_format: str) -> No
     wanted = instrument.encode()
     seen: set[bytes] = set()
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    try:
-        with JournalReader(directory, name) as reader:
-            while (batch := reader.read_batch(8192, EventType.MARKET_DATA)).size:
-                ticks_only = batch[batch["type"] == EventType.MARKET_DATA]
-                matching = ticks_only[ticks_only["instrument"] == wanted]
-                if matching.size and wanted not in seen:
-                    writer.writerow(CSV_COLUMNS)
-                seen.update(np.unique(ticks_only["instrument"]).tolist())
-                writer.writerows(tick_rows(matching))
-    except JournalError as exc:
-        raise click.ClickException(str(exc)) from None
+    with JournalReader(directory, name) as reader:
+        while (batch := reader.read_batch(8192, EventType.MARKET_DATA)).size:
+            ticks_only = batch[batch["type"] == EventType.MARKET_DATA]
+            matching = ticks_only[ticks_only["instrument"] == wanted]
+            if matching.size and wanted not in seen:
+                writer.writerow(CSV_COLUMNS)
+            seen.update(np.unique(ticks_only["instrument"]).tolist())
+            writer.writerows(tick_rows(matching))
     if wanted not in seen:
         present = ", ".join(sorted(i.decode() for i in seen)) or "none"
         raise click.ClickException(f"no ticks of {instrument} in {directory / name} "
@@ -98,11 +97,8 @@ def bars(directory: Path, name: str, instrument: str, period: Period, output_for
     """Print the bars of one instrument built from an md journal (the batch path): one row
     per bar, labelled by its start on the local clock, daily bars by their trading day."""
     products = ProductTable.load()
-    try:
-        products.product_of(instrument)
-        ticks = journal_ticks(directory, name, instrument)
-    except (KeyError, ValueError, JournalError) as exc:
-        raise click.ClickException(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
+    products.product_of(instrument)  # an unknown product is refused before the journal is read
+    ticks = journal_ticks(directory, name, instrument)
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(BAR_COLUMNS)
     writer.writerows(bar_rows(build_bars(ticks, products, (period,))))

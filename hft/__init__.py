@@ -4,7 +4,17 @@ The top-level folders of the repository are this package's subpackages; ``hft/``
 symlink per folder, so ``daemons/runtime/bus.py`` is imported as ``hft.daemons.runtime.bus``.
 """
 
-__version__ = "0.1.0"
+
+def __getattr__(name: str) -> str:
+    """``hft.__version__``: read from the installed distribution's metadata, so
+    pyproject.toml's ``version`` is its one home; looked up on first use (which keeps
+    importlib.metadata out of every process's start-up), then a plain module attribute."""
+    if name == "__version__":
+        from importlib.metadata import version
+
+        globals()[name] = found = version("hft")
+        return found
+    raise AttributeError(f"module 'hft' has no attribute {name!r}")
 
 
 def require_namespace(module_name: str) -> None:
