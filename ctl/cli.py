@@ -72,7 +72,7 @@ def _report(outcomes: Iterable[launcher.Outcome]) -> None:
         raise SystemExit(1)
 
 
-def one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException) -> str:
     """An error's message on one line: a multi-line one (a config's list of problems) joined
     with "; ", a KeyError's without repr quotes, an empty one as its type's name."""
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -92,7 +92,7 @@ class OneLineErrors(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise  # click reports these itself (a closed pipe, `| head`, quietly)
         except Exception as exc:
-            raise click.ClickException(one_line(exc)) from None
+            raise click.ClickException(_one_line(exc)) from None
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]},
