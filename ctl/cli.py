@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,18 +14,16 @@ import click
 
 from hft.ctl import data, launcher, pnl, protogen, trading
 from hft.ctl.client import ControlError, DaemonClient
-from hft.ctl.report import format_bench, format_table, plugin_dict, suite_status
+from hft.ctl.report import format_table, plugin_dict, suite_status
 from hft.daemons.runtime.config import (
     CONTROL_TCP_PATTERN,
     DAEMON_NAMES,
     HOME_ENV,
-    ConfigError,
     SuiteConfig,
     load_config,
 )
 from hft.daemons.runtime.events import EventType
-from hft.daemons.runtime.journal import JournalError
-from hft.daemons.runtime.token import TokenError, read_token
+from hft.daemons.runtime.token import read_token
 from hft.protos import control_pb2
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,13 +42,6 @@ def config_option(command: F) -> F:
 def json_option(command: F) -> F:
     return click.option("--json", "as_json", is_flag=True,
                         help="One JSON object per line instead of a table.")(command)
-
-
-def _load(config_file: Path | None) -> SuiteConfig:
-    try:
-        return load_config(config_file)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _names(suite: SuiteConfig, names: tuple[str, ...]) -> list[str]:
@@ -81,10 +73,33 @@ def _report(outcomes: Iterable[launcher.Outcome]) -> None:
         raise SystemExit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+def _one_line(exc: BaseException) -> str:
+    """An error's message on one line: a multi-line one (a config's list of problems) joined
+    with "; ", a KeyError's without repr quotes, an empty one as its type's name."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    head, *rest = [line.strip() for line in text.splitlines() if line.strip()] or [
+        type(exc).__name__]
+    return f"{head} {'; '.join(rest)}" if rest else head
+
+
+class OneLineErrors(click.Group):
+    """hftctl's command group: whatever a command raises (a bad config or token file, a
+    daemon that does not answer, a missing journal, a full disk) is printed as one line,
+    ``Error: ...``, with exit status 1, never a traceback. The one place errors are wrapped."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
+            raise  # click reports these itself (a closed pipe, `| head`, quietly)
+        except Exception as exc:
+            raise click.ClickException(_one_line(exc)) from None
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]},
              epilog=f"The home directory (sockets, heartbeats, logs) is paths.home from the "
                     f"config; ${HOME_ENV} overrides it.")
-@click.version_option(package_name="hft")
+@click.version_option(package_name="hft", prog_name="hftctl")  # the metadata's, as hft.__version__
 def main() -> None:
     """Control the hft daemon suite: hft_md, engine, risk and monitor."""
 
@@ -101,7 +116,7 @@ def start(config_file: Path | None, timeout: float, names: tuple[str, ...]) -> N
     once its gRPC health is SERVING. One that is already running is left alone. Exits 1 if
     any daemon failed to start, after showing the end of its log.
     """
-    suite = _load(config_file)
+    suite = load_config(config_file)
     outcomes: list[launcher.Outcome] = []
     spawned = []
     for name in _names(suite, names):
@@ -126,7 +141,7 @@ def stop(config_file: Path | None, timeout: float, names: tuple[str, ...]) -> No
     A daemon that is not running is reported, not an error. Exits 1 if one does not exit
     in time.
     """
-    suite = _load(config_file)
+    suite = load_config(config_file)
     _report(launcher.stop(suite, names or DAEMON_NAMES, timeout))
 
 
@@ -139,7 +154,7 @@ def status(config_file: Path | None, as_json: bool) -> None:
     States: starting, running, stopping; stopped (not running); unresponsive (its process
     lives but gRPC does not answer); dead (it exited without a clean stop).
     """
-    suite = _load(config_file)
+    suite = load_config(config_file)
     rows = suite_status(suite)
     if not as_json:
         for row in rows:
@@ -173,29 +188,27 @@ def plugins(ctx: click.Context, address: str | None, token_file: Path | None) ->
         return
     if not re.match(CONTROL_TCP_PATTERN, address):
         raise click.BadParameter(f"{address!r} is not HOST:PORT", param_hint="--connect")
-    try:
-        ctx.obj = _Remote(address, read_token(token_file))
-    except TokenError as exc:
-        raise click.ClickException(str(exc)) from None
+    ctx.obj = _Remote(address, read_token(token_file))
 
 
-def _client(suite: SuiteConfig, daemon: str) -> DaemonClient:
-    """DAEMON's control plane: the TCP listener given to ``plugins --connect``, else its
-    Unix socket."""
+@contextmanager
+def _client(suite: SuiteConfig, daemon: str) -> Iterator[DaemonClient]:
+    """DAEMON's control plane: the TCP listener given to ``plugins --connect``, else its Unix
+    socket. A failed call is reported by the daemon's name: ``engine: NOT_FOUND: ...``."""
     remote = click.get_current_context().find_object(_Remote)
-    if remote is not None:
-        return DaemonClient(remote.address, token=remote.token)
-    return DaemonClient(suite.socket_path(daemon))
+    try:
+        with (DaemonClient(suite.socket_path(daemon)) if remote is None
+              else DaemonClient(remote.address, token=remote.token)) as client:
+            yield client
+    except ControlError as exc:
+        raise click.ClickException(f"{daemon}: {exc.code}: {exc.details}") from None
 
 
 def _client_call(suite: SuiteConfig, daemon: str,
                  call: Callable[[DaemonClient], control_pb2.PluginInfo]) -> None:
     """Run one plugin command and print the plugin; exit 1 if it failed or was refused."""
-    try:
-        with _client(suite, daemon) as client:
-            info = call(client)
-    except ControlError as exc:
-        raise click.ClickException(f"{daemon}: {exc.code}: {exc.details}") from None
+    with _client(suite, daemon) as client:
+        info = call(client)
     plugin = plugin_dict(info)
     line = f"{daemon}: plugin {plugin['name']} {plugin['state']}"
     if plugin["error"]:
@@ -209,12 +222,9 @@ def _client_call(suite: SuiteConfig, daemon: str,
 @click.argument("daemon", type=DAEMON)
 def plugins_list(config_file: Path | None, as_json: bool, daemon: str) -> None:
     """List DAEMON's plugins in load order, with their state and last error."""
-    suite = _load(config_file)
-    try:
-        with _client(suite, daemon) as client:
-            rows = [plugin_dict(info) for info in client.list_plugins()]
-    except ControlError as exc:
-        raise click.ClickException(f"{daemon}: {exc.code}: {exc.details}") from None
+    suite = load_config(config_file)
+    with _client(suite, daemon) as client:
+        rows = [plugin_dict(info) for info in client.list_plugins()]
     _print_rows(rows, as_json)
 
 
@@ -242,7 +252,7 @@ def plugins_load(config_file: Path | None, plugin_config: dict[str, Any], daemon
     SPEC is an entry point name (group hft.plugins), package.module:Class, or a .py file
     (file.py:Class when it defines several plugins). Exits 1 if the plugin failed.
     """
-    suite = _load(config_file)
+    suite = load_config(config_file)
     _client_call(suite, daemon, lambda client: client.load_plugin(name, spec, plugin_config))
 
 
@@ -252,7 +262,7 @@ def plugins_load(config_file: Path | None, plugin_config: dict[str, Any], daemon
 @click.argument("name")
 def plugins_unload(config_file: Path | None, daemon: str, name: str) -> None:
     """Stop plugin NAME in DAEMON and release everything it hooked."""
-    suite = _load(config_file)
+    suite = load_config(config_file)
     _client_call(suite, daemon, lambda client: client.unload_plugin(name))
 
 
@@ -266,7 +276,7 @@ def plugins_reload(config_file: Path | None, daemon: str, name: str) -> None:
     If the new code does not import, the running instance goes on and this exits 1 with
     the error.
     """
-    suite = _load(config_file)
+    suite = load_config(config_file)
     _client_call(suite, daemon, lambda client: client.reload_plugin(name))
 
 
@@ -284,25 +294,17 @@ def plugins_command(config_file: Path | None, args: dict[str, Any], daemon: str,
     Containers take commands, e.g. a strategy container: list, load, unload, reload,
     enable, disable, weight. Exits 1 if the plugin refused the command.
     """
-    suite = _load(config_file)
-    try:
-        with _client(suite, daemon) as client:
-            result = client.plugin_command(name, command, args)
-    except ControlError as exc:
-        raise click.ClickException(f"{daemon}: {exc.code}: {exc.details}") from None
+    suite = load_config(config_file)
+    with _client(suite, daemon) as client:
+        result = client.plugin_command(name, command, args)
     click.echo(json.dumps(result, indent=2))
 
 
 def _journal_view(config_file: Path | None,
                   view: Callable[[Iterator[tuple[EventType, Any]]], list[dict[str, Any]]],
                   as_json: bool) -> None:
-    suite = _load(config_file)
-    try:
-        directory, name = trading.risk_journal(suite)
-        rows = view(trading.records(directory, name))
-    except (ValueError, JournalError) as exc:
-        raise click.ClickException(str(exc)) from None
-    _print_rows(rows, as_json)
+    directory, name = trading.risk_journal(load_config(config_file))
+    _print_rows(view(trading.records(directory, name)), as_json)
 
 
 @main.command()
@@ -343,27 +345,15 @@ def cancel(config_file: Path | None, account: str | None, order_ref: int) -> Non
     The cancel is checked and journaled like a strategy's; exits 1 if it is refused or the
     order is not working.
     """
-    suite = _load(config_file)
+    suite = load_config(config_file)
     args: dict[str, Any] = {"order_ref": order_ref}
     if account is not None:
         args["account"] = account
-    try:
-        desk = _desk_name(suite)
-        with _client(suite, trading.RISK_DAEMON) as client:
-            result = client.plugin_command(desk, "cancel", args)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    except ControlError as exc:
-        raise click.ClickException(f"{trading.RISK_DAEMON}: {exc.details}") from None
+    desk = trading.desk_name(suite)
+    with _client(suite, trading.RISK_DAEMON) as client:
+        result = client.plugin_command(desk, "cancel", args)
     click.echo(f"cancel of {result['cancelled']} ({result['account']}, {result['instrument']}) "
                "sent")
-
-
-def _desk_name(suite: SuiteConfig) -> str:
-    for name, plugin in suite.daemon(trading.RISK_DAEMON).plugins.items():
-        if plugin.spec == trading.DESK_SPEC:
-            return name
-    raise ValueError(f"the {trading.RISK_DAEMON} daemon loads no {trading.DESK_SPEC!r} plugin")
 
 
 @main.command()
@@ -380,18 +370,15 @@ def events() -> None:
                    "differ (for CI), instead of writing them.")
 def gen_protos(check: bool) -> None:
     """Regenerate the Python code of protos/*.proto (needs the dev extra's grpcio-tools)."""
-    try:
-        if check:
-            stale = protogen.stale_files()
-            if stale:
-                raise click.ClickException(
-                    f"stale generated code (run hftctl gen-protos): {', '.join(map(str, stale))}")
-            click.echo("generated code is up to date")
-        else:
-            for path in protogen.generate():
-                click.echo(f"wrote {path}")
-    except protogen.ProtoGenError as exc:
-        raise click.ClickException(str(exc)) from None
+    if check:
+        stale = protogen.stale_files()
+        if stale:
+            raise click.ClickException(
+                f"stale generated code (run hftctl gen-protos): {', '.join(map(str, stale))}")
+        click.echo("generated code is up to date")
+    else:
+        for path in protogen.generate():
+            click.echo(f"wrote {path}")
 
 
 @main.command()
@@ -405,17 +392,20 @@ def bench(as_json: bool, quick: bool, names: tuple[str, ...]) -> None:
     and `ratio` (ours / the peer's: above 1 is faster). With --json, one object per line as
     each benchmark finishes. An unknown name lists the known ones.
     """
-    from hft.ctl.bench import BenchError, resolve, run_iter  # heavy: import only when asked
-
+    try:
+        from hft.bench import format_text, resolve, run_iter  # heavy: only when asked
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or str(exc)).partition(".")[0]
+        raise click.ClickException(
+            f"hftctl bench needs the benchmark peers ({missing} is not installed): run "
+            "bash ops/setup.sh, or pip install 'hft[bench]' and pip install --no-deps "
+            "vnpy==4.5.0") from None
     try:
         resolve(list(names))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    try:
-        for result in run_iter(list(names), quick):
-            click.echo(json.dumps(result) if as_json else format_bench(result))
-    except BenchError as exc:
-        raise click.ClickException(f"benchmark failed: {exc}") from None
+    for result in run_iter(list(names), quick):
+        click.echo(json.dumps(result) if as_json else format_text(result))
 
 
 main.add_command(data.import_ticks)

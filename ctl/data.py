@@ -1,4 +1,6 @@
-"""``hftctl`` commands on market-data journals: import tick files, print ticks and bars."""
+"""``hftctl`` commands on market-data journals: import tick files, print ticks and bars.
+
+Their errors are reported by the CLI's command group (``cli.OneLineErrors``), in one line."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from hft.daemons.engine.barbatch import CSV_COLUMNS as BAR_COLUMNS
 from hft.daemons.engine.barbatch import bar_rows, build_bars
 from hft.daemons.engine.bartables import Period, parse_period
 from hft.daemons.md.csvfile import CSV_COLUMNS, CsvTickError, tick_rows
-from hft.daemons.md.history import NoTicks, instrument_ticks, journal_ticks
+from hft.daemons.md.history import instrument_ticks, journal_ticks
 from hft.daemons.md.importer import import_files
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
 from hft.daemons.runtime.journal import JournalError
@@ -43,7 +45,7 @@ def import_ticks(files: tuple[Path, ...], directory: Path, name: str) -> None:
         result = import_files(list(files), directory, name, instruments,
                               progress=lambda path, n: click.echo(f"read {n} ticks from {path}"))
     except (CsvTickError, JournalError) as exc:
-        raise click.ClickException(f"{exc}\nnothing was imported") from None
+        raise click.ClickException(f"{exc}; nothing was imported") from None
     days = ", ".join(map(str, result.trading_days))
     click.echo(f"imported {result.ticks} ticks into {directory / name} "
                f"(seq {result.first_seq}..{result.last_seq}; trading days {days})")
@@ -59,13 +61,10 @@ def ticks(directory: Path, name: str, instrument: str, output_format: str) -> No
     """Print every normalized tick of one instrument, one row each: TradingDay, ActionDay,
     local exchange time with milliseconds, ns timestamp, then the CTP fields (empty = no value)."""
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    try:
-        for number, batch in enumerate(instrument_ticks(directory, name, instrument, batch=8192)):
-            if number == 0:
-                writer.writerow(CSV_COLUMNS)
-            writer.writerows(tick_rows(batch))
-    except (NoTicks, JournalError) as exc:
-        raise click.ClickException(str(exc)) from None
+    for number, batch in enumerate(instrument_ticks(directory, name, instrument, batch=8192)):
+        if number == 0:
+            writer.writerow(CSV_COLUMNS)
+        writer.writerows(tick_rows(batch))
 
 
 def _period(ctx: click.Context, param: click.Parameter, value: str) -> Period:
@@ -87,11 +86,8 @@ def bars(directory: Path, name: str, instrument: str, period: Period, output_for
     """Print the bars of one instrument built from an md journal (the batch path): one row
     per bar, labelled by its start on the local clock, daily bars by their trading day."""
     products = ProductTable.load()
-    try:
-        products.product_of(instrument)
-        ticks = journal_ticks(directory, name, instrument)
-    except (KeyError, ValueError, JournalError) as exc:
-        raise click.ClickException(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
+    products.product_of(instrument)  # an unknown product is refused before the journal is read
+    ticks = journal_ticks(directory, name, instrument)
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(BAR_COLUMNS)
     writer.writerows(bar_rows(build_bars(ticks, products, (period,))))

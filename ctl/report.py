@@ -95,21 +95,3 @@ def _cell(value: Any) -> str:
         return f"{value['name']}:{value['state']}"
     return str(value)
 
-
-def format_bench(result: Mapping[str, Any]) -> str:
-    """One benchmark result as a few readable lines: figures, peer, ratio, target."""
-    def pairs(values: Mapping[str, Any]) -> str:
-        return "  ".join(f"{key}={value}" for key, value in values.items()
-                         if not isinstance(value, Mapping))
-
-    special = {"name", "params", "baseline", "ratio", "target"}
-    lines = [f"{result['name']}: {pairs({k: v for k, v in result.items() if k not in special})}"]
-    baseline = result.get("baseline")
-    if baseline:
-        peer = {k: v for k, v in baseline.items() if k != "what"}
-        lines.append(f"  peer ({baseline.get('what', '?')}): {pairs(peer)}")
-    if "ratio" in result:
-        lines.append(f"  ratio (ours / peer's, > 1 is faster): {result['ratio']}")
-    if result.get("target"):
-        lines.append(f"  target: {pairs(result['target'])}")
-    return "\n".join(lines)

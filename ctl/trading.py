@@ -33,14 +33,19 @@ RISK_DAEMON = "risk"
 _ORDER_KINDS = frozenset({EventType.ORDER_SEND, EventType.RISK_REJECT, EventType.RTN_ORDER})
 
 
-def risk_journal(suite: SuiteConfig) -> tuple[Path, str]:
-    """Where the suite's order desk journals: its directory and name."""
-    daemon = suite.daemon(RISK_DAEMON)
-    for plugin in daemon.plugins.values():
+def desk_name(suite: SuiteConfig) -> str:
+    """The name of the risk daemon's order desk plugin in this config."""
+    for name, plugin in suite.daemon(RISK_DAEMON).plugins.items():
         if plugin.spec == DESK_SPEC:
-            return suite.journal_dir, str(plugin.config.get("journal", "risk"))
+            return name
     raise ValueError(f"the {RISK_DAEMON} daemon of this config loads no {DESK_SPEC!r} plugin, "
                      "so nothing trades")
+
+
+def risk_journal(suite: SuiteConfig) -> tuple[Path, str]:
+    """Where the suite's order desk journals: its directory and name."""
+    desk = suite.daemon(RISK_DAEMON).plugins[desk_name(suite)]
+    return suite.journal_dir, str(desk.config.get("journal", "risk"))
 
 
 def records(directory: Path, name: str) -> Iterator[tuple[EventType, Any]]:

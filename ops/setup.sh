@@ -35,10 +35,9 @@ pip_install() {
     fi
 }
 : >.venv/setup.log
-pip_install -e ".[dev]"
-# The benchmark peers: vn.py's EventEngine needs only the standard library, so its
-# dependency tree (Qt, ...) is not installed; its BarGenerator module imports talib, whose
-# PyPI wheel bundles the C library.
+pip_install -e ".[dev,bench]"
+# The benchmark peer vn.py: its EventEngine and BarGenerator need only the standard library,
+# numpy and talib (the bench extra), so its declared dependency tree (Qt, pandas, ...) is
+# not installed; an extra cannot say --no-deps, hence this separate step.
 pip_install --no-deps "vnpy==4.5.0"
-pip_install "ta-lib==0.8.2"
 echo "setup: done (.venv/bin/hftctl --help)"

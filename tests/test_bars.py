@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from sample_data import IF_DAILY_REFERENCE, IF_DAY
+from support.sample_data import IF_DAILY_REFERENCE, IF_DAY
 
 from hft.ctl.cli import main as hftctl
 from hft.daemons.engine.barbatch import CSV_COLUMNS, build_bars

@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hft.ctl import bench
-from hft.ctl.bench.common import RESERVED_KEYS
+from hft import bench
+from hft.bench.common import RESERVED_KEYS, sample_tick
+from hft.daemons.runtime.config import SuiteConfig
+from hft.daemons.runtime.events import Direction, EventType
+from hft.daemons.runtime.host import DaemonHost
 
 POSITIVE_SUFFIXES = ("_per_s", "_us", "_ns", "_ns_per_op")
 """Rates, latencies and costs: a zero or negative one means the measurement is broken."""
@@ -119,3 +123,24 @@ def test_tick_to_order_goes_through_real_engine_and_risk_daemons(
     assert result["engine_p50_us"] < result["p50_us"]  # the engine's part is a part of it
     assert result["p50_us"] <= result["p99_us"] <= result["p999_us"]
     assert "vn.py" in result["baseline"]["what"] and result["ratio"] > 0
+
+
+def test_the_engine_probe_fills_between_ticks_read_in_one_poll(tmp_path: Path) -> None:
+    """A loaded engine reads several ticks in one poll, before the probe's poller runs: each
+    tick must still find the order of the one before filled, so every tick makes its order."""
+    host = DaemonHost("engine", SuiteConfig())
+    try:
+        host.plugins.load("probe", "hft.bench.engine_plugins:OrderProbe",
+                          {"samples_path": str(tmp_path / "samples.npy")})
+        host.plugins.load("strategies", "strategy_container", {
+            "children": {"flip": {"spec": "hft.bench.engine_plugins:FlipStrategy"}}})
+        directions: list[Direction] = []
+        host.bus.subscribe(EventType.ORDER_REQ,
+                           lambda record: directions.append(Direction(int(record["direction"]))))
+        tick = sample_tick()
+        for seq in (1, 2, 3):  # one poll's worth: the host's loop (and the poller) does not run
+            tick["seq"] = seq
+            host.bus.publish(EventType.MARKET_DATA, tick[0])
+        assert directions == [Direction.BUY, Direction.SELL, Direction.BUY]
+    finally:
+        host.plugins.stop_all()

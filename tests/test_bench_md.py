@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hft.ctl import bench
-from hft.ctl.bench import common, md
-from hft.ctl.bench.common import RESERVED_KEYS, BenchError
+from hft import bench
+from hft.bench import common, md
+from hft.bench.common import RESERVED_KEYS, BenchError
 from hft.daemons.engine.replay import Replay
 from hft.daemons.runtime.config import SuiteConfig
 from hft.daemons.runtime.events import HEADER_DTYPE, EventType, empty

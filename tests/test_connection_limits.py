@@ -17,8 +17,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import Daemon, serving, wait_for
 from prometheus_client import CollectorRegistry, make_wsgi_app
+from support.daemons import Daemon, serving, wait_for
 from test_control_tcp import _config, _free_port, _token_file
 
 from hft.daemons.runtime.config import load_config

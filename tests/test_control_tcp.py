@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import Daemon, spawn_daemon, wait_for, write_config
+from support.daemons import Daemon, spawn_daemon, wait_for, write_config
 
 from hft.ctl.cli import main
 from hft.ctl.client import ControlError, DaemonClient

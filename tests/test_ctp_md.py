@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import wait_for
-from ctpdata import depth
 from openctp_ctp import mdapi, tdapi
+from support.ctp_emulator import CtpMdEmulator, CtpTraderEmulator
+from support.ctpdata import depth
+from support.daemons import wait_for
 
 from hft.daemons.md.ctp import CtpMarketData, MdState, select_instruments
-from hft.daemons.md.ctp_emulator import CtpMdEmulator, CtpTraderEmulator
 from hft.daemons.md.ctp_instruments import InstrumentQueryError, query_instruments, register_listed
 from hft.daemons.md.ctpstruct import RawStructReader
 from hft.daemons.md.depth import DepthValues

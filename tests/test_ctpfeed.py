@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
-from ctpdata import depth
+from support.ctp_emulator import CtpMdEmulator
+from support.ctpdata import depth
+from support.daemons import wait_for
 
 from hft.daemons.md.ctp import MdState
-from hft.daemons.md.ctp_emulator import CtpMdEmulator
 from hft.daemons.md.ctpfeed import CtpFeed
 from hft.daemons.runtime.config import SuiteConfig
 from hft.daemons.runtime.events import EventType

@@ -16,11 +16,11 @@ from pathlib import Path
 import grpc
 import psutil
 import pytest
-from conftest import Daemon, serving, spawn_daemon, wait_for, write_config
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 from prometheus_client.parser import text_string_to_metric_families
+from support.daemons import Daemon, serving, spawn_daemon, wait_for, write_config
 
 import hft
 from hft.ctl.client import ControlError

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
+from support.daemons import wait_for
 
 from hft.ctl import launcher
 from hft.daemons.runtime.config import DAEMON_NAMES, load_config

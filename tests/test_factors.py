@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from prometheus_client.core import Metric
-from sample_data import IF_DAILY_REFERENCE, IF_DAY
+from support.sample_data import IF_DAILY_REFERENCE, IF_DAY
 
 from hft.daemons.engine.factors import host as factor_host
 from hft.daemons.engine.factors.base import FactorDef

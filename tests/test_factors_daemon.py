@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import Daemon, serving, spawn_daemon, wait_for, write_config
 from prometheus_client.parser import text_string_to_metric_families
+from support.daemons import Daemon, serving, spawn_daemon, wait_for, write_config
 
 from hft.ctl.cli import main
 from hft.protos import control_pb2

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 from click.testing import CliRunner, Result
-from conftest import wait_for
+from support.daemons import wait_for
 
 from hft.ctl import launcher
 from hft.ctl.cli import main
@@ -170,6 +170,19 @@ def test_events_and_help() -> None:
 def test_bench_rejects_unknown_benchmarks() -> None:
     result = hftctl("bench", "no_such_benchmark")
     assert result.exit_code == 2 and "no_such_benchmark" in result.output
+
+
+@pytest.mark.parametrize("peer", ["vnpy", "talib"])
+def test_bench_without_its_peers_says_what_to_install(peer: str) -> None:
+    """A runtime-only install (no bench extra): one line naming the missing peer, exit 1."""
+    blocked = (f"import sys; sys.modules[{peer!r}] = None\n"  # what a missing package raises
+               "from hft.ctl.cli import main\nmain(['bench', 'bus'], prog_name='hftctl')")
+    done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"Error: hftctl bench needs the benchmark peers ({peer} is not installed): run bash "
+        "ops/setup.sh, or pip install 'hft[bench]' and pip install --no-deps vnpy==4.5.0"]
 
 
 def test_stop_waits_for_the_process(config: Path) -> None:

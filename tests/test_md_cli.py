@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sample_data import IF_DAY
+from support.sample_data import IF_DAY
 
 from hft.daemons.runtime.journal import JournalReader
 

@@ -7,7 +7,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Daemon, wait_for, write_config
+from support.daemons import Daemon, wait_for, write_config
 
 from hft.daemons.runtime.events import EventType
 from hft.daemons.runtime.journal import JournalReader

@@ -9,9 +9,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
-from ctpdata import depth
 from openctp_ctp import mdapi
-from sample_data import IF_DAY
+from support.ctpdata import depth
+from support.sample_data import IF_DAY
 
 from hft.daemons.md.csvfile import CSV_COLUMNS, CsvTickError, read_ticks, tick_rows
 from hft.daemons.md.ctpstruct import RawStructReader

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, spawn_daemon, write_config
+from support.daemons import Daemon, spawn_daemon, write_config
 
 StartDaemon = Callable[[str, Path], Daemon]
 PASSWORD = "metrics-Password-0123456789"

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, serving, spawn_daemon, wait_for, write_config
-from sample_data import IF_DAY
+from support.daemons import Daemon, serving, spawn_daemon, wait_for, write_config
+from support.sample_data import IF_DAY
 from test_factors_daemon import FEED
 from test_strategy import SCRIPTED
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, serving, spawn_daemon, wait_for, write_config
+from support.daemons import Daemon, serving, spawn_daemon, wait_for, write_config
 from test_daemon import sample, scrape
 
 from hft.ctl.client import ControlError, PluginNotFound

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Daemon, wait_for, write_config
+from support.daemons import Daemon, wait_for, write_config
 
 from hft.daemons.runtime.config import SuiteConfig
 from hft.daemons.runtime.events import EventType, empty

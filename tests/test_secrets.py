@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pydantic
 import pytest
-from conftest import Daemon, write_config
+from support.daemons import Daemon, write_config
 
 from hft.daemons.runtime.config import ConfigError, load_config
 from hft.daemons.runtime.secrets import Secret, mask

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sample_data import IF_DAY
+from support.sample_data import IF_DAY
 
 from hft.daemons.engine.strategy.child import Strategy
 from hft.daemons.engine.strategy.container import StrategyContainer

@@ -147,6 +147,25 @@ def _target_met(target: Mapping[str, float], figures: Mapping[str, float | None]
     return met
 
 
+
+def format_text(result: Result) -> str:
+    """One result as a few readable lines (``hftctl bench`` without --json): figures, peer,
+    ratio, target."""
+    def pairs(values: Mapping[str, Any]) -> str:
+        return "  ".join(f"{key}={value}" for key, value in values.items()
+                         if not isinstance(value, Mapping))
+
+    lines = [f"{result['name']}: {pairs({k: v for k, v in result.items() if k not in RESERVED_KEYS})}"]
+    baseline = result.get("baseline")
+    if baseline:
+        peer = {k: v for k, v in baseline.items() if k != "what"}
+        lines.append(f"  peer ({baseline.get('what', '?')}): {pairs(peer)}")
+    if "ratio" in result:
+        lines.append(f"  ratio (ours / peer's, > 1 is faster): {result['ratio']}")
+    if result.get("target"):
+        lines.append(f"  target: {pairs(result['target'])}")
+    return "\n".join(lines)
+
 # --- files and children -----------------------------------------------------------------------
 
 @contextmanager

@@ -1,4 +1,3 @@
-# ruff: noqa: N802  (the API method names are CTP's)
 """Stand-ins for the CTP md and trader APIs at the API boundary, for tests and dry runs
 without a front.
 

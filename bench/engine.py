@@ -41,8 +41,8 @@ from vnpy.event import Event, EventEngine
 from vnpy.trader.event import EVENT_TICK
 from vnpy.trader.utility import BarGenerator
 
-from hft.ctl.bench.bars import vnpy_ticks
-from hft.ctl.bench.common import (
+from hft.bench.bars import vnpy_ticks
+from hft.bench.common import (
     SPIN_TAIL_NS,
     BenchError,
     Result,
@@ -110,9 +110,9 @@ def run(quick: bool) -> list[Result]:
 
 def _engine_latency(directory: Path, ticks: np.ndarray, mode: WaitMode,
                     interval_ns: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Per tick that made an order (nearly all; a tick read in the same poll as the one
-    before finds its order still in flight), ns from just before its commit to its ORDER_REQ,
-    and to its arrival on the engine's bus; and the daemon's CPU % meanwhile."""
+    """Per tick that made an order (every one the engine read before it was stopped), ns from
+    just before its commit to its ORDER_REQ, and to its arrival on the engine's bus; and the
+    daemon's CPU % meanwhile."""
     samples_path = directory / "orders.npy"
     with JournalWriter(directory, JOURNAL, trading_day=int(ticks["trading_day"][0])) as writer, \
             _engine_daemon(directory, mode, samples_path) as engine:
@@ -223,7 +223,7 @@ grpc_socket = "{socket_path}"
 wait_mode = "{mode.value}"
 
 [daemons.engine.plugins.probe]
-spec = "hft.ctl.bench.engine_plugins:OrderProbe"
+spec = "hft.bench.engine_plugins:OrderProbe"
 config = {{ samples_path = "{samples_path}", fill = {str(fill).lower()} }}
 
 [daemons.engine.plugins.replay]
@@ -244,7 +244,7 @@ config = {{ factors = [
 
 [daemons.engine.plugins.strategies]
 spec = "strategy_container"
-config = {{ children = {{ flip = {{ spec = "hft.ctl.bench.engine_plugins:FlipStrategy" }} }} }}
+config = {{ children = {{ flip = {{ spec = "hft.bench.engine_plugins:FlipStrategy" }} }} }}
 """
 
 

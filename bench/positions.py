@@ -25,7 +25,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from hft.ctl.bench.common import BenchError, Result, result
+from hft.bench.common import BenchError, Result, result
 from hft.daemons.refdata.instruments import ProductTable
 from hft.daemons.runtime.events import Direction, EventType, Offset, PosDirection, empty
 from hft.daemons.trade.book import (

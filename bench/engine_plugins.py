@@ -8,9 +8,12 @@ shipped ones.
   tick's arrival on the bus with ``time.monotonic_ns()`` and each ORDER_REQ with the seq and
   stamp of the tick that caused it and its own, and fills the order from its poller (the
   next loop iteration, as an exchange's return arrives later), so the container's
-  instrument is free for the next tick. At stop it writes the (seq, tick ns, order ns,
-  order_ref) rows to ``samples_path`` as a .npy file. With ``fill = false`` the returns come
-  from the risk daemon instead (``bench tick-to-order``).
+  instrument is free for the next tick. When the engine has fallen behind and reads
+  several ticks in one poll, the fill is published before the next tick reaches the
+  container instead, so every tick still makes its order (the fill then counts in that
+  tick's figure, as a return that arrived first would). At stop it writes the (seq, tick ns,
+  order ns, order_ref) rows to ``samples_path`` as a .npy file. With ``fill = false`` the
+  returns come from the risk daemon instead (``bench tick-to-order``).
 - :class:`GatewayProbe`, the gateway of ``bench tick-to-order``'s risk daemon: it stamps each
   ORDER_SEND's arrival and fills it at once, from inside the ORDER_SEND's dispatch as the
   simulated exchange would; at stop it writes (order_ref, ns) rows to ``samples_path``.
@@ -88,6 +91,8 @@ class OrderProbe(Plugin):
 
     def on_tick(self, record: Any) -> None:
         self._tick = (_TICK(record)[0], time.monotonic_ns())
+        if self._fills:  # read in one poll with the tick before: its fill came in between
+            self.fill()
 
     def on_order(self, record: Any) -> None:
         now = time.monotonic_ns()

@@ -1,6 +1,10 @@
 """``hftctl bench``: measure each step of the latency budget against a peer, on this machine.
 
-Every benchmark returns result dicts (see :func:`hft.ctl.bench.common.result`): its figures
+The benchmarks are their own package (folder ``bench/``, imported as ``hft.bench``) so that
+the runtime install does not carry the peers: vn.py and TA-Lib come with the ``bench`` extra
+(see ``ops/setup.sh``).
+
+Every benchmark returns result dicts (see :func:`hft.bench.common.result`): its figures
 with units in their names, the parameters it ran with, and, where it measures a peer in the
 same run, the peer's figures and our speed over theirs (``ratio`` > 1: we are faster).
 Running the peer in the same run matters on a shared, noisy 2-core machine: both sides see
@@ -9,9 +13,13 @@ the same load, so the ratio means more than either absolute figure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from hft import require_namespace
 
-from hft.ctl.bench import (
+require_namespace(__name__)  # first: a bare 'import bench' must not run the imports below
+
+from collections.abc import Callable, Iterator  # noqa: E402
+
+from hft.bench import (  # noqa: E402
     bars,
     bus,
     engine,
@@ -24,10 +32,11 @@ from hft.ctl.bench import (
     simexchange,
     ticktoorder,
 )
-from hft.ctl.bench.common import BenchError, Result
+from hft.bench.common import BenchError, Result, format_text  # noqa: E402
 
-__all__ = ["BENCHMARKS", "BenchError", "Result", "bars", "bus", "engine", "factors", "ipc", "journal",
-           "md", "positions", "resolve", "run", "run_iter", "seqlock", "simexchange", "ticktoorder"]
+__all__ = ["BENCHMARKS", "BenchError", "Result", "bars", "bus", "engine", "factors", "format_text",
+           "ipc", "journal", "md", "positions", "resolve", "run", "run_iter", "seqlock",
+           "simexchange", "ticktoorder"]
 
 BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "bus": bus.run,

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from hft.ctl.bench.common import Result, result
+from hft.bench.common import Result, result
 from hft.daemons.runtime.events import DEPTH, Direction, EventType, PriceType, empty
 from hft.daemons.trade.simexchange import SimExchange, SimExchangeConfig
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hft.ctl.bench.common import BenchError, Result, percentiles, result, temp_dir, ticks_file
-from hft.ctl.bench.engine import (
+from hft.bench.common import BenchError, Result, percentiles, result, temp_dir, ticks_file
+from hft.bench.engine import (
     JOURNAL,
     PEER,
     check_orders,
@@ -117,6 +117,6 @@ wait_mode = "{MODE.value}"
 spec = "order_desk"
 
 [daemons.risk.plugins.gateway]
-spec = "hft.ctl.bench.engine_plugins:GatewayProbe"
+spec = "hft.bench.engine_plugins:GatewayProbe"
 config = {{ samples_path = "{gateway_samples}" }}
 """

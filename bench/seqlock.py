@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from hft.ctl.bench.common import (
+from hft.bench.common import (
     SPAWN,
     BenchError,
     Result,

@@ -3,7 +3,7 @@ README): the repository stands alone, with no sibling folders."""
 
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 IF_DAY = DATA / "IF2101_20210104_ticks.csv"
 """27,955 real CTP snapshots of CFFEX IF2101, TradingDay 2021-01-04."""
 IF_DAILY_REFERENCE = DATA / "IF_daily_reference.csv"

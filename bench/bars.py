@@ -25,7 +25,7 @@ from vnpy.trader.constant import Exchange
 from vnpy.trader.object import TickData
 from vnpy.trader.utility import BarGenerator
 
-from hft.ctl.bench.common import Result, median_ns_per_op, median_rate, result, ticks_file
+from hft.bench.common import Result, median_ns_per_op, median_rate, result, ticks_file
 from hft.daemons.engine.barbatch import build_bars
 from hft.daemons.engine.bars import BarBuilder
 from hft.daemons.engine.bartables import Period, local_midnight_ns, parse_periods

@@ -41,7 +41,7 @@ from vnpy.trader.constant import Exchange
 from vnpy.trader.event import EVENT_TICK
 from vnpy.trader.object import TickData
 
-from hft.ctl.bench.common import (
+from hft.bench.common import (
     SPAWN,
     BenchError,
     Result,

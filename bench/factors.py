@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from hft.ctl.bench.common import Result, median_ns_per_op, median_rate, result
+from hft.bench.common import Result, median_ns_per_op, median_rate, result
 from hft.daemons.engine.factors.base import Factor, FactorDef
 from hft.daemons.engine.factors.ema import EmaFactor
 from hft.daemons.engine.factors.host import FactorPlugin, product_of

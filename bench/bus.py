@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from vnpy.event import Event, EventEngine
 
-from hft.ctl.bench.common import (
+from hft.bench.common import (
     BenchError,
     Result,
     median_rate,

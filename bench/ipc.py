@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hft.ctl.bench.common import (
+from hft.bench.common import (
     SPAWN,
     SPIN_TAIL_NS,
     Result,

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hft.ctl.bench.common import (
+from hft.bench.common import (
     BenchError,
     Result,
     median_rate,
