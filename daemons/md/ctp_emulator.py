@@ -42,6 +42,7 @@ from typing import Any, Self
 from openctp_ctp import mdapi, tdapi
 
 from hft.daemons.md.normalize import DEPTH_FIELDS, DepthValues
+from hft.daemons.runtime.libc import libc
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,6 @@ AUTHENTICATION_FAILED = (63, "CTP:客户端认证失败")
 _OK = (0, "CTP:正确")
 _CHINA = dt.timezone(dt.timedelta(hours=8))
 
-_libc = ctypes.CDLL(None)
-_libc.malloc_usable_size.restype = ctypes.c_size_t
-_libc.malloc_usable_size.argtypes = [ctypes.c_void_p]
 
 
 class _EmulatedFront:
@@ -461,5 +459,5 @@ def set_gb18030(struct: Any, name: str, text: str) -> None:
     placeholder = b"\x1f" * len(encoded)
     setattr(struct, name, placeholder.decode())  # the setter checks that the text fits
     address = int(struct.this)
-    offset = ctypes.string_at(address, _libc.malloc_usable_size(address)).find(placeholder)
+    offset = ctypes.string_at(address, libc.malloc_usable_size(address)).find(placeholder)
     ctypes.memmove(address + offset, encoded, len(encoded))

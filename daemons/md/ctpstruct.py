@@ -22,9 +22,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
-_libc = ctypes.CDLL(None)
-_libc.malloc_usable_size.restype = ctypes.c_size_t
-_libc.malloc_usable_size.argtypes = [ctypes.c_void_p]
+from hft.daemons.runtime.libc import libc
 
 
 class LayoutError(RuntimeError):
@@ -51,7 +49,7 @@ class RawStructReader:
         self.fields = tuple(fields)
         probe = struct_type()
         address = int(probe.this)
-        size = _libc.malloc_usable_size(address)
+        size = libc.malloc_usable_size(address)
         placed: list[tuple[int, str, str]] = []  # (offset, struct code, field)
         for serial, name in enumerate(self.fields):
             kind = type(getattr(probe, name))
