@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import mmap
 import os
 import tempfile
 from pathlib import Path
@@ -61,6 +62,25 @@ def create_exclusively(path: Path, header: bytes, size: int, allocated: int | No
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+class FileTooSmall(ValueError):
+    """A mapped file shorter than its header says it must be (truncated, or not ours)."""
+
+
+def map_whole(path: Path, *, writable: bool, min_size: int) -> tuple[int, mmap.mmap]:
+    """Open ``path`` and map all of it, shared; returns (fd, mapping), the caller owning
+    both. FileNotFoundError if it does not exist, FileTooSmall if it is under ``min_size``
+    bytes; each caller turns these into its own error."""
+    fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if size < min_size:
+            raise FileTooSmall(f"{path}: truncated to {size} bytes, its header needs {min_size}")
+        return fd, mmap.mmap(fd, size, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def identity_problem(header: np.void, magic: bytes, version: int) -> str | None:

@@ -26,7 +26,6 @@ writer killed there leaves an odd version: readers give up on that slot after ``
 from __future__ import annotations
 
 import fcntl
-import mmap
 import os
 import platform
 import time
@@ -35,7 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from hft.daemons.runtime.events import DTYPES, HEADER_DTYPE, LAYOUT_HASH, RECORD_SIZE
-from hft.daemons.runtime.files import create_exclusively, identity_problem
+from hft.daemons.runtime.files import (
+    FileTooSmall,
+    create_exclusively,
+    identity_problem,
+    map_whole,
+)
 
 MAGIC = b"HFTSNAP1"
 VERSION = 1
@@ -70,16 +74,13 @@ class _Mapped:
     def __init__(self, path: Path, *, writable: bool) -> None:
         self.path = path
         try:
-            fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+            fd, self.mm = map_whole(path, writable=writable, min_size=PAGE)
         except FileNotFoundError:
             raise SnapshotError(f"{path}: no snapshot file (is hft_md running?)") from None
-        try:
-            size = os.fstat(fd).st_size
-            if size < PAGE:
-                raise SnapshotError(f"{path}: truncated ({size} bytes), not a snapshot file")
-            self.mm = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
-        finally:
-            os.close(fd)
+        except FileTooSmall as exc:
+            raise SnapshotError(f"{exc}: not a snapshot file") from None
+        os.close(fd)
+        size = len(self.mm)
         header = np.frombuffer(self.mm[:PAGE], _HEADER, count=1)[0]  # a copy: close() stays possible
         problem = identity_problem(header, MAGIC, VERSION)
         if problem is not None:

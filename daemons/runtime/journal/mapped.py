@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hft.daemons.runtime.events import DTYPES, HEADER_DTYPE, MAX_EVENT_TYPE, RECORD_SIZE
-from hft.daemons.runtime.files import NoSpace, create_exclusively
+from hft.daemons.runtime.files import FileTooSmall, NoSpace, create_exclusively, map_whole
 from hft.daemons.runtime.journal.format import (
     MAX_BLOCKING_READERS,
     META_DTYPE,
@@ -28,6 +28,7 @@ from hft.daemons.runtime.journal.format import (
     SEGMENT_DTYPE,
     SEGMENT_MAGIC,
     JournalError,
+    JournalFormatError,
     JournalFull,
     JournalNotFound,
     check_identity,
@@ -46,17 +47,11 @@ _SEALED_HALF = SEGMENT_DTYPE.fields["sealed"][1] // 4  # type: ignore[index]
 
 def _map(path: Path, *, writable: bool) -> tuple[int, mmap.mmap]:
     try:
-        fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+        return map_whole(path, writable=writable, min_size=PAGE)
     except FileNotFoundError:
         raise JournalNotFound(f"{path}: no such journal file") from None
-    try:
-        size = os.fstat(fd).st_size
-        check_size(path, size, PAGE)
-        access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
-        return fd, mmap.mmap(fd, size, access=access)
-    except BaseException:
-        os.close(fd)
-        raise
+    except FileTooSmall as exc:
+        raise JournalFormatError(str(exc)) from None
 
 
 class MappedMeta:
