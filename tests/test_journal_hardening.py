@@ -22,6 +22,7 @@ from hft.daemons.runtime.journal import (
     JournalWriter,
 )
 from hft.daemons.runtime.journal.format import PAGE, segment_indices, segment_path
+from hft.daemons.runtime.journal.writer import ALLOCATE_EVERY
 
 RACERS = 4
 RACES = 25
@@ -207,3 +208,17 @@ def test_durable_commits_are_written_out_before_append_returns(
         for path in directory.iterdir():
             path.unlink()
         directory.rmdir()
+
+
+# --- what a journal reserves on disk -----------------------------------------------------
+
+def test_a_journal_reserves_a_few_mb_whatever_its_segment_size(tmp_path: Path) -> None:
+    """Blocks are allocated ALLOCATE_EVERY slots ahead, for the current segment and the
+    spare: a default (384 MiB) segment holding a few records takes about 3 MiB of disk."""
+    with JournalWriter(tmp_path, "j") as writer:
+        for _ in range(ALLOCATE_EVERY + 10):  # past the first step: the spare is made too
+            writer.append(empty(EventType.MARKET_DATA))
+        used = sum(path.stat().st_blocks * 512 for path in tmp_path.iterdir())
+        assert (tmp_path / "j.spare").exists()
+    chunk = ALLOCATE_EVERY * RECORD_SIZE
+    assert 3 * chunk <= used <= 3 * chunk + 4 * PAGE + (1 << 20)
