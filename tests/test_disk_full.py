@@ -55,11 +55,12 @@ def ask(filler: subprocess.Popen[str], command: str | None = None) -> list[str]:
     return filler.stdout.readline().split(maxsplit=2)
 
 
+@pytest.mark.parametrize("mode", ["single", "batch"])
 def test_a_full_disk_refuses_appends_keeps_every_committed_record_and_resumes(
-        small_disk: Callable[[str], Path]) -> None:
+        small_disk: Callable[[str], Path], mode: str) -> None:
     disk = small_disk("2m")
     freed_later = ballast(disk, 1)
-    filler = subprocess.Popen([sys.executable, str(FILLER_PROC), str(disk), "j", "500"],
+    filler = subprocess.Popen([sys.executable, str(FILLER_PROC), str(disk), "j", "500", mode],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         report = ask(filler)
@@ -69,6 +70,7 @@ def test_a_full_disk_refuses_appends_keeps_every_committed_record_and_resumes(
         assert last_seq >= 500  # it rolled segments before the disk filled
 
         with JournalReader(disk, "j", wait_mode="block") as reader:  # maps, flags a sleeper
+            assert reader.lag == last_seq  # every record that fitted is announced
             for seq in range(1, last_seq + 1):
                 record = reader.read()
                 assert record is not None

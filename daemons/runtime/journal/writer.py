@@ -116,10 +116,20 @@ class JournalWriter:
         self._wake_value = self._meta.bytes.cast("I")[META_WAKE_HALF]
         self._meta_words = self._meta.words
         self._meta_halves = self._meta.bytes.cast("I")
-        self._segment = self._recover()
         self._meta.header["writer_pid"] = os.getpid()
+        try:
+            self._segment = self._recover()
+        except BaseException:
+            self._wake.release()
+            self._meta_halves.release()
+            self._meta.close()  # and with it the lock
+            raise
         if trading_day and trading_day != self._segment.trading_day:
-            self.roll(trading_day)
+            try:
+                self.roll(trading_day)
+            except BaseException:
+                self.close()
+                raise
 
     @property
     def last_seq(self) -> int:
@@ -163,7 +173,9 @@ class JournalWriter:
         return self._commit_one()
 
     def append_batch(self, records: np.ndarray) -> int:
-        """Commit many records with one seq store pass and one wake-up; returns the last seq."""
+        """Commit many records with one seq store pass and one wake-up; returns the last seq.
+        On a full disk, the records that fitted are committed (``last_seq`` says how many)
+        and JournalFull is raised for the rest."""
         if records.dtype.itemsize != RECORD_SIZE or records.ndim != 1:
             raise ValueError(f"expected a 1-d array of {RECORD_SIZE}-byte records, "
                              f"got {records.dtype.itemsize}-byte records of shape {records.shape}")
@@ -171,7 +183,12 @@ class JournalWriter:
         done = 0
         while done < len(source):
             if self._slot == self._capacity:
-                self._make_room()
+                try:
+                    self._make_room()
+                except JournalFull:
+                    if done:
+                        self._announce(self._next_seq - 1)
+                    raise
             take = min(len(source) - done, self._capacity - self._slot)
             raw = self._raw[self._slot:self._slot + take]
             raw[:, 8:] = source[done:done + take, 8:]
