@@ -16,9 +16,10 @@ create a journal lock the same inode and only one of them becomes its writer.
 Disk space: slots are written through a shared mapping, where a store into a hole the
 filesystem cannot fill is a SIGBUS. So the writer only ever writes into allocated blocks: it
 allocates a segment ``ALLOCATE_EVERY`` records at a time, ahead of the slots it fills, and
-keeps the next segment ready (``NAME.spare``, sized and its first blocks allocated), so a
-roll only renames a file. When an allocation fails, the write raises ``JournalFull`` before
-touching the slot; committed records are intact and a later write retries.
+keeps the next segment ready (``NAME.spare``, sized and its first blocks allocated, made when
+the writer opens the journal and after each roll), so a roll only renames a file. When an
+allocation fails, the write raises ``JournalFull`` before touching the slot; committed
+records are intact and a later write retries.
 
 Durability (``durable=True``): each commit's slot pages are written out (``msync``) before
 ``last_seq`` announces it, so a committed record survives a power failure and the journal
@@ -296,6 +297,8 @@ class JournalWriter:
         self._synced = committed
         with contextlib.suppress(JournalFull):  # no room yet: the first write tries again
             self._allocate_slots()
+        if not self._spare_ready:  # the next roll then only renames a file
+            self._spare_ready = self._prepare_spare()
 
     def _make_room(self) -> None:
         """The writer is at the end of its allocated slots: allocate the segment's next ones,
@@ -303,8 +306,6 @@ class JournalWriter:
         written) when the disk has no room."""
         if self._capacity < self._segment.capacity:
             self._allocate_slots()
-            if not self._spare_ready:
-                self._spare_ready = self._prepare_spare()
         else:
             self._roll_segment(self._segment.trading_day)
 
