@@ -68,16 +68,23 @@ class FileTooSmall(ValueError):
     """A mapped file shorter than its header says it must be (truncated, or not ours)."""
 
 
+def size_problem(path: Path, actual: int, expected: int) -> str | None:
+    """What is wrong with a file of ``actual`` bytes that must hold ``expected``, or None."""
+    if actual < expected:
+        return f"{path}: truncated to {actual} bytes, its header needs {expected}"
+    return None
+
+
 def map_whole(path: Path, *, writable: bool, min_size: int) -> tuple[int, mmap.mmap]:
     """Open ``path`` and map all of it, shared; returns (fd, mapping), the caller owning
     both. FileNotFoundError if it does not exist, FileTooSmall if it is under ``min_size``
     bytes; each caller turns these into its own error."""
     fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
     try:
-        size = os.fstat(fd).st_size
-        if size < min_size:
-            raise FileTooSmall(f"{path}: truncated to {size} bytes, its header needs {min_size}")
-        return fd, mmap.mmap(fd, size, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
+        problem = size_problem(path, os.fstat(fd).st_size, min_size)
+        if problem is not None:
+            raise FileTooSmall(problem)
+        return fd, mmap.mmap(fd, 0, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
     except BaseException:
         os.close(fd)
         raise

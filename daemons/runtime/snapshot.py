@@ -39,6 +39,7 @@ from hft.daemons.runtime.files import (
     create_exclusively,
     identity_problem,
     map_whole,
+    size_problem,
 )
 
 MAGIC = b"HFTSNAP1"
@@ -88,9 +89,10 @@ class _Mapped:
             raise SnapshotError(f"{path}: not a snapshot of this build: {problem}")
         self.capacity = int(header["capacity"])
         self.slot0, expected_size = _layout(self.capacity)
-        if size < expected_size:
+        problem = size_problem(path, size, expected_size)
+        if problem is not None:
             self.mm.close()
-            raise SnapshotError(f"{path}: truncated to {size} bytes, {expected_size} expected")
+            raise SnapshotError(problem)
         self.words = memoryview(self.mm).cast("Q")
         self.bytes = memoryview(self.mm)
         self.ids = np.frombuffer(self.mm, f"S{ID_SIZE}", count=self.capacity, offset=PAGE)

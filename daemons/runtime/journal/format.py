@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from hft.daemons.runtime.events import LAYOUT_HASH, RECORD_SIZE
-from hft.daemons.runtime.files import identity_problem
+from hft.daemons.runtime.files import identity_problem, size_problem
 
 FORMAT_VERSION = 1
 PAGE = 4096
@@ -155,5 +155,6 @@ def new_header(dtype: np.dtype[np.void], magic: bytes) -> np.ndarray:
 
 
 def check_size(path: Path, actual: int, expected: int) -> None:
-    if actual < expected:
-        raise JournalFormatError(f"{path}: truncated to {actual} bytes, its header needs {expected}")
+    problem = size_problem(path, actual, expected)
+    if problem is not None:
+        raise JournalFormatError(problem)
