@@ -13,6 +13,10 @@ does not grow with the journal's length. ``writer_rss_growth_mb`` is the writer'
 before it opened the journal to after it wrote the long one; ``writer_open_ms`` is what
 opening a new journal costs.
 
+Durability: ``durable_append_*`` times appends of a ``durable=True`` writer, which msyncs each
+commit's slot pages before announcing it (a power failure then loses nothing committed),
+beside the default's ``append_*``: the price of the option on this machine's disk.
+
 Read rates are the cost of the API per record: ``read()`` hands out a view, ``read_batch()``
 one view per batch, and neither figure includes what a consumer does with the records.
 """
@@ -51,6 +55,7 @@ def run(quick: bool) -> list[Result]:
     """Every write and read path, the peer, then the long read for memory."""
     n = 20_000 if quick else 300_000
     n_long = 200_000 if quick else 2_000_000
+    n_durable = 200 if quick else 1000  # each one waits for the disk
     repeats = 3 if quick else 5
     tick = sample_tick()  # a 1-record array, as a producer preallocates it
     with temp_dir("journal") as directory:
@@ -63,6 +68,9 @@ def run(quick: bool) -> list[Result]:
                 lambda: _batches(directory, np.repeat(tick, BATCH), n), n, repeats),
             **percentiles(_append_samples(directory, tick, n), prefix="append_"),
         }
+        durable = _append_samples(directory, tick, n_durable, durable=True)
+        figures["durable_append_records_per_s"] = n_durable / (durable.sum() / 1e9)
+        figures.update(percentiles(durable, prefix="durable_append_"))
         with _journal(directory) as (writer, name):
             _fill(writer, tick, n)
             figures["read_records_per_s"] = median_rate(
@@ -73,7 +81,7 @@ def run(quick: bool) -> list[Result]:
         naive = median_rate(lambda: _naive(directory / "naive.dat", tick, n), n, repeats)
     return [result(
         "journal", figures, quick=quick,
-        params={"n": n, "n_long": n_long, "repeats": repeats, "batch": BATCH,
+        params={"n": n, "n_long": n_long, "n_durable": n_durable, "repeats": repeats, "batch": BATCH,
                 "read_batch": READ_BATCH, "record_bytes": tick.itemsize,
                 "record": "1-record MARKET_DATA array", "claim_fields_set": 2,
                 "mode": "single process, reader busy (never waits)",
@@ -85,10 +93,10 @@ def run(quick: bool) -> list[Result]:
 
 
 @contextmanager
-def _journal(directory: Path) -> Iterator[tuple[JournalWriter, str]]:
+def _journal(directory: Path, *, durable: bool = False) -> Iterator[tuple[JournalWriter, str]]:
     """A fresh journal for one measurement, deleted afterwards (they are hundreds of MB)."""
     name = f"bench{next(_names)}"
-    writer = JournalWriter(directory, name)
+    writer = JournalWriter(directory, name, durable=durable)
     try:
         yield writer, name
     finally:
@@ -106,10 +114,11 @@ def _append(directory: Path, record: np.ndarray, n: int) -> int:
         return time.perf_counter_ns() - start
 
 
-def _append_samples(directory: Path, record: np.ndarray, n: int) -> np.ndarray:
+def _append_samples(directory: Path, record: np.ndarray, n: int, *,
+                    durable: bool = False) -> np.ndarray:
     """Each append timed on its own: the budget's "record committed" step, tail included."""
     samples = np.empty(n, np.int64)
-    with _journal(directory) as (writer, _):
+    with _journal(directory, durable=durable) as (writer, _):
         append, clock = writer.append, time.perf_counter_ns
         for i in range(n):
             started = clock()

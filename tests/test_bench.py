@@ -90,6 +90,12 @@ def test_journal_reports_reader_memory(results: list[dict[str, Any]]) -> None:
     assert {"rss_growth_mb", "rss_growth_10pct_mb", "rss_growth_100pct_mb"} <= journal.keys()
 
 
+def test_journal_reports_the_cost_of_durable_commits(results: list[dict[str, Any]]) -> None:
+    journal = next(result for result in results if result["name"] == "journal")
+    assert journal["durable_append_records_per_s"] > 0
+    assert journal["durable_append_p99_us"] > 0
+
+
 def test_no_child_process_left(results: list[dict[str, Any]]) -> None:
     assert not multiprocessing.active_children()
 

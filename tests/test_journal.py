@@ -413,8 +413,10 @@ def test_blocking_reader_in_another_process_is_woken(tmp_path: Path) -> None:
 
 
 def test_journal_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
-    with JournalWriter(tmp_path, "j", segment_records=4) as writer:
+    directory = tmp_path / "journal"
+    with JournalWriter(directory, "j", segment_records=4) as writer:
         writer.append_batch(ticks(1, 6))  # a rolled segment too
-    files = [tmp_path / "j.meta", *sorted(tmp_path.glob("j.*.dat"))]
-    assert len(files) == 3
-    assert [oct(path.stat().st_mode & 0o777) for path in files] == ["0o600"] * 3
+    files = [directory / "j.meta", directory / "j.spare", *sorted(directory.glob("j.*.dat"))]
+    assert len(files) == 4
+    assert [oct(path.stat().st_mode & 0o777) for path in files] == ["0o600"] * 4
+    assert oct(directory.stat().st_mode & 0o777) == "0o700"  # names and sizes are private too

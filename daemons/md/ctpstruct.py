@@ -23,9 +23,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, Generic, NamedTuple, TypeVar
 
-_libc = ctypes.CDLL(None)
-_libc.malloc_usable_size.restype = ctypes.c_size_t
-_libc.malloc_usable_size.argtypes = [ctypes.c_void_p]
+from hft.daemons.runtime.libc import libc
 
 
 class LayoutError(RuntimeError):
@@ -58,7 +56,7 @@ class RawStructReader(Generic[R]):
         fields: tuple[str, ...] = record._fields
         probe = struct_type()
         address = int(probe.this)
-        size = _libc.malloc_usable_size(address)
+        size = libc.malloc_usable_size(address)
         placed: list[tuple[int, str, str]] = []  # (offset, struct code, field)
         for serial, name in enumerate(fields):
             kind = type(getattr(probe, name))

@@ -9,6 +9,11 @@ callback thread per source.
 
 A gap in the feed (the source disconnected, or hft_md restarted) is journaled as a FEED_GAP
 record, so readers can tell missing data from a quiet market.
+
+A full disk (JournalFull) does not stop the daemon: the recorder logs it once, refuses
+snapshots (counted in ``hft_md_journal_full_refused``, ``hft_md_journal_full`` is 1) and asks
+the journal for room again every ``FULL_RETRY_S``; once there is room it journals a FEED_GAP
+for what it refused and records again.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from hft.daemons.md.depth import DepthValues
 from hft.daemons.md.normalize import TickError, TickNormalizer
 from hft.daemons.refdata.instruments import InstrumentTable
 from hft.daemons.runtime.events import RECORD_SIZE, EventType, empty
-from hft.daemons.runtime.journal import JournalReader, JournalWriter
+from hft.daemons.runtime.journal import JournalFull, JournalReader, JournalWriter
 from hft.daemons.runtime.snapshot import SnapshotWriter
 
 log = logging.getLogger(__name__)
+FULL_RETRY_S = 1.0
+"""Seconds between two attempts to find room in a full journal."""
 
 
 class Recorder:
@@ -44,6 +51,12 @@ class Recorder:
         self.last_lag_ns = 0
         """Receive time minus exchange time of the last tick (feed latency plus clock skew)."""
         self._snapshot_slots: dict[int, int] = {}
+        self.full_refused = 0
+        """Snapshots refused because the journal had no room on disk."""
+        self._full_retry_at = 0.0
+        """While the journal is full: when to ask it for room again (0.0: not full)."""
+        self._full_last_ns = 0
+        """The last record's stamp when the journal became full: where the gap begins."""
         self.last_received_ns = _last_ts(writer)
         """Stamp of the last record (at start: the journal's last), so markers keep time order."""
         self.gap("recorder started")
@@ -62,7 +75,15 @@ class Recorder:
         clock: the wall clock for a live feed); False if it was dropped (a duplicate, stale,
         unreadable)."""
         writer, normalizer = self.writer, self.normalizer
-        buffer, offset = writer.next_slot()
+        if self._full_retry_at and not self._room_again():
+            self.full_refused += 1
+            return False
+        try:
+            buffer, offset = writer.next_slot()
+        except JournalFull as exc:
+            self._journal_full(exc)
+            self.full_refused += 1
+            return False
         try:
             kept = normalizer.normalize(md, received_ns, buffer, offset)
         except TickError as exc:
@@ -72,7 +93,12 @@ class Recorder:
         if not kept:
             return False
         if normalizer.last_trading_day != writer.trading_day:
-            buffer, offset = self._roll(normalizer.last_trading_day, buffer, offset)
+            try:
+                buffer, offset = self._roll(normalizer.last_trading_day, buffer, offset)
+            except JournalFull as exc:
+                self._journal_full(exc)
+                self.full_refused += 1
+                return False
         writer.commit()
         self.last_received_ns = received_ns
         self.last_lag_ns = received_ns - normalizer.last_exchange_ts
@@ -92,7 +118,11 @@ class Recorder:
         marker["feed"] = self.feed.encode()[:16]
         marker["reason"] = reason.encode()[:64]
         marker["last_ns"] = self.last_received_ns if last_ns is None else last_ns
-        self.writer.append(marker)
+        try:
+            self.writer.append(marker)
+        except JournalFull as exc:
+            self._journal_full(exc)
+            return
         self.gaps += 1
         log.info("feed gap recorded", extra={"feed": self.feed, "reason": reason})
 
@@ -114,6 +144,8 @@ class Recorder:
              "was derived", stats.days_derived),
             ("hft_md_refused", "Snapshots refused as unreadable", self.errors),
             ("hft_md_gaps", "Feed gaps recorded", self.gaps),
+            ("hft_md_journal_full_refused", "Snapshots refused: no disk space for the journal",
+             self.full_refused),
         ):
             counter = CounterMetricFamily(name, help_text, labels=["feed"])
             counter.add_metric(labels, value)
@@ -122,10 +154,38 @@ class Recorder:
                                 "last tick (feed latency plus clock skew)", labels=["feed"])
         lag.add_metric(labels, self.last_lag_ns / 1e9)
         yield lag
+        full = GaugeMetricFamily("hft_md_journal_full", "1 while the md journal has no disk "
+                                 "space and snapshots are refused", labels=["feed"])
+        full.add_metric(labels, 1.0 if self._full_retry_at else 0.0)
+        yield full
         seq = GaugeMetricFamily("hft_md_journal_last_seq", "Last seq committed to the md journal",
                                 labels=["feed"])
         seq.add_metric(labels, self.writer.last_seq)
         yield seq
+
+    def _journal_full(self, error: JournalFull) -> None:
+        """Enter the refusing state (logged once), to ask for room again in FULL_RETRY_S."""
+        if not self._full_retry_at:
+            self._full_last_ns = self.last_received_ns
+            log.error("md journal full: snapshots are refused until disk space is freed",
+                      extra={"feed": self.feed, "error": str(error)})
+        self._full_retry_at = time.monotonic() + FULL_RETRY_S
+
+    def _room_again(self) -> bool:
+        """While full: True once the journal has room again (then a FEED_GAP marks what was
+        refused); False until then, asking at most every FULL_RETRY_S."""
+        if time.monotonic() < self._full_retry_at:
+            return False
+        try:
+            self.writer.next_slot()
+        except JournalFull:
+            self._full_retry_at = time.monotonic() + FULL_RETRY_S
+            return False
+        self._full_retry_at = 0.0
+        log.warning("md journal has disk space again: recording resumes",
+                    extra={"feed": self.feed, "refused": self.full_refused})
+        self.gap("journal was full", self._full_last_ns)
+        return not self._full_retry_at
 
     def _roll(self, trading_day: int, buffer: memoryview, offset: int) -> tuple[memoryview, int]:
         """A new trading day starts a new segment: move the packed record over to it."""

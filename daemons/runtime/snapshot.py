@@ -26,7 +26,6 @@ writer killed there leaves an odd version: readers give up on that slot after ``
 from __future__ import annotations
 
 import fcntl
-import mmap
 import os
 import platform
 import time
@@ -35,7 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from hft.daemons.runtime.events import DTYPES, HEADER_DTYPE, LAYOUT_HASH, RECORD_SIZE
-from hft.daemons.runtime.files import create_atomically
+from hft.daemons.runtime.files import (
+    FileTooSmall,
+    create_exclusively,
+    identity_problem,
+    map_whole,
+    size_problem,
+)
 
 MAGIC = b"HFTSNAP1"
 VERSION = 1
@@ -70,29 +75,24 @@ class _Mapped:
     def __init__(self, path: Path, *, writable: bool) -> None:
         self.path = path
         try:
-            fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+            fd, self.mm = map_whole(path, writable=writable, min_size=PAGE)
         except FileNotFoundError:
             raise SnapshotError(f"{path}: no snapshot file (is hft_md running?)") from None
-        try:
-            size = os.fstat(fd).st_size
-            if size < PAGE:
-                raise SnapshotError(f"{path}: truncated ({size} bytes), not a snapshot file")
-            self.mm = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
-        finally:
-            os.close(fd)
+        except FileTooSmall as exc:
+            raise SnapshotError(f"{exc}: not a snapshot file") from None
+        os.close(fd)
+        size = len(self.mm)
         header = np.frombuffer(self.mm[:PAGE], _HEADER, count=1)[0]  # a copy: close() stays possible
-        identity = (bytes(header["magic"]), int(header["version"]), int(header["record_size"]),
-                    int(header["layout_hash"]))
-        if identity != (MAGIC, VERSION, RECORD_SIZE, LAYOUT_HASH):
+        problem = identity_problem(header, MAGIC, VERSION)
+        if problem is not None:
             self.mm.close()
-            raise SnapshotError(f"{path}: not a snapshot of this build (magic, version, record "
-                                f"size, layout hash = {identity[0]!r}, {identity[1]}, "
-                                f"{identity[2]}, {identity[3]:#x})")
+            raise SnapshotError(f"{path}: not a snapshot of this build: {problem}")
         self.capacity = int(header["capacity"])
         self.slot0, expected_size = _layout(self.capacity)
-        if size < expected_size:
+        problem = size_problem(path, size, expected_size)
+        if problem is not None:
             self.mm.close()
-            raise SnapshotError(f"{path}: truncated to {size} bytes, {expected_size} expected")
+            raise SnapshotError(problem)
         self.words = memoryview(self.mm).cast("Q")
         self.bytes = memoryview(self.mm)
         self.ids = np.frombuffer(self.mm, f"S{ID_SIZE}", count=self.capacity, offset=PAGE)
@@ -118,7 +118,7 @@ class SnapshotWriter:
             raise SnapshotError(f"the SeqLock snapshot needs x86-64 store ordering, "
                                 f"this is {platform.machine()}")
         self.path = Path(path)
-        if not self.path.exists():
+        if not self.path.exists():  # a racing creator's file is kept: creation never replaces
             _create(self.path, capacity)
         self._lock_fd = _lock_single_writer(self.path)
         self._map = _Mapped(self.path, writable=True)
@@ -261,10 +261,10 @@ def _lock_single_writer(path: Path) -> int:
 
 
 def _create(path: Path, capacity: int) -> None:
-    """Create the file complete, then rename it into place."""
+    """Create the file complete and allocated, unless it exists (then it is left alone)."""
     _, size = _layout(capacity)
     header = np.zeros(1, _HEADER)
     header["magic"], header["version"], header["record_size"] = MAGIC, VERSION, RECORD_SIZE
     header["layout_hash"], header["capacity"] = LAYOUT_HASH, capacity
     path.parent.mkdir(parents=True, exist_ok=True)
-    create_atomically(path, header.tobytes(), size)
+    create_exclusively(path, header.tobytes(), size)

@@ -42,6 +42,7 @@ from openctp_ctp import mdapi, tdapi
 
 from hft.daemons.md.depth import DepthValues
 from hft.daemons.refdata.clock import CHINA
+from hft.daemons.runtime.libc import libc
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,6 @@ NOT_LOGGED_IN = (6, "CTP:还没有登录")
 AUTHENTICATION_FAILED = (63, "CTP:客户端认证失败")
 _OK = (0, "CTP:正确")
 
-_libc = ctypes.CDLL(None)
-_libc.malloc_usable_size.restype = ctypes.c_size_t
-_libc.malloc_usable_size.argtypes = [ctypes.c_void_p]
 
 
 class _EmulatedFront:
@@ -460,5 +458,5 @@ def set_gb18030(struct: Any, name: str, text: str) -> None:
     placeholder = b"\x1f" * len(encoded)
     setattr(struct, name, placeholder.decode())  # the setter checks that the text fits
     address = int(struct.this)
-    offset = ctypes.string_at(address, _libc.malloc_usable_size(address)).find(placeholder)
+    offset = ctypes.string_at(address, libc.malloc_usable_size(address)).find(placeholder)
     ctypes.memmove(address + offset, encoded, len(encoded))

@@ -3,6 +3,8 @@
 from hft.daemons.runtime.journal.format import (
     JournalError,
     JournalFormatError,
+    JournalFull,
+    JournalHole,
     JournalLapped,
     JournalNotFound,
 )
@@ -13,6 +15,8 @@ from hft.daemons.runtime.waitmode import WaitMode
 __all__ = [
     "JournalError",
     "JournalFormatError",
+    "JournalFull",
+    "JournalHole",
     "JournalLapped",
     "JournalNotFound",
     "JournalReader",

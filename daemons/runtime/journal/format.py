@@ -5,6 +5,7 @@ A journal is a directory entry set::
     NAME.meta            journal header: identity, the writer's commit hint, wake-up words
     NAME.00000000.dat    segment 0: header page, then `capacity` fixed-size record slots
     NAME.00000001.dat    segment 1 ...
+    NAME.spare           the next segment, made ahead; renamed to its .dat name at a roll
 
 Every header carries a magic, a format version and the record-layout hash of
 :mod:`hft.daemons.runtime.events`, so a foreign, older or differently built file is refused
@@ -17,12 +18,12 @@ expected sequence number; the writer stores ``seq`` last, after the rest of the 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hft.daemons.runtime.events import LAYOUT_HASH, RECORD_SIZE
+from hft.daemons.runtime.files import identity_problem, size_problem
 
 FORMAT_VERSION = 1
 PAGE = 4096
@@ -86,12 +87,40 @@ class JournalLapped(JournalError):
                          f"({self.missed}) were removed before this reader got to them")
 
 
+class JournalFull(JournalError):
+    """The filesystem has no room for the journal's next blocks. Nothing committed is lost;
+    the write that raised it did not happen, and a later one succeeds once space is freed."""
+
+    def __init__(self, directory: Path, name: str, needed: int) -> None:
+        self.directory = directory
+        self.needed = needed
+        super().__init__(f"journal {name}: no space left in {directory} for the next "
+                         f"{needed} bytes; records are refused until space is freed")
+
+
+class JournalHole(JournalError):
+    """A slot the journal says is committed (``last_seq`` is past it) stayed empty: records
+    lost to a power failure before the kernel wrote them out (see the durability model)."""
+
+    def __init__(self, journal: str, seq: int, last_seq: int, waited_s: float) -> None:
+        self.seq = seq
+        self.last_seq = last_seq
+        super().__init__(f"journal {journal}: seq {seq} is missing (a hole: last_seq is "
+                         f"{last_seq}, the slot stayed empty for {waited_s:.1f} s); records "
+                         "were lost, most likely to a power failure")
+
+
 def meta_path(directory: Path, name: str) -> Path:
     return directory / f"{name}.meta"
 
 
 def segment_path(directory: Path, name: str, index: int) -> Path:
     return directory / f"{name}.{index:08d}.dat"
+
+
+def spare_path(directory: Path, name: str) -> Path:
+    """The next segment, made ahead of need (sized, first blocks allocated, no header yet)."""
+    return directory / f"{name}.spare"
 
 
 def segment_indices(directory: Path, name: str) -> list[int]:
@@ -109,31 +138,11 @@ def segment_bytes(capacity: int) -> int:
     return PAGE + capacity * RECORD_SIZE
 
 
-@dataclass(frozen=True)
-class Identity:
-    """The fields both header kinds share, checked on every open."""
-
-    magic: bytes
-    version: int
-    record_size: int
-    layout_hash: int
-
-
 def check_identity(path: Path, header: np.void, magic: bytes) -> None:
     """Refuse a file whose header is not ours, naming the first thing that is wrong."""
-    found = Identity(bytes(header["magic"]), int(header["version"]), int(header["record_size"]),
-                     int(header["layout_hash"]))
-    if found.magic != magic:
-        raise JournalFormatError(f"{path}: not an hft journal file (magic {found.magic!r}, "
-                                 f"expected {magic!r})")
-    if found.version != FORMAT_VERSION:
-        raise JournalFormatError(f"{path}: journal format version {found.version}, this build "
-                                 f"reads version {FORMAT_VERSION}")
-    if found.record_size != RECORD_SIZE or found.layout_hash != LAYOUT_HASH:
-        raise JournalFormatError(
-            f"{path}: written with another record layout (record size {found.record_size}, "
-            f"layout hash {found.layout_hash:#x}; this build: {RECORD_SIZE}, {LAYOUT_HASH:#x}); "
-            "read it with the build that wrote it")
+    problem = identity_problem(header, magic, FORMAT_VERSION)
+    if problem is not None:
+        raise JournalFormatError(f"{path}: not an hft journal file of this build: {problem}")
 
 
 def new_header(dtype: np.dtype[np.void], magic: bytes) -> np.ndarray:
@@ -146,5 +155,6 @@ def new_header(dtype: np.dtype[np.void], magic: bytes) -> np.ndarray:
 
 
 def check_size(path: Path, actual: int, expected: int) -> None:
-    if actual < expected:
-        raise JournalFormatError(f"{path}: truncated to {actual} bytes, its header needs {expected}")
+    problem = size_problem(path, actual, expected)
+    if problem is not None:
+        raise JournalFormatError(problem)

@@ -17,13 +17,13 @@ import errno
 import mmap
 import platform
 
+from hft.daemons.runtime.libc import libc as _libc
+
 _SYS_FUTEX = {"x86_64": 202, "aarch64": 98}.get(platform.machine())
 _FUTEX_WAIT = 0
 _FUTEX_WAKE = 1
 _WAKE_ALL = 0x7FFFFFFF
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
 _fence_word = ctypes.c_int(0)
 
 

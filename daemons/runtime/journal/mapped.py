@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hft.daemons.runtime.events import DTYPES, HEADER_DTYPE, MAX_EVENT_TYPE, RECORD_SIZE
-from hft.daemons.runtime.files import create_atomically
+from hft.daemons.runtime.files import FileTooSmall, NoSpace, create_exclusively, map_whole
 from hft.daemons.runtime.journal.format import (
     MAX_BLOCKING_READERS,
     META_DTYPE,
@@ -28,6 +28,8 @@ from hft.daemons.runtime.journal.format import (
     SEGMENT_DTYPE,
     SEGMENT_MAGIC,
     JournalError,
+    JournalFormatError,
+    JournalFull,
     JournalNotFound,
     check_identity,
     check_size,
@@ -36,6 +38,8 @@ from hft.daemons.runtime.journal.format import (
 )
 
 WORDS_PER_RECORD = RECORD_SIZE // 8
+RELEASE_EVERY = 4096
+"""Records between two page releases (1.5 MiB), for readers and the writer alike."""
 _HEADER_WORDS = PAGE // 8
 _COUNT_WORD = SEGMENT_DTYPE.fields["count"][1] // 8  # type: ignore[index]
 _SEALED_HALF = SEGMENT_DTYPE.fields["sealed"][1] // 4  # type: ignore[index]
@@ -43,17 +47,11 @@ _SEALED_HALF = SEGMENT_DTYPE.fields["sealed"][1] // 4  # type: ignore[index]
 
 def _map(path: Path, *, writable: bool) -> tuple[int, mmap.mmap]:
     try:
-        fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+        return map_whole(path, writable=writable, min_size=PAGE)
     except FileNotFoundError:
         raise JournalNotFound(f"{path}: no such journal file") from None
-    try:
-        size = os.fstat(fd).st_size
-        check_size(path, size, PAGE)
-        access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
-        return fd, mmap.mmap(fd, size, access=access)
-    except BaseException:
-        os.close(fd)
-        raise
+    except FileTooSmall as exc:
+        raise JournalFormatError(str(exc)) from None
 
 
 class MappedMeta:
@@ -68,12 +66,15 @@ class MappedMeta:
         self.bytes = memoryview(self.mm)
 
     @staticmethod
-    def create(path: Path, segment_records: int) -> None:
-        """Write a new meta file atomically (temp file, then rename)."""
+    def create(path: Path, name: str, segment_records: int) -> None:
+        """Write a new meta file, whole; one made meanwhile by another process is kept."""
         header = new_header(META_DTYPE, META_MAGIC)
         header["segment_records"] = segment_records
         header["created_ns"] = time.time_ns()
-        create_atomically(path, header.tobytes(), PAGE)
+        try:
+            create_exclusively(path, header.tobytes(), PAGE)
+        except NoSpace as exc:
+            raise JournalFull(path.parent, name, exc.needed) from None
 
     @property
     def last_seq(self) -> int:
@@ -119,14 +120,15 @@ class MappedSegment:
         """Every slot's seq field, as one strided view (recovery scans, batch commits)."""
 
     @staticmethod
-    def create(path: Path, *, index: int, first_seq: int, capacity: int, trading_day: int) -> None:
+    def header_bytes(*, index: int, first_seq: int, capacity: int, trading_day: int) -> bytes:
+        """The header page of a new segment."""
         header = new_header(SEGMENT_DTYPE, SEGMENT_MAGIC)
         header["index"] = index
         header["first_seq"] = first_seq
         header["capacity"] = capacity
         header["trading_day"] = trading_day
         header["created_ns"] = time.time_ns()
-        create_atomically(path, header.tobytes(), segment_bytes(capacity))
+        return header.tobytes()
 
     def seq_at(self, slot: int) -> int:
         return self.words[_HEADER_WORDS + slot * WORDS_PER_RECORD]
@@ -153,6 +155,15 @@ class MappedSegment:
         first = self.first_seq
         return bisect.bisect_left(range(self.capacity), True,
                                   key=lambda slot: self.seq_at(slot) != first + slot)
+
+    def release(self, first_slot: int, end_slot: int) -> None:
+        """Hand the whole pages of slots ``first_slot..end_slot - 1`` back to the kernel: they
+        stay in the page cache (other processes map their own), but this process's resident
+        memory does not grow with the segment."""
+        start = (PAGE + first_slot * RECORD_SIZE) // PAGE * PAGE
+        end = (PAGE + end_slot * RECORD_SIZE) // PAGE * PAGE
+        if end > start:
+            self.mm.madvise(mmap.MADV_DONTNEED, start, end - start)
 
     def typed_views(self) -> list[np.ndarray]:
         """The slots viewed as each event type, indexed by type (0: the bare header)."""

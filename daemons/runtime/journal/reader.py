@@ -14,6 +14,11 @@ Wait modes, and what each costs (see ``hftctl bench ipc`` for the figures on thi
   writer's wake-up. About zero CPU while idle; the wake-up costs the writer one syscall and
   the reader a scheduler wake (tens of microseconds).
 
+Holes: a slot below ``last_seq`` that stays empty (records lost to a power failure, see the
+durability model in docs/ARCHITECTURE.md) raises JournalHole after ``hole_wait_s``, instead
+of a reader waiting for it forever. ``read()`` checks every record's seq, ``read_batch()`` the
+seqs at the two ends of each batch (a per-record check would cost more than the batch).
+
 Memory: the reader maps one segment at a time and gives consumed pages back to the kernel
 (``MADV_DONTNEED``), so its resident size does not grow with the journal.
 """
@@ -21,7 +26,6 @@ Memory: the reader maps one segment at a time and gives consumed pages back to t
 from __future__ import annotations
 
 import fcntl
-import mmap
 import os
 import struct
 import time
@@ -34,6 +38,7 @@ from hft.daemons.runtime.journal.format import (
     MAX_BLOCKING_READERS,
     PAGE,
     JournalError,
+    JournalHole,
     JournalLapped,
     JournalNotFound,
     meta_path,
@@ -46,6 +51,7 @@ from hft.daemons.runtime.journal.mapped import (
     META_LAST_SEQ_WORD,
     META_SLEEPERS_SLICE,
     META_WAKE_HALF,
+    RELEASE_EVERY,
     WORDS_PER_RECORD,
     MappedMeta,
     MappedSegment,
@@ -54,7 +60,6 @@ from hft.daemons.runtime.waitmode import WaitMode
 
 _TYPE_HALF = 16 // 2  # the record header's ``type`` field, in 16-bit words
 _HALVES_PER_RECORD = RECORD_SIZE // 2
-_RELEASE_EVERY = 4096  # records between MADV_DONTNEED calls (1.5 MiB)
 _MAX_SLEEP_S = 0.02  # bound on one futex sleep: a safety net, not the wake-up path
 
 
@@ -72,11 +77,17 @@ class JournalReader:
     _release_at: int
 
     def __init__(self, directory: Path | str, name: str, *, start: int | str = "begin",
-                 wait_mode: WaitMode | str = WaitMode.BLOCK, spin_s: float = 50e-6) -> None:
+                 wait_mode: WaitMode | str = WaitMode.BLOCK, spin_s: float = 50e-6,
+                 hole_wait_s: float = 2.0) -> None:
         self.directory = Path(directory)
         self.name = name
         self.wait_mode = WaitMode(wait_mode)
         self.spin_s = spin_s
+        self.hole_wait_s = hole_wait_s
+        """How long a slot below ``last_seq`` may stay empty before it is reported as a hole
+        (a writer restarting after a crash rewrites ``last_seq`` meanwhile)."""
+        self._hole_seq = 0
+        self._hole_since = 0.0
         self._meta = MappedMeta(meta_path(self.directory, name))
         self._meta_words = self._meta.words
         self._meta_halves = self._meta.bytes.cast("I")
@@ -89,7 +100,8 @@ class JournalReader:
         self._open_segment_for(first_seq)
         self._next_seq = first_seq or self._first_seq
         if self._next_seq < self._first_seq:
-            self._capacity = 0  # sends the first read down the slow path, which reports the lap
+            # retention removed the start: no slot matches until the slow path reports the lap
+            self._first_seq, self._capacity = self._next_seq, 0
 
     @property
     def next_seq(self) -> int:
@@ -109,6 +121,8 @@ class JournalReader:
         if slot >= self._capacity or self._words[_HEADER_WORDS + slot * WORDS_PER_RECORD] != seq:
             if self._follow_seal(slot):
                 return self.read()
+            if self._meta_words[META_LAST_SEQ_WORD] >= seq:
+                self._check_hole(seq)
             return None
         self._next_seq = seq + 1
         if slot >= self._release_at:
@@ -127,15 +141,18 @@ class JournalReader:
         last = int(self._meta_words[META_LAST_SEQ_WORD])
         end = self._capacity
         if self._segment.sealed:
-            end = self._segment.count
+            end = min(end, self._segment.count)
         count = min(max_records, last - seq + 1, end - slot)
-        if count <= 0 or slot < 0:  # slot < 0: the start was removed, _follow_seal says so
+        if count <= 0:
             if self._follow_seal(slot):
                 return self.read_batch(max_records, event_type)
             return self._typed[event_type][:0]
+        if self._segment.seq_at(slot) != seq:
+            self._check_hole(seq)
+            return self._typed[event_type][:0]
         if self._segment.seq_at(slot + count - 1) != seq + count - 1:
-            raise JournalError(f"{self._segment.path}: slot {slot + count - 1} does not hold "
-                               f"seq {seq + count - 1}; the journal is corrupted")
+            self._check_hole(seq + count - 1)
+            return self._typed[event_type][:0]
         self._next_seq = seq + count
         if slot >= self._release_at:  # the batch handed out now stays mapped until next call
             self._release_pages(slot)
@@ -265,15 +282,15 @@ class JournalReader:
         self._type_half0 = PAGE // 2 + _TYPE_HALF
         self._typed = segment.typed_views()
         self._released = 0
-        self._release_at = _RELEASE_EVERY
+        self._release_at = RELEASE_EVERY
 
     def _follow_seal(self, slot: int) -> bool:
         """At the end of a sealed segment, move to the next one; True if we moved."""
         segment = self._segment
-        if self._next_seq < self._first_seq:
-            expected, self._next_seq = self._next_seq, self._first_seq
-            self._capacity = segment.capacity
-            raise JournalLapped(self.name, expected, self._first_seq)
+        if self._next_seq < segment.first_seq:
+            expected, self._next_seq = self._next_seq, segment.first_seq
+            self._first_seq, self._capacity = segment.first_seq, segment.capacity
+            raise JournalLapped(self.name, expected, segment.first_seq)
         if not (slot >= self._capacity or (segment.sealed and slot >= segment.count)):
             return False
         later = [i for i in segment_indices(self.directory, self.name) if i > segment.index]
@@ -292,12 +309,20 @@ class JournalReader:
         return True
 
     def _release_pages(self, slot: int) -> None:
-        start = (PAGE + self._released * RECORD_SIZE) // PAGE * PAGE
-        end = (PAGE + slot * RECORD_SIZE) // PAGE * PAGE
-        if end > start:
-            self._segment.mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+        self._segment.release(self._released, slot)
         self._released = slot
-        self._release_at = slot + _RELEASE_EVERY
+        self._release_at = slot + RELEASE_EVERY
+
+    def _check_hole(self, seq: int) -> None:
+        """``last_seq`` says ``seq`` is committed but its slot does not hold it: a commit stores
+        the slot before ``last_seq``, so this lasts only while a restarted writer recovers,
+        unless the record was lost. Raise JournalHole once it has lasted ``hole_wait_s``."""
+        now = time.monotonic()
+        if self._hole_seq != seq:
+            self._hole_seq, self._hole_since = seq, now
+        elif now - self._hole_since >= self.hole_wait_s:
+            raise JournalHole(self.name, seq, int(self._meta_words[META_LAST_SEQ_WORD]),
+                              now - self._hole_since)
 
 
 def seq_at_time(directory: Path | str, name: str, ts_ns: int) -> int:
