@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from hft.ctl import data, launcher, protogen
+from hft.ctl import data, launcher, protogen, riskcheck
 from hft.ctl.client import ControlError, DaemonClient
 from hft.ctl.report import format_bench, format_table, plugin_dict, suite_status
 from hft.daemons.runtime.config import (
@@ -346,3 +346,11 @@ def bench(as_json: bool, quick: bool, names: tuple[str, ...]) -> None:
 main.add_command(data.import_ticks)
 main.add_command(data.ticks)
 main.add_command(data.bars)
+
+
+@main.group()
+def risk() -> None:
+    """Pre-trade risk checks: decide an order stream offline against a set of limits."""
+
+
+risk.add_command(riskcheck.check)
