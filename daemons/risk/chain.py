@@ -35,7 +35,7 @@ from hft.daemons.risk.checks import (
     insert_checks,
 )
 from hft.daemons.risk.limits import RiskLimits
-from hft.daemons.risk.state import AccountState, Alert, Book, InstrumentState, LiveOrder, RateWindow
+from hft.daemons.risk.state import AccountState, Alert, Book, InstrumentState, LiveOrder
 from hft.daemons.runtime.events import (
     CANCEL_DTYPE,
     ORDER_DTYPE,
@@ -293,8 +293,7 @@ class RiskChain:
                        now_ns: int) -> None:
         self.accepted["insert"] += 1
         account.inserts_today += 1
-        if account.insert_window is not None:
-            account.insert_window.add(now_ns)
+        account.insert_window.add(now_ns)
         limits = account.limits
         if limits is not None and limits.duplicate_window_ms is not None:
             recent = account.recent
@@ -321,8 +320,7 @@ class RiskChain:
         """An accepted cancel: rate window, the day's counts, and the warnings they cross."""
         account.cancels_today += 1
         book.cancels += 1
-        if account.cancel_window is not None:
-            account.cancel_window.add(now_ns)
+        account.cancel_window.add(now_ns)
         limits = account.limits
         if limits is None:
             return
@@ -375,8 +373,8 @@ class RiskChain:
         state.limits = limits
         state.insert_checks = insert_checks(limits, self._positions)
         state.cancel_checks = cancel_checks(limits)
-        state.insert_window = _window(state.insert_window, limits.max_orders_per_s)
-        state.cancel_window = _window(state.cancel_window, limits.max_cancels_per_s)
+        state.insert_window.hold(limits.max_orders_per_s or 0)
+        state.cancel_window.hold(limits.max_cancels_per_s or 0)
 
     def _known(self, instrument_id: bytes) -> InstrumentState | None:
         try:
@@ -421,14 +419,6 @@ class RiskChain:
             return "the order has no account"
         return (f"account {name!r} has no [accounts.{name}] table "
                 f"(accounts: {', '.join(self._limits.accounts)})")
-
-
-def _window(window: RateWindow | None, limit: int | None) -> RateWindow | None:
-    if limit is None:
-        return None
-    if window is None:
-        return RateWindow(limit)
-    return window if window.limit == limit else window.resized(limit)
 
 
 def _fill(order: LiveOrder, lots: int) -> None:

@@ -147,7 +147,7 @@ def _price_band(max_ticks: int | None) -> InsertCheck:
 def _order_rate(limit: int) -> InsertCheck:
     def check(order: OrderFacts, account: AccountState, book: Book, now_ns: int) -> str | None:
         window = account.insert_window
-        if window is not None and not window.fits(now_ns):
+        if not window.fits(now_ns, limit):
             return f"{window.in_window(now_ns)} orders in the last second, max_orders_per_s {limit}"
         return None
     return ORDER_RATE, check
@@ -244,7 +244,7 @@ def _loss_limit(positions: Positions, limit: float) -> InsertCheck:
 def _cancel_rate(limit: int) -> CancelCheck:
     def check(account: AccountState, book: Book, now_ns: int, count: int) -> str | None:
         window = account.cancel_window
-        if window is not None and not window.fits(now_ns, count):
+        if not window.fits(now_ns, limit, count):
             return (f"{window.in_window(now_ns)} cancels in the last second, "
                     f"max_cancels_per_s {limit}")
         return None

@@ -104,38 +104,37 @@ class Book:
 
 
 class RateWindow:
-    """Accepted events in the sliding window (t - 1 s, t]: a ring of the last ``limit`` times,
-    so "is it full" is one comparison with the oldest."""
+    """The times of the last accepted events, kept whether a rate limit is on or not (so a
+    limit set at runtime sees the last second at once): a ring, so "may ``count`` more go
+    at t under ``limit`` per second" is one comparison, with the event ``limit - count + 1``
+    back from the newest, which must lie outside (t - 1 s, t]."""
 
-    __slots__ = ("limit", "position", "times")
+    __slots__ = ("position", "times")
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.times = [NEVER] * limit
-        self.position = 0  # the oldest slot
+    def __init__(self, capacity: int = 64) -> None:
+        self.times = [NEVER] * capacity
+        self.position = 0  # the next slot to write: the oldest
 
-    def fits(self, now_ns: int, count: int = 1) -> bool:
-        """Whether ``count`` more events at ``now_ns`` keep the window at most ``limit``."""
-        if count > self.limit:
+    def fits(self, now_ns: int, limit: int, count: int = 1) -> bool:
+        if count > limit:
             return False
-        return self.times[(self.position + count - 1) % self.limit] <= now_ns - NS_PER_S
+        times = self.times
+        return times[(self.position - limit + count - 1) % len(times)] <= now_ns - NS_PER_S
 
     def add(self, now_ns: int) -> None:
         self.times[self.position] = now_ns
-        self.position = (self.position + 1) % self.limit
+        self.position = (self.position + 1) % len(self.times)
 
     def in_window(self, now_ns: int) -> int:
         """How many of the remembered events lie in (now - 1 s, now] (for texts)."""
         return sum(1 for t in self.times if t > now_ns - NS_PER_S)
 
-    def resized(self, limit: int) -> RateWindow:
-        """A window of another size keeping the most recent times (a runtime limit change
-        must not forget the last second)."""
-        window = RateWindow(limit)
-        ordered = self.times[self.position:] + self.times[:self.position]
-        for t in ordered[-limit:]:
-            window.add(t)
-        return window
+    def hold(self, limit: int) -> None:
+        """Make room for at least ``limit`` events, keeping the ones remembered."""
+        if limit > len(self.times):
+            ordered = self.times[self.position:] + self.times[:self.position]
+            self.times = [NEVER] * (limit - len(ordered)) + ordered
+            self.position = 0
 
 
 class AccountState:
@@ -166,8 +165,8 @@ class AccountState:
         self.limits: AccountLimits | None = None
         self.insert_checks: tuple[InsertCheck, ...] = ()
         self.cancel_checks: tuple[CancelCheck, ...] = ()
-        self.insert_window: RateWindow | None = None
-        self.cancel_window: RateWindow | None = None
+        self.insert_window = RateWindow()
+        self.cancel_window = RateWindow()
         self.books: dict[bytes, Book] = {}
         self.orders: dict[int, LiveOrder] = {}
         self.finished: dict[int, str] = {}
