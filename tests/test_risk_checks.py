@@ -567,3 +567,20 @@ def test_counts_for_metrics() -> None:
     chain.decide_cancel(cancel(5), T0)
     assert chain.counts() == {"accepted_insert": 1, "accepted_cancel": 0, "alerts": 0,
                               "rejected_max_volume": 1, "rejected_unknown_order": 1}
+
+
+def test_the_bench_flow_passes_every_check_on_both_sides() -> None:
+    """``bench risk`` times the whole chain: every check on, none refusing (a refusal would
+    stop the chain early and flatter the figure), and the peer refusing nothing either."""
+    from hft.ctl.bench import risk
+
+    flow = risk.Flow(3000, PRODUCTS)
+    limits = validate({"default": risk.LIMITS}, "bench")
+    assert set(risk.LIMITS) == set(limits.default.model_dump(exclude_none=True))
+    inserts, cancels, refused = risk._ours(flow, limits, PRODUCTS)
+    assert refused == 0 and len(inserts) + len(cancels) == 3000 and len(cancels) > 1000
+    engine = risk.PeerRiskEngine(flow.contracts, risk.PEER_SETTINGS)
+    for request, update in flow.peer:
+        assert request is None or engine.check_allowed(request, "CTP")
+        engine.on_order(update)
+    assert engine.refusals == 0

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from hft.ctl.bench import bars, bus, engine, factors, ipc, journal, md, seqlock
+from hft.ctl.bench import bars, bus, engine, factors, ipc, journal, md, risk, seqlock
 from hft.ctl.bench.common import BenchError, Result
 
 __all__ = ["BENCHMARKS", "BenchError", "Result", "bars", "bus", "engine", "factors", "ipc", "journal",
-           "md", "resolve", "run", "run_iter", "seqlock"]
+           "md", "resolve", "risk", "run", "run_iter", "seqlock"]
 
 BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "bus": bus.run,
@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "bars": bars.run,
     "factors": factors.run,
     "engine": engine.run,
+    "risk": risk.run,
 }
 """Benchmark name -> function(quick) returning its results, in the order ``all`` runs them."""
 

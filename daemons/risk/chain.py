@@ -62,6 +62,8 @@ _TERMINAL = int(OrderStatus.ALL_TRADED)
 _FINISHED = {int(OrderStatus.ALL_TRADED): "filled", int(OrderStatus.CANCELLED): "cancelled",
              int(OrderStatus.REJECTED): "rejected by the exchange",
              int(OrderStatus.LOST): "lost"}
+_INF = float("inf")
+_NAN = float("nan")
 _NO_EXCHANGE = bytes(8)
 _EPOCH = dt.date(1970, 1, 1)
 _CHINA_UTC_OFFSET_NS = 8 * 3600 * 1_000_000_000
@@ -120,7 +122,7 @@ class RiskChain:
         if account is None:
             return self._refuse(MALFORMED, self._unknown_account_text(account_id))
         if (volume <= 0 or direction > 1 or offset > 3 or price_type > 3 or ref <= 0
-                or (price_type != _MARKET and not 0 < price < float("inf"))):
+                or (price_type != _MARKET and not 0 < price < _INF)):
             return self._refuse(MALFORMED, _malformed_text(ref, price, volume, direction,
                                                            offset, price_type))
         if ref in account.orders:
@@ -140,7 +142,7 @@ class RiskChain:
             book.roll(self._day)
         facts = self._facts
         facts.order_ref = ref
-        facts.price = float("nan") if price_type == _MARKET else price
+        facts.price = _NAN if price_type == _MARKET else price
         facts.volume = volume
         facts.direction = direction
         facts.offset = offset

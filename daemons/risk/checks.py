@@ -10,7 +10,7 @@ returns None to pass or the text of its refusal (built only when it refuses).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from hft.daemons.risk.limits import AccountLimits
@@ -165,13 +165,14 @@ def _duplicate(window_ms: int) -> InsertCheck:
     return DUPLICATE, check
 
 
-def _crossing(order: OrderFacts, book: Book) -> list[LiveOrder]:
-    """The account's resting opposite orders the order could match: a buy at or above a
-    resting sell, a sell at or below a resting buy; a market order (NaN price) any."""
+def _crossing(order: OrderFacts, book: Book) -> Iterator[LiveOrder]:
+    """The account's resting opposite orders the order could match, lazily (most orders
+    cross nothing): a buy at or above a resting sell, a sell at or below a resting buy; a
+    market order (NaN price) any."""
     price = order.price
     if order.direction == BUY:
-        return [o for o in book.resting_sells.values() if not o.price > price]
-    return [o for o in book.resting_buys.values() if not o.price < price]
+        return (o for o in book.resting_sells.values() if not o.price > price)
+    return (o for o in book.resting_buys.values() if not o.price < price)
 
 
 def duplicate_key(order: OrderFacts, book: Book) -> tuple[Book, int, float, int]:
@@ -182,13 +183,17 @@ def duplicate_key(order: OrderFacts, book: Book) -> tuple[Book, int, float, int]
 
 def _self_trade(mode: str, cancels: tuple[CancelCheck, ...]) -> InsertCheck:
     def check(order: OrderFacts, account: AccountState, book: Book, now_ns: int) -> str | None:
-        if not (book.resting_sells if order.direction == BUY else book.resting_buys):
+        resting = book.resting_sells if order.direction == BUY else book.resting_buys
+        if not resting:
             return None
+        if mode == "reject":
+            other = next(_crossing(order, book), None)
+            if other is None:
+                return None
+            return f"would match the account's resting order {other.order_ref} at {other.price:g}"
         crossing = [o for o in _crossing(order, book) if not o.cancel_requested]
         if not crossing:
             return None
-        if mode == "reject":
-            return f"would match the account's resting order {crossing[0].order_ref} at {crossing[0].price:g}"
         for code, cancel_check in cancels:
             refusal = cancel_check(account, book, now_ns, len(crossing))
             if refusal is not None:
