@@ -573,14 +573,32 @@ def test_the_bench_flow_passes_every_check_on_both_sides() -> None:
     """``bench risk`` times the whole chain: every check on, none refusing (a refusal would
     stop the chain early and flatter the figure), and the peer refusing nothing either."""
     from hft.ctl.bench import risk
+    from hft.ctl.bench.risk_peer import PeerRiskEngine
 
     flow = risk.Flow(3000, PRODUCTS)
     limits = validate({"default": risk.LIMITS}, "bench")
     assert set(risk.LIMITS) == set(limits.default.model_dump(exclude_none=True))
     inserts, cancels, refused = risk._ours(flow, limits, PRODUCTS)
     assert refused == 0 and len(inserts) + len(cancels) == 3000 and len(cancels) > 1000
-    engine = risk.PeerRiskEngine(flow.contracts, risk.PEER_SETTINGS)
+    engine = PeerRiskEngine(flow.contracts, risk.PEER_SETTINGS)
     for request, update in flow.peer:
         assert request is None or engine.check_allowed(request, "CTP")
         engine.on_order(update)
     assert engine.refusals == 0
+
+
+def test_restore_rebuilds_counters_without_checking_again() -> None:
+    """After a restart the desk replays the decisions it journaled: the rate window, the day's
+    cancels and the working orders continue where they were, whatever the limits say now."""
+    chain = make(max_orders_per_s=2, max_daily_cancels=1, max_order_volume=1)
+    assert chain.restore_insert(order(1, volume=5), T0) is None  # over today's max_volume
+    assert chain.restore_insert(order(2, 4000.0), T0 + 1) is None
+    assert chain.restore_cancel(cancel(1), T0 + 2) is None
+    assert code(chain.restore_cancel(cancel(7), T0 + 2)) == "unknown_order"
+    assert code(chain.restore_insert(order(3, instrument="XX2101"), T0 + 2)) == "unknown_instrument"
+    assert chain.counts() == {"accepted_insert": 0, "accepted_cancel": 0, "alerts": 0}
+    assert code(chain.decide_insert(order(4, 3000.0), T0 + 3)) == "order_rate"
+    assert code(chain.decide_cancel(cancel(2), T0 + S)) == "daily_cancels"
+    assert code(chain.decide_cancel(cancel(1), T0 + S)) == "unknown_order"  # already pending
+    chain.kill(cancel_all=False)
+    assert chain.restore_insert(order(5, 3000.0), T0 + S) is None  # decided before the kill

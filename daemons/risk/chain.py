@@ -113,6 +113,25 @@ class RiskChain:
 
     def decide_insert(self, order: Any, now_ns: int) -> Rejection | None:
         """None to send the ORDER_REQ ``order``, else why not. Accepting counts it."""
+        return self._insert(order, now_ns, True)
+
+    def restore_insert(self, order: Any, now_ns: int) -> Rejection | None:
+        """Count an insert accepted before a restart (the desk replays its journal's
+        ORDER_SENDs), without checking it again: the limits may have changed since, and the
+        decision stands. Only what makes the order untrackable refuses it (malformed,
+        unknown instrument); no metric moves."""
+        return self._insert(order, now_ns, False)
+
+    def decide_cancel(self, cancel: Any, now_ns: int) -> Rejection | None:
+        """None to send the CANCEL_REQ ``cancel``, else why not. Accepting counts it."""
+        return self._cancel(cancel, now_ns, True)
+
+    def restore_cancel(self, cancel: Any, now_ns: int) -> Rejection | None:
+        """Count a cancel accepted before a restart, without checking it again (as
+        :meth:`restore_insert`); refused only if its order is not live."""
+        return self._cancel(cancel, now_ns, False)
+
+    def _insert(self, order: Any, now_ns: int, checked: bool) -> Rejection | None:
         (instrument_id, exchange, ref, price, volume, direction, offset, price_type,
          account_id) = _INSERT(order)
         cancel_first = self.cancel_first
@@ -120,22 +139,24 @@ class RiskChain:
             cancel_first.clear()
         account = self._accounts.get(account_id) or self._account(account_id)
         if account is None:
-            return self._refuse(MALFORMED, self._unknown_account_text(account_id))
+            return self._refuse(MALFORMED, self._unknown_account_text(account_id), checked)
         if (volume <= 0 or direction > 1 or offset > 3 or price_type > 3 or ref <= 0
                 or (price_type != _MARKET and not 0 < price < _INF)):
             return self._refuse(MALFORMED, _malformed_text(ref, price, volume, direction,
-                                                           offset, price_type))
+                                                           offset, price_type), checked)
         if ref in account.orders:
-            return self._refuse(MALFORMED, f"order_ref {ref} of {account.name} is already live")
+            return self._refuse(MALFORMED, f"order_ref {ref} of {account.name} is already live",
+                                checked)
         instrument = self._known(instrument_id)
         if instrument is None or (exchange != _NO_EXCHANGE and exchange != instrument.exchange_id):
             return self._refuse_order(account, ref, UNKNOWN_INSTRUMENT,
-                                      _unknown_instrument_text(instrument_id, exchange, instrument))
+                                      _unknown_instrument_text(instrument_id, exchange, instrument),
+                                      checked)
         if not self._day_from <= now_ns < self._day_until:
             self._set_day(now_ns)
         if account.day != self._day:
             account.roll(self._day)
-        if self._killed:
+        if self._killed and checked:
             return self._refuse_order(account, ref, KILL_SWITCH, "the kill switch is on")
         book = account.books.get(instrument_id) or self._book(account, instrument_id, instrument)
         if book.day != self._day:
@@ -147,48 +168,51 @@ class RiskChain:
         facts.direction = direction
         facts.offset = offset
         facts.resting = price_type == 0
-        for code, check in account.insert_checks:
+        for code, check in account.insert_checks if checked else ():
             text = check(facts, account, book, now_ns)
             if text is not None:
                 if cancel_first:
                     cancel_first.clear()
                 return self._refuse_order(account, ref, code, text)
+        if checked:
+            self.accepted["insert"] += 1
         self._accept_insert(account, book, facts, now_ns)
         return None
 
-    def decide_cancel(self, cancel: Any, now_ns: int) -> Rejection | None:
-        """None to send the CANCEL_REQ ``cancel``, else why not. Accepting counts it."""
+    def _cancel(self, cancel: Any, now_ns: int, checked: bool) -> Rejection | None:
         instrument_id, ref, account_id = _CANCEL(cancel)
         account = self._accounts.get(account_id) or self._account(account_id)
         if account is None:
-            return self._refuse(MALFORMED, self._unknown_account_text(account_id))
+            return self._refuse(MALFORMED, self._unknown_account_text(account_id), checked)
         if ref <= 0:
-            return self._refuse(MALFORMED, f"order_ref {ref} is not a live order's")
+            return self._refuse(MALFORMED, f"order_ref {ref} is not a live order's", checked)
         order = account.orders.get(ref)
         if order is not None and instrument_id != order.book.key:
             return self._refuse(MALFORMED, f"order {ref} of {account.name} is in "
-                                f"{order.instrument.id}, not {_text(instrument_id)}")
+                                f"{order.instrument.id}, not {_text(instrument_id)}", checked)
         if order is None and self._known(instrument_id) is None:
             return self._refuse(UNKNOWN_INSTRUMENT,
-                                _unknown_instrument_text(instrument_id, _NO_EXCHANGE, None))
+                                _unknown_instrument_text(instrument_id, _NO_EXCHANGE, None),
+                                checked)
         if not self._day_from <= now_ns < self._day_until:
             self._set_day(now_ns)
         if account.day != self._day:
             account.roll(self._day)
-        if self._killed:
+        if self._killed and checked:
             return self._refuse(KILL_SWITCH, "the kill switch is on")
         if order is None or not order.resting or order.cancel_requested:
-            return self._refuse(UNKNOWN_ORDER, _not_working_text(account, ref, order))
+            return self._refuse(UNKNOWN_ORDER, _not_working_text(account, ref, order), checked)
         book = order.book
         if book.day != self._day:
             book.roll(self._day)
-        for code, check in account.cancel_checks:
+        for code, check in account.cancel_checks if checked else ():
             text = check(account, book, now_ns, 1)
             if text is not None:
                 return self._refuse(code, text)
         order.cancel_requested = True
         self._count_cancel(account, book, now_ns)
-        self.accepted["cancel"] += 1
+        if checked:
+            self.accepted["cancel"] += 1
         return None
 
     # --- what happened to the orders ----------------------------------------------------
@@ -283,17 +307,18 @@ class RiskChain:
 
     # --- internals ----------------------------------------------------------------------
 
-    def _refuse(self, code: str, text: str) -> Rejection:
-        self.rejected[code] = self.rejected.get(code, 0) + 1
+    def _refuse(self, code: str, text: str, counted: bool = True) -> Rejection:
+        if counted:
+            self.rejected[code] = self.rejected.get(code, 0) + 1
         return Rejection(code, text)
 
-    def _refuse_order(self, account: AccountState, ref: int, code: str, text: str) -> Rejection:
+    def _refuse_order(self, account: AccountState, ref: int, code: str, text: str,
+                      counted: bool = True) -> Rejection:
         account.finished[ref] = f"refused by risk ({code})"
-        return self._refuse(code, text)
+        return self._refuse(code, text, counted)
 
     def _accept_insert(self, account: AccountState, book: Book, facts: OrderFacts,
                        now_ns: int) -> None:
-        self.accepted["insert"] += 1
         account.inserts_today += 1
         account.insert_window.add(now_ns)
         limits = account.limits
