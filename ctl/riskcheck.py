@@ -234,6 +234,10 @@ def _clamp_i4(volume: int) -> int:
 def check(orders_file: Path, config_file: Path, output_format: str) -> None:
     """Decide every row of an order/cancel stream with the live check chain.
 
+    ts is ISO 8601, China local time unless it carries an offset, rows in time order; a
+    cancel row needs only ts, account, instrument, action and order_id. Nothing fills: an
+    accepted limit order works until a row cancels it; FAK, FOK and market orders never rest.
+
     Prints one row per input row, in input order: row (the input's line number), order_id,
     account, action, decision (accept|reject) and reason (the check's code, empty when
     accepted). Warnings (cancel_ratio_warn, daily_cancels_warn) go to stderr. A malformed

@@ -106,7 +106,8 @@ class RiskChain:
         (self_trade = "cancel_resting"); already counted as cancels and marked requested."""
         self.rejected: dict[str, int] = {}
         """Refusals per reason code since start (metrics)."""
-        self.accepted = {"insert": 0, "cancel": 0}
+        self.accepted_inserts = 0
+        self.accepted_cancels = 0
         self.alerts = 0
 
     # --- decisions ----------------------------------------------------------------------
@@ -175,7 +176,7 @@ class RiskChain:
                     cancel_first.clear()
                 return self._refuse_order(account, ref, code, text)
         if checked:
-            self.accepted["insert"] += 1
+            self.accepted_inserts += 1
         self._accept_insert(account, book, facts, now_ns)
         return None
 
@@ -212,7 +213,7 @@ class RiskChain:
         order.cancel_requested = True
         self._count_cancel(account, book, now_ns)
         if checked:
-            self.accepted["cancel"] += 1
+            self.accepted_cancels += 1
         return None
 
     # --- what happened to the orders ----------------------------------------------------
@@ -301,8 +302,8 @@ class RiskChain:
 
     def counts(self) -> dict[str, int]:
         """Decisions since start, for metrics: accepted per kind, refused per reason."""
-        return {"accepted_insert": self.accepted["insert"],
-                "accepted_cancel": self.accepted["cancel"], "alerts": self.alerts,
+        return {"accepted_insert": self.accepted_inserts,
+                "accepted_cancel": self.accepted_cancels, "alerts": self.alerts,
                 **{f"rejected_{code}": n for code, n in self.rejected.items()}}
 
     # --- internals ----------------------------------------------------------------------
