@@ -204,6 +204,8 @@ def test_max_notional_boundary_uses_the_multiplier() -> None:
 
 def test_max_notional_of_a_market_order_uses_the_limit_price() -> None:
     chain = make(max_order_notional=1_500_000)
+    unpriced = chain.decide_insert(order(9, float("nan"), price_type=MARKET), T0)
+    assert code(unpriced) == "max_notional" and "no price" in unpriced.text  # type: ignore[union-attr]
     chain.on_tick(tick(4900.0, 5000.2, 4500.0))
     assert code(chain.decide_insert(order(1, float("nan"), price_type=MARKET), T0)) == "max_notional"
     assert chain.decide_insert(order(2, float("nan"), direction=SELL, price_type=MARKET), T0) is None

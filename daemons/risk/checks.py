@@ -119,6 +119,8 @@ def _max_notional(limit: float) -> InsertCheck:
         notional = _order_price(order, book) * order.volume * book.instrument.multiplier
         if notional > limit:
             return f"notional {notional:.2f} > max_order_notional {limit:g}"
+        if notional != notional:
+            return f"no price of {book.instrument.id} known yet to value a market order"
         return None
     return MAX_NOTIONAL, check
 
