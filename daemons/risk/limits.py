@@ -128,22 +128,23 @@ class RiskLimits(BaseModel):
         unsets it); LimitError names the key and the reason. Only ``default`` or a listed
         account can be changed: a typo must not create an account (which would refuse every
         other unlisted account from then on)."""
+        change = f"(set {account} {key})"
         if key not in KEYS:
-            raise LimitError("change", [(key, f"unknown key; expected one of: {', '.join(KEYS)}")])
+            raise LimitError(change, [(key, f"unknown key; expected one of: {', '.join(KEYS)}")])
         if account != DEFAULT and account not in self.accounts:
             known = ", ".join([DEFAULT, *self.accounts])
-            raise LimitError("change", [(account, f"no [accounts.{account}] table; one of: {known}")])
+            raise LimitError(change, [(account, f"no [accounts.{account}] table; one of: {known}")])
         raw = self.show()
         path = DEFAULT if account == DEFAULT else f"accounts.{account}"
         if value is None:
             raw[account].pop(key, None)
         else:
-            raw[account][key] = parse_value(path, key, value)
+            raw[account][key] = parse_value(change, path, key, value)
         default = raw.pop(DEFAULT)
-        return validate({DEFAULT: default, "accounts": raw}, "change")
+        return validate({DEFAULT: default, "accounts": raw}, change)
 
 
-def parse_value(path: str, key: str, value: object) -> object:
+def parse_value(change: str, path: str, key: str, value: object) -> object:
     """A value typed as ``key`` expects it: text from a command line becomes a number;
     anything else is passed on for the model to judge."""
     if not isinstance(value, str):
@@ -156,7 +157,7 @@ def parse_value(path: str, key: str, value: object) -> object:
             return float(value)
     except ValueError:
         kind = "an integer" if annotation.startswith("int") else "a number"
-        raise LimitError("change", [(f"{path}.{key}", f"must be {kind} (got {value!r})")]) from None
+        raise LimitError(change, [(f"{path}.{key}", f"must be {kind} (got {value!r})")]) from None
     return value
 
 
