@@ -263,6 +263,21 @@ def test_self_trade_reject() -> None:
     assert chain.decide_insert(order(9, 5000.0), T0) is None
 
 
+def test_self_trade_follows_the_best_resting_price_as_orders_go() -> None:
+    chain = make(self_trade="reject")
+    for ref, price in [(1, 5000.0), (2, 5002.0), (3, 5001.0)]:
+        assert chain.decide_insert(order(ref, price, direction=SELL), T0) is None
+    assert code(chain.decide_insert(order(10, 5000.0), T0)) == "self_trade"
+    chain.on_order(rtn(1, OrderStatus.CANCELLED))  # the best sell leaves: 5001 is the best now
+    assert chain.decide_insert(order(11, 5000.8), T0) is None
+    assert code(chain.decide_insert(order(12, 5001.0), T0)) == "self_trade"
+    chain.on_trade(trade(3, 1))  # filled: 5002 is left
+    assert chain.decide_insert(order(13, 5001.8), T0) is None
+    chain.on_order(rtn(2, OrderStatus.CANCELLED))  # no resting sell: any buy passes
+    assert chain.decide_insert(order(14, float("nan"), price_type=MARKET), T0) is None
+    assert code(chain.decide_insert(order(15, 5000.8, direction=SELL), T0)) == "self_trade"
+
+
 def test_self_trade_cancel_resting_cancels_first_and_counts_it() -> None:
     chain = make(self_trade="cancel_resting", max_daily_cancels=1)
     assert chain.decide_insert(order(1, 5000.0, direction=SELL), T0) is None

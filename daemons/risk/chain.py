@@ -338,7 +338,7 @@ class RiskChain:
         if facts.offset == OPEN:
             book.open_lots += facts.volume
         if facts.resting:
-            (book.resting_buys if facts.direction == 0 else book.resting_sells)[facts.order_ref] = order
+            book.rest(order)
             account.working += 1
         for resting in self.cancel_first:
             resting.cancel_requested = True
@@ -376,9 +376,7 @@ class RiskChain:
         _fill(order, order.remaining)
         del account.orders[order.order_ref]
         if order.resting:
-            book = order.book
-            (book.resting_buys if order.direction == 0 else book.resting_sells).pop(
-                order.order_ref, None)
+            order.book.unrest(order)
             account.working -= 1
         account.finished[order.order_ref] = why
 

@@ -185,13 +185,14 @@ def duplicate_key(order: OrderFacts, book: Book) -> tuple[Book, int, float, int]
 
 def _self_trade(mode: str, cancels: tuple[CancelCheck, ...]) -> InsertCheck:
     def check(order: OrderFacts, account: AccountState, book: Book, now_ns: int) -> str | None:
-        resting = book.resting_sells if order.direction == BUY else book.resting_buys
-        if not resting:
+        price = order.price  # NaN (a market order) crosses any resting order
+        if order.direction == BUY:
+            if not book.resting_sells or price < book.best_sell:
+                return None
+        elif not book.resting_buys or price > book.best_buy:
             return None
         if mode == "reject":
-            other = next(_crossing(order, book), None)
-            if other is None:
-                return None
+            other = next(_crossing(order, book))
             return f"would match the account's resting order {other.order_ref} at {other.price:g}"
         crossing = [o for o in _crossing(order, book) if not o.cancel_requested]
         if not crossing:

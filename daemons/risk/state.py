@@ -77,8 +77,8 @@ class LiveOrder:
 class Book:
     """One account in one instrument."""
 
-    __slots__ = ("buy_lots", "cancels", "cancels_warned", "day", "instrument", "key",
-                 "open_lots", "resting_buys", "resting_sells", "sell_lots")
+    __slots__ = ("best_buy", "best_sell", "buy_lots", "cancels", "cancels_warned", "day",
+                 "instrument", "key", "open_lots", "resting_buys", "resting_sells", "sell_lots")
 
     def __init__(self, instrument: InstrumentState, key: bytes) -> None:
         self.instrument = instrument
@@ -91,10 +91,34 @@ class Book:
         """Unfilled lots of live opening orders, both sides: gross exposure if all fill."""
         self.resting_buys: dict[int, LiveOrder] = {}
         self.resting_sells: dict[int, LiveOrder] = {}
+        self.best_buy = -math.inf
+        """The highest resting buy's price (-inf: none), so self-trade is one comparison."""
+        self.best_sell = math.inf
+        """The lowest resting sell's price (inf: none)."""
         self.day = 0
         self.cancels = 0
         """Cancels accepted on trading day ``day``."""
         self.cancels_warned = False
+
+    def rest(self, order: LiveOrder) -> None:
+        """A limit order starts working."""
+        if order.direction == 0:
+            self.resting_buys[order.order_ref] = order
+            self.best_buy = max(self.best_buy, order.price)
+        else:
+            self.resting_sells[order.order_ref] = order
+            self.best_sell = min(self.best_sell, order.price)
+
+    def unrest(self, order: LiveOrder) -> None:
+        """A working limit order is done; the best price is searched again only if it was it."""
+        if order.direction == 0:
+            del self.resting_buys[order.order_ref]
+            if order.price >= self.best_buy:
+                self.best_buy = max((o.price for o in self.resting_buys.values()), default=-math.inf)
+        else:
+            del self.resting_sells[order.order_ref]
+            if order.price <= self.best_sell:
+                self.best_sell = min((o.price for o in self.resting_sells.values()), default=math.inf)
 
     def roll(self, day: int) -> None:
         """Start trading day ``day``'s cancel count."""
