@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from hft.daemons.refdata.calendar import to_day, trading_day_of
-from hft.daemons.refdata.instruments import ProductTable
+from hft.daemons.refdata.instruments import Product
 from hft.daemons.risk.checks import (
     KILL_SWITCH,
     MALFORMED,
@@ -73,6 +73,14 @@ _SESSION_EDGES_NS = (6 * 3600 * 1_000_000_000, 18 * 3600 * 1_000_000_000, _DAY_N
 """Local clock times where the trading day of a timestamp may change (calendar.py's rule)."""
 
 
+class ProductLookup(Protocol):
+    """Where the chain finds an instrument's product (tick, multiplier, exchange):
+    ``refdata.instruments.ProductTable`` (the shipped table), or any lookup over the
+    counter's instrument list; unknown ids raise KeyError or ValueError."""
+
+    def product_of(self, instrument_id: str) -> Product: ...
+
+
 class Rejection(NamedTuple):
     """Why a request was refused: the check's code (checks.PRECEDENCE) and a text with the
     figures that broke the limit."""
@@ -88,7 +96,7 @@ def _ignore_alert(code: str, text: str) -> None:
 class RiskChain:
     """The check chain over one set of limits and the product table."""
 
-    def __init__(self, limits: RiskLimits, products: ProductTable, *,
+    def __init__(self, limits: RiskLimits, products: ProductLookup, *,
                  alert: Alert = _ignore_alert) -> None:
         self._limits = limits
         self._products = products
