@@ -28,6 +28,7 @@ from hft.bench import (  # noqa: E402
     journal,
     md,
     positions,
+    risk,
     seqlock,
     simexchange,
     ticktoorder,
@@ -35,7 +36,7 @@ from hft.bench import (  # noqa: E402
 from hft.bench.common import BenchError, Result, format_text  # noqa: E402
 
 __all__ = ["BENCHMARKS", "BenchError", "Result", "bars", "bus", "engine", "factors", "format_text",
-           "ipc", "journal", "md", "positions", "resolve", "run", "run_iter", "seqlock",
+           "ipc", "journal", "md", "positions", "resolve", "risk", "run", "run_iter", "seqlock",
            "simexchange", "ticktoorder"]
 
 BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
@@ -52,6 +53,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "tick-to-order": ticktoorder.run,
     "positions": positions.run,
     "sim-exchange": simexchange.run,
+    "risk": risk.run,
 }
 """Benchmark name -> function(quick) returning its results, in the order ``all`` runs them."""
 

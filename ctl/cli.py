@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from hft.ctl import data, launcher, pnl, protogen, trading
+from hft.ctl import data, launcher, pnl, protogen, riskcheck, trading
 from hft.ctl.client import ControlError, DaemonClient
 from hft.ctl.report import format_table, plugin_dict, suite_status
 from hft.daemons.runtime.config import (
@@ -412,3 +412,11 @@ main.add_command(data.import_ticks)
 main.add_command(data.ticks)
 main.add_command(data.bars)
 main.add_command(pnl.pnl_command)
+
+
+@main.group()
+def risk() -> None:
+    """Pre-trade risk checks: decide an order stream offline against a set of limits."""
+
+
+risk.add_command(riskcheck.check)

@@ -1,1 +1,2 @@
-"""The risk daemon: the order desk in front of the gateway, and its checks."""
+"""The risk daemon: the order desk in front of the gateway, and its pre-trade check chain
+(limits, checks, order state)."""

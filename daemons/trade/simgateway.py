@@ -17,11 +17,12 @@ the exchange knows it, or LOST if it never arrived.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from hft.daemons.runtime.events import EventType, OrderFlag, OrderStatus, empty, fields_struct
-from hft.daemons.runtime.files import create_atomically
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.trade.simexchange import SimExchange, SimExchangeConfig
 
@@ -100,8 +101,7 @@ class SimGateway(Plugin):
             self._save()
 
     def _save(self) -> None:
-        data = json.dumps(self.exchange.snapshot(), allow_nan=True).encode()
-        create_atomically(self._state_path, data, len(data))
+        _replace(self._state_path, json.dumps(self.exchange.snapshot(), allow_nan=True).encode())
         self._returned = False
 
     def _restored(self) -> SimExchange | None:
@@ -114,3 +114,12 @@ class SimGateway(Plugin):
             "state": str(self._state_path), "working": exchange.working()})
         return exchange
 
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a temp file renamed over it), readable by its owner
+    only: a crash mid-write leaves the previous state."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "wb") as file:  # mkstemp's file is 0600
+        file.write(data)
+    os.replace(tmp, path)
