@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, wait_for, write_config
+from support.daemons import Daemon, wait_for, write_config
 
 from hft.daemons.runtime.events import EventType
 from hft.daemons.runtime.journal import JournalReader
