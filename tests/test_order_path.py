@@ -99,6 +99,7 @@ config = {{ instrument = "IF2101" }}
 spec = "strategy_container"
 config.account = "sim-a"
 config.retry_after_s = 0
+config.price_type = "limit"
 config.children.long = {{ spec = "{tmp_path / 'scripted.py'}", config = {{ targets = {{ IF2101 = 3 }} }} }}
 
 [daemons.risk]
@@ -208,8 +209,8 @@ def test_a_crash_between_decision_and_gateway_leaves_the_order_lost_not_sent_twi
 
 def request(ts_ns: int, ref: int) -> Any:
     order = empty(EventType.ORDER_REQ)[0]
-    order["ts_ns"], order["order_ref"], order["volume"] = ts_ns, ref, 1
-    order["instrument"], order["account"] = b"IF2101", b"sim-a"
+    order["ts_ns"], order["order_ref"], order["volume"], order["price"] = ts_ns, ref, 1, 5000.0
+    order["instrument"], order["exchange"], order["account"] = b"IF2101", b"CFFEX", b"sim-a"
     return order
 
 

@@ -9,37 +9,48 @@ For each request the engine journaled (ORDER_REQ, CANCEL_REQ), in journal order:
 3. only then is an accepted request published on the daemon's bus, where the gateway plugin
    (simulated exchange, CTP) sends it.
 
-Everything the gateway returns (RTN_ORDER, RTN_TRADE) and every ALERT published on the bus
-is committed to the same journal the moment it is published, so the risk journal is the
-whole story in the order it happened: the engine follows it for its returns, the monitor
-for everything. Each fill moves the exact position book (``daemons/trade/book.py``) the desk
-keeps beside the gateway, whose POS_UPDATE for the side it moved follows the fill into the
-journal; ticks mark the book, and the first tick of a new trading day rolls it (every lot
-becomes yesterday's, at the last settlement price seen, else the last price).
+The checks are issue 11's pre-trade chain (``chain.py``), configured by the plugin's
+``limits`` table, deciding on the request's own ``ts_ns``. Everything the gateway returns
+(RTN_ORDER, RTN_TRADE) and every ALERT published on the bus is committed to the same journal
+the moment it is published, so the risk journal is the whole story in the order it happened:
+the engine follows it for its returns, the monitor for everything. Each fill moves the live
+position book (``daemons/trade/livebook.py``) beside the gateway, whose POS_UPDATE for the
+side it moved follows the fill into the journal; the checks read their positions from it.
 
-Restart: the desk reads its own journal first. Requests up to the highest ``origin_seq`` in
-it were decided already and are not decided again; the engine journal is followed from the
-next one. An ORDER_SEND with no return after it may never have reached the gateway (the
-daemon died between the commit and the call): it is published once more, flagged
-``RECOVERED``, and the gateway answers with what it knows of it, or LOST. A fresh risk
+Control (``hftctl risk`` and ``cancel``, through PluginCommand): cancel one order, the kill
+switch (refuse everything new, optionally cancel every working order) and resume, show and
+set limits. Each switch and limit change is journaled as an ALERT (who, what) and replayed on
+restart, so it persists.
+
+Restart: the desk reads its own journal first: decisions and returns rebuild the chain's
+counters (rate windows, the day's cancels, live orders), the book and the limit changes.
+Requests up to the highest ``origin_seq`` in it were decided already and are not decided
+again; the engine journal is followed from the next one. An ORDER_SEND with no return after
+it may never have reached the gateway (the daemon died between the commit and the call): it
+is published once more, flagged ``RECOVERED``, and the gateway answers with what it knows of
+it, or LOST. A fresh risk
 journal does not decide the engine's whole history: it starts ``max_request_age_s`` back.
 """
 
 from __future__ import annotations
 
+import json
 import struct
 import time
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import BaseModel, ConfigDict, Field
 
 from hft.daemons.refdata.instruments import ProductTable
+from hft.daemons.risk.chain import Rejection, RiskChain
+from hft.daemons.risk.limits import RiskLimits
 from hft.daemons.runtime.events import (
     DTYPES,
+    AlertLevel,
     EventType,
     OrderFlag,
     OrderStatus,
@@ -57,7 +68,8 @@ from hft.daemons.runtime.journal import (
 )
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.waitmode import WaitMode
-from hft.daemons.trade.book import BookError, PositionBook, PositionEntry, pack_pos_update
+from hft.daemons.trade.book import BookError
+from hft.daemons.trade.livebook import LiveBook
 
 ATTACH_INTERVAL_S = 0.5
 """How often the desk looks for an engine journal that does not exist yet."""
@@ -79,32 +91,11 @@ _REQUEST_HEAD = fields_struct(DTYPES[EventType.ORDER_REQ],
                               ("trading_day", "instrument_index", "source", "instrument",
                                "exchange", "order_ref", "account"))
 _STATUS = fields_struct(DTYPES[EventType.RTN_ORDER], ("status",))
-_FILL = fields_struct(DTYPES[EventType.RTN_TRADE],
-                      ("trading_day", "instrument", "price", "volume",
-                       "direction", "offset", "account")).unpack_from
-_MARK = fields_struct(DTYPES[EventType.MARKET_DATA],
-                      ("trading_day", "instrument", "last_price", "settlement_price")).unpack_from
+_ALERT = fields_struct(DTYPES[EventType.ALERT], ("ts_ns", "level", "origin", "code", "message"))
+_CONTROL_CODES = (b"limit_set", b"kill_switch", b"resume")
+"""ALERT codes of control actions, replayed on restart so they persist."""
 _TERMINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
                        OrderStatus.LOST})
-
-
-class Rejection(NamedTuple):
-    """Why a request is refused: a reason code (``rule`` in RISK_REJECT) and a text."""
-
-    code: str
-    text: str
-
-
-class CheckChain(Protocol):
-    """What the desk asks before it lets a request through, and tells after."""
-
-    def decide_insert(self, order: Any, now_ns: int) -> Rejection | None: ...
-
-    def decide_cancel(self, cancel: Any, now_ns: int) -> Rejection | None: ...
-
-    def on_order(self, rtn: Any) -> None: ...
-
-    def on_trade(self, trade: Any) -> None: ...
 
 
 class DeskConfig(BaseModel):
@@ -122,6 +113,9 @@ class DeskConfig(BaseModel):
     margin_rates: dict[str, Decimal] = {}
     """Product code -> margin rate of the position book (0.12 = 12%)."""
     default_margin_rate: Decimal = Field(default=Decimal(0), ge=0, le=1)
+    limits: RiskLimits = RiskLimits()
+    """The pre-trade limits: ``[default]`` and ``[accounts.NAME]`` tables (issue 11's keys);
+    a check whose key is not set is off. Changes made at run time are journaled and win."""
 
 
 OrderKey = tuple[int, int, bytes]
@@ -138,6 +132,16 @@ class WorkingOrder:
         self.status = int(OrderStatus.SUBMITTING)
         self.order_sys_id = b""
 
+    def cancel_request(self) -> Any:
+        """A CANCEL_REQ for this order, stamped now."""
+        cancel = empty(EventType.CANCEL_REQ)[0]
+        for field in ("trading_day", "instrument_index", "source", "instrument", "exchange",
+                      "order_ref", "account"):
+            cancel[field] = self.record[field]
+        cancel["order_sys_id"] = self.order_sys_id
+        cancel["ts_ns"] = time.time_ns()
+        return cancel
+
 
 class _CancelCommand(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -146,13 +150,35 @@ class _CancelCommand(BaseModel):
     account: str | None = Field(default=None, min_length=1, max_length=16)
 
 
+class _KillCommand(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cancel_all: bool = False
+    by: str = Field(default="", max_length=48)
+    """Who asked (``hftctl`` sends user@host): journaled with the switch."""
+
+
+class _SetCommand(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account: str = Field(min_length=1, max_length=16)
+    """An account's table, or ``default``."""
+    key: str = Field(min_length=1, max_length=32)
+    value: bool | int | float | str | None
+    """None unsets the key (the check goes off, or falls back to ``default``)."""
+    by: str = Field(default="", max_length=48)
+
+
+class _By(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    by: str = Field(default="", max_length=48)
+
+
 class OrderDesk(Plugin):
     """Risk daemon plugin: engine journal -> checks -> risk journal -> gateway (bus)."""
 
     Config = DeskConfig
-
-    def __init__(self, chain: CheckChain | None = None) -> None:
-        self.chain: CheckChain = chain if chain is not None else _PassAll()
 
     def init(self, ctx: PluginContext) -> None:
         super().init(ctx)
@@ -169,18 +195,17 @@ class OrderDesk(Plugin):
                                          EventType.RISK_REJECT)}
         self._out = {t: records[0] for t, records in buffers.items()}
         self._out_bytes = {t: records.view(np.uint8).data for t, records in buffers.items()}
-        self.book = PositionBook(ProductTable.load(), self.config.margin_rates,
-                                 self.config.default_margin_rate)
-        self._book_day = 0
-        self._held: dict[bytes, str] = {}
-        """Instruments the book has entries in: their id as the book spells it."""
-        self._settlements: dict[bytes, float] = {}
-        position = empty(EventType.POS_UPDATE)
-        self._position, self._position_bytes = position[0], position.view(np.uint8).data
+        products = ProductTable.load()
+        self.positions = LiveBook(products, self.config.margin_rates,
+                                  self.config.default_margin_rate)
+        self.chain = RiskChain(self.config.limits, products, alert=self._warn)
+        self.chain.set_position_view(self.positions)
+        alert = empty(EventType.ALERT)
+        self._alert, self._alert_bytes = alert[0], alert.view(np.uint8).data
         for event_type in (EventType.RTN_ORDER, EventType.RTN_TRADE, EventType.ALERT,
                            EventType.POS_UPDATE):
             ctx.subscribe(event_type, self._journal_return)
-        ctx.subscribe(EventType.MARKET_DATA, self._mark)
+        ctx.subscribe(EventType.MARKET_DATA, self._on_tick)
 
     def start(self) -> None:
         self._writer = JournalWriter(self.ctx.host.journal_dir, self.config.journal)
@@ -231,10 +256,13 @@ class OrderDesk(Plugin):
 
     def _decide_insert(self, order: Any, origin_seq: int) -> None:
         now = time.time_ns()
-        rejection = self._stale(order, now) or self.chain.decide_insert(order, now)
+        rejection = (self._stale(order, now)
+                     or self.chain.decide_insert(order, int(order["ts_ns"])))
         if rejection is not None:
             self._reject(EventType.ORDER_REQ, order, origin_seq, rejection, now)
             return
+        for resting in self.chain.cancel_first:  # self_trade = "cancel_resting"
+            self._cancel_working(resting.account, resting.order_ref, origin_seq)
         record = self._decision(EventType.ORDER_SEND, order, origin_seq, now)
         self.working[_KEY[EventType.ORDER_REQ].unpack_from(record)] = WorkingOrder(record.copy())
         self.sent += 1
@@ -242,12 +270,22 @@ class OrderDesk(Plugin):
 
     def _decide_cancel(self, cancel: Any, origin_seq: int) -> None:
         now = time.time_ns()
-        rejection = self._stale(cancel, now) or self.chain.decide_cancel(cancel, now)
+        rejection = (self._stale(cancel, now)
+                     or self.chain.decide_cancel(cancel, int(cancel["ts_ns"])))
         if rejection is not None:
             self._reject(EventType.CANCEL_REQ, cancel, origin_seq, rejection, now)
             return
-        record = self._decision(EventType.CANCEL_REQ, cancel, origin_seq, now)
+        self._send_cancel(cancel, origin_seq)
+
+    def _send_cancel(self, cancel: Any, origin_seq: int) -> None:
+        record = self._decision(EventType.CANCEL_REQ, cancel, origin_seq, time.time_ns())
         self.ctx.bus.publish(_CANCEL_REQ, record)
+
+    def _cancel_working(self, account: str, order_ref: int, origin_seq: int) -> None:
+        """Send the cancel of a working order the chain decided already (kill switch,
+        cancel_resting): journaled, never refused."""
+        order = self._working(order_ref, account)
+        self._send_cancel(order.cancel_request(), origin_seq)
 
     def _stale(self, request: Any, now_ns: int) -> Rejection | None:
         age_ns = now_ns - int(request["ts_ns"])
@@ -295,57 +333,35 @@ class OrderDesk(Plugin):
             self.chain.on_order(record)
         elif event_type == _RTN_TRADE:
             self.chain.on_trade(record)
-            entry = self._book_fill(record)
-            if entry is not None:
-                self._publish_position(entry, int(record["instrument_index"]))
+            self._book_fill(record, publish=True)
 
-    def _book_fill(self, trade: Any) -> PositionEntry | None:
-        """Move the book by one fill; a fill the book cannot take (a close of lots it does not
-        hold: the position predates this journal) is reported, not booked."""
-        day, key, price, volume, direction, offset, account = _FILL(trade)
-        self._roll_to(day)
-        instrument = self._held.get(key) or key.rstrip(b"\0").decode()
+    def _book_fill(self, trade: Any, *, publish: bool) -> None:
+        """Move the book by one fill and publish the side's POS_UPDATE; a fill the book cannot
+        take is reported (log and ALERT), not booked."""
         try:
-            contract = self.book.contract(instrument)
-            entry = self.book.trade(account.rstrip(b"\0").decode(), instrument, direction, offset,
-                                    contract.ticks(price), volume)
+            entry = self.positions.fill(trade)
         except BookError as exc:
-            self.ctx.log.error("a fill the position book cannot take",
-                               extra={"instrument": instrument, "error": str(exc)})
-            return None
-        self._held[key] = instrument
-        return entry
-
-    def _publish_position(self, entry: PositionEntry, instrument_index: int) -> None:
-        """POS_UPDATE of one side, on the bus (the desk journals it there, like any return)."""
-        pack_pos_update(self._position_bytes, 0, entry, ts_ns=time.time_ns(),
-                        trading_day=self._book_day, instrument_index=instrument_index, source=0)
-        self.ctx.bus.publish(_POS_UPDATE, self._position)
-
-    def _mark(self, tick: Any) -> None:
-        """Bus handler: mark the held instruments at their latest price."""
-        day, key, last, settlement = _MARK(tick)
-        if day > self._book_day:
-            self._roll_to(day)
-        instrument = self._held.get(key)
-        if instrument is None:
+            self.ctx.log.error("a fill the position book cannot take", extra={"error": str(exc)})
+            if publish:
+                self._publish_alert(AlertLevel.CRITICAL, b"position_mismatch", str(exc))
             return
-        if settlement == settlement:
-            self._settlements[key] = settlement
-        if last == last:
-            self.book.mark(instrument, self.book.contract(instrument).ticks(last))
+        if publish:
+            self.ctx.bus.publish(_POS_UPDATE, self.positions.record(
+                entry, ts_ns=time.time_ns(), instrument_index=int(trade["instrument_index"])))
 
-    def _roll_to(self, day: int) -> None:
-        """A new trading day: mark at the settlements seen, then every lot is yesterday's."""
-        if day <= self._book_day:
-            return
-        if self._book_day:
-            for key, settlement in self._settlements.items():
-                instrument = self._held[key]
-                self.book.mark(instrument, self.book.contract(instrument).ticks(settlement))
-            self.book.roll()
-            self._settlements.clear()
-        self._book_day = day
+    def _on_tick(self, tick: Any) -> None:
+        """Bus handler: the book's marks and the checks' prices."""
+        self.positions.mark(tick)
+        self.chain.on_tick(tick)
+
+    def _warn(self, code: str, text: str) -> None:
+        """The chain's warnings (cancel ratio, daily cancels) as journaled ALERTs."""
+        self._publish_alert(AlertLevel.WARNING, code.encode(), text)
+
+    def _publish_alert(self, level: AlertLevel, code: bytes, text: str) -> None:
+        _ALERT.pack_into(self._alert_bytes, 0, time.time_ns(), int(level),
+                         self.ctx.name.encode()[:32], code, text.encode()[:128])
+        self.ctx.bus.publish(int(EventType.ALERT), self._alert)
 
     def _track(self, rtn: Any) -> None:
         key = _KEY[EventType.RTN_ORDER].unpack_from(rtn)
@@ -379,6 +395,9 @@ class OrderDesk(Plugin):
                     key = _KEY[EventType.ORDER_REQ].unpack_from(record)
                     self.working[key] = WorkingOrder(record.copy())
                     in_flight[key] = self.working[key].record
+                    self.chain.restore_insert(record, int(record["ts_ns"]))
+                elif event_type == _CANCEL_REQ:
+                    self.chain.restore_cancel(record, int(record["ts_ns"]))
                 elif event_type in (_RTN_ORDER, _RTN_TRADE):
                     key = _KEY[EventType(event_type)].unpack_from(record)
                     in_flight.pop(key, None)
@@ -387,7 +406,9 @@ class OrderDesk(Plugin):
                         self.chain.on_order(record)
                     else:
                         self.chain.on_trade(record)
-                        self._book_fill(record)
+                        self._book_fill(record, publish=False)
+                elif event_type == int(EventType.ALERT):
+                    self._replay_control(record)
         finally:
             reader.close()
         if self._resume_seq or in_flight:
@@ -418,34 +439,87 @@ class OrderDesk(Plugin):
     # --- control --------------------------------------------------------------------------
 
     def command(self, name: str, args: Mapping[str, Any]) -> Any:
-        """``cancel``: {"order_ref": N[, "account": A]}: cancel a working order by hand. The
-        cancel is decided and journaled like a strategy's (``origin_seq`` 0: no request)."""
-        if name != "cancel":
-            raise ValueError(f"unknown command {name!r}; known: cancel")
+        """``cancel`` {order_ref[, account]}: cancel a working order by hand, decided and
+        journaled like a strategy's (``origin_seq`` 0: no request). ``kill`` {cancel_all}:
+        refuse everything new (and cancel every working order); ``resume``. ``show``: the
+        limits; ``set`` {account, key, value}: change one. Every switch and change is
+        journaled as an ALERT naming who asked (``by``) and replayed on restart."""
+        commands = {"cancel": self._cancel_command, "kill": self._kill, "resume": self._resume,
+                    "show": self._show,
+                    "set": self._set}
+        handler = commands.get(name)
+        if handler is None:
+            raise ValueError(f"unknown command {name!r}; known: {', '.join(commands)}")
+        return handler(args)
+
+    def _cancel_command(self, args: Mapping[str, Any]) -> dict[str, Any]:
         request = _CancelCommand.model_validate(args)
-        matches = [order for (_, ref, account), order in self.working.items()
-                   if ref == request.order_ref
-                   and (request.account is None or account.rstrip(b"\0") == request.account.encode())]
-        if not matches:
-            raise ValueError(f"no working order with order_ref {request.order_ref}"
-                             + (f" in account {request.account!r}" if request.account else ""))
-        if len(matches) > 1:
-            accounts = sorted(bytes(o.record["account"]).rstrip(b"\0").decode() for o in matches)
-            raise ValueError(f"order_ref {request.order_ref} is working in accounts {accounts}; "
-                             "name the account")
-        order = matches[0]
-        cancel = empty(EventType.CANCEL_REQ)[0]
-        for field in ("trading_day", "instrument_index", "source", "instrument", "exchange",
-                      "order_ref", "account"):
-            cancel[field] = order.record[field]
-        cancel["order_sys_id"] = order.order_sys_id
-        cancel["ts_ns"] = time.time_ns()
+        order = self._working(request.order_ref, request.account)
+        cancel = order.cancel_request()
         before = self.rejected
         self._decide_cancel(cancel, 0)
         if self.rejected != before:
-            raise ValueError(f"the cancel was refused: {self._last_rejection}")
-        return {"cancelled": request.order_ref, "account": bytes(cancel["account"]).rstrip(
-            b"\0").decode(), "instrument": bytes(cancel["instrument"]).rstrip(b"\0").decode()}
+            raise ValueError(f"the cancel was refused: {self._last_rejection.code}: "
+                             f"{self._last_rejection.text}")
+        return {"cancelled": request.order_ref, "account": _text(cancel["account"]),
+                "instrument": _text(cancel["instrument"])}
+
+    def _show(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        _By.model_validate(args)
+        return {"killed": self.chain.killed, "limits": self.chain.show()}
+
+    def _kill(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        request = _KillCommand.model_validate(args)
+        working = self.chain.kill(request.cancel_all, time.time_ns())
+        self._publish_alert(AlertLevel.CRITICAL, b"kill_switch", json.dumps(
+            {"cancel_all": request.cancel_all, "by": request.by}))
+        for order in working:
+            self._cancel_working(order.account, order.order_ref, 0)
+        return {"killed": True, "cancelled": len(working)}
+
+    def _resume(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        by = _By.model_validate(args).by
+        self.chain.resume()
+        self._publish_alert(AlertLevel.WARNING, b"resume", json.dumps({"by": by}))
+        return {"killed": False}
+
+    def _set(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        request = _SetCommand.model_validate(args)
+        table = self.chain.set(request.account, request.key, request.value)
+        change = json.dumps({"account": request.account, "key": request.key,
+                             "value": request.value, "by": request.by})
+        if len(change.encode()) > 128:
+            raise ValueError("the change does not fit the journal's ALERT message (128 bytes); "
+                             "use shorter names")
+        self._publish_alert(AlertLevel.WARNING, b"limit_set", change)
+        return table
+
+    def _replay_control(self, alert: Any) -> None:
+        """A switch or limit change journaled before the restart, applied again."""
+        _, _, _, code, message = _ALERT.unpack_from(alert)
+        code = code.rstrip(b"\0")
+        if code not in _CONTROL_CODES:
+            return
+        change = json.loads(message.rstrip(b"\0"))
+        if code == b"kill_switch":
+            self.chain.kill(False)
+        elif code == b"resume":
+            self.chain.resume()
+        else:
+            self.chain.set(change["account"], change["key"], change["value"])
+
+    def _working(self, order_ref: int, account: str | None) -> WorkingOrder:
+        """The working order ``order_ref`` (of ``account``, when two accounts use the ref)."""
+        matches = [order for (_, ref, owner), order in self.working.items()
+                   if ref == order_ref and (account is None or owner.rstrip(b"\0") == account.encode())]
+        if not matches:
+            raise ValueError(f"no working order with order_ref {order_ref}"
+                             + (f" in account {account!r}" if account else ""))
+        if len(matches) > 1:
+            accounts = sorted(_text(order.record["account"]) for order in matches)
+            raise ValueError(f"order_ref {order_ref} is working in accounts {accounts}; "
+                             "name the account")
+        return matches[0]
 
     def metrics(self) -> Iterable[Metric]:
         families: list[Metric] = []
@@ -464,18 +538,5 @@ class OrderDesk(Plugin):
         return families
 
 
-class _PassAll:
-    """The chain before any check is configured: every request passes."""
-
-    def decide_insert(self, order: Any, now_ns: int) -> Rejection | None:
-        return None
-
-    def decide_cancel(self, cancel: Any, now_ns: int) -> Rejection | None:
-        return None
-
-    def on_order(self, rtn: Any) -> None:
-        return None
-
-    def on_trade(self, trade: Any) -> None:
-        return None
-
+def _text(value: bytes) -> str:
+    return bytes(value).rstrip(b"\0").decode()
