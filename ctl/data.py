@@ -7,16 +7,15 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 
-from hft.daemons.engine.barbatch import CSV_COLUMNS as BAR_COLUMNS
-from hft.daemons.engine.barbatch import bar_rows, build_bars, journal_ticks
+from hft.daemons.engine.barbatch import build_bars
+from hft.daemons.engine.bario import CSV_COLUMNS as BAR_COLUMNS
+from hft.daemons.engine.bario import bar_rows, instrument_batches, journal_ticks
 from hft.daemons.engine.bartables import Period, parse_period
 from hft.daemons.md.csvfile import CSV_COLUMNS, CsvTickError, tick_rows
 from hft.daemons.md.importer import import_files
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
-from hft.daemons.runtime.events import EventType
-from hft.daemons.runtime.journal import JournalError, JournalReader
+from hft.daemons.runtime.journal import JournalError
 
 journal_option = click.option(
     "--journal", "directory", required=True, metavar="DIR",
@@ -59,24 +58,14 @@ def import_ticks(files: tuple[Path, ...], directory: Path, name: str) -> None:
 def ticks(directory: Path, name: str, instrument: str, output_format: str) -> None:
     """Print every normalized tick of one instrument, one row each: TradingDay, ActionDay,
     local exchange time with milliseconds, ns timestamp, then the CTP fields (empty = no value)."""
-    wanted = instrument.encode()
-    seen: set[bytes] = set()
     writer = csv.writer(sys.stdout, lineterminator="\n")
     try:
-        with JournalReader(directory, name) as reader:
-            while (batch := reader.read_batch(8192, EventType.MARKET_DATA)).size:
-                ticks_only = batch[batch["type"] == EventType.MARKET_DATA]
-                matching = ticks_only[ticks_only["instrument"] == wanted]
-                if matching.size and wanted not in seen:
-                    writer.writerow(CSV_COLUMNS)
-                seen.update(np.unique(ticks_only["instrument"]).tolist())
-                writer.writerows(tick_rows(matching))
-    except JournalError as exc:
+        for number, matching in enumerate(instrument_batches(directory, name, instrument)):
+            if not number:
+                writer.writerow(CSV_COLUMNS)
+            writer.writerows(tick_rows(matching))
+    except (ValueError, JournalError) as exc:
         raise click.ClickException(str(exc)) from None
-    if wanted not in seen:
-        present = ", ".join(sorted(i.decode() for i in seen)) or "none"
-        raise click.ClickException(f"no ticks of {instrument} in {directory / name} "
-                                   f"(instruments there: {present})")
 
 
 def _period(ctx: click.Context, param: click.Parameter, value: str) -> Period:

@@ -5,16 +5,14 @@ same arithmetic, so its records equal the live builder's byte for byte when that
 the same ticks in the same order and its clock never overtakes a tick (a replay drives the
 clock from the data). The only per-tick Python loop is the exact fallback for ticks that
 go back in time or volume (rare, dirty data); everything else is a few passes of numpy.
+Arrays in, arrays out: reading journals and writing CSV is bario.py's job.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -28,15 +26,12 @@ from hft.daemons.engine.bartables import (
     SessionBook,
     order_verdict,
 )
-from hft.daemons.md.normalize import CHINA_UTC_OFFSET_NS
 from hft.daemons.refdata.instruments import ProductTable
 from hft.daemons.refdata.sessions import MINUTES_PER_DAY, NO_BAR, SessionTemplate
 from hft.daemons.runtime.events import RECORD_SIZE, TICK_DTYPE, EventType, concatenate, empty
-from hft.daemons.runtime.journal import JournalReader
 
 _DAY_SHIFT = 12  # key = trading_day << 12 | bar: 4096 > any bar index
 _VOLUME_BITS = 36  # key = trading_day << 36 | volume, for volumes below 2**36 lots
-_CHINA = dt.timezone(dt.timedelta(seconds=CHINA_UTC_OFFSET_NS // 10**9), "China")
 
 
 def _word(name: str) -> int:
@@ -233,50 +228,3 @@ def _day_runs(days: np.ndarray, book: SessionBook,
     first, last = _segments(days)
     for begin, end in zip(first.tolist(), last.tolist(), strict=True):
         yield begin, end + 1, book.day(template, int(days[begin]))
-
-
-# --- reading a journal, writing CSV -----------------------------------------------------------
-
-def journal_ticks(directory: Path, name: str, instrument: str) -> np.ndarray:
-    """Every MARKET_DATA record of ``instrument`` in journal ``directory/name`` (copied out of
-    the mapping). JournalNotFound when there is no such journal; ValueError when it holds no
-    tick of the instrument, naming the instruments it does hold."""
-    wanted = instrument.encode()
-    parts = [chunk[chunk["instrument"] == wanted] for chunk in _tick_chunks(directory, name)]
-    if not sum(len(part) for part in parts):
-        held = sorted({bytes(i).decode("ascii", "replace") for chunk in _tick_chunks(directory, name)
-                       for i in np.unique(chunk["instrument"])})
-        raise ValueError(f"journal {directory / name} has no ticks of {instrument!r} "
-                         f"(it has: {', '.join(held) or 'no ticks at all'})")
-    return concatenate(parts, EventType.MARKET_DATA)
-
-
-def _tick_chunks(directory: Path, name: str, batch: int = 65_536) -> Iterator[np.ndarray]:
-    """The journal's MARKET_DATA records, a batch at a time (copies: other types dropped)."""
-    with JournalReader(directory, name, start="begin") as reader:
-        while True:
-            chunk = reader.read_batch(batch, EventType.MARKET_DATA)
-            if not len(chunk):
-                return
-            yield chunk[chunk["type"] == EventType.MARKET_DATA]
-
-
-CSV_COLUMNS = ("datetime", "trading_day", "open", "high", "low", "close", "volume", "turnover",
-               "open_interest")
-
-
-def bar_rows(bars: np.ndarray) -> Iterator[list[str]]:
-    """CSV rows (CSV_COLUMNS) for BAR records: the bar start as local ISO 8601 time."""
-    for bar in bars:
-        start = dt.datetime.fromtimestamp(int(bar["start_ns"]) // 10**9, _CHINA)
-        yield [start.isoformat(), str(int(bar["trading_day"])),
-               *(_number(float(bar[name])) for name in ("open", "high", "low", "close")),
-               str(int(bar["volume"])), _number(float(bar["turnover"])),
-               _number(float(bar["open_interest"]))]
-
-
-def _number(value: float) -> str:
-    """Shortest text that reads back as the same float; empty for NaN."""
-    if math.isnan(value):
-        return ""
-    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
