@@ -21,6 +21,7 @@ from hft.daemons.engine.barbatch import build_bars
 from hft.daemons.engine.bario import CSV_COLUMNS, journal_ticks
 from hft.daemons.engine.bars import BarBuilder
 from hft.daemons.engine.bartables import Period, parse_periods
+from hft.daemons.engine.products import product_of, products
 from hft.daemons.md.csvfile import read_ticks
 from hft.daemons.md.importer import import_files
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
@@ -324,6 +325,18 @@ def test_kline_plugin_on_a_historical_replay_publishes_the_batch_bars(journal: P
         assert metrics[("hft_kline_bars", "1m")] == 240 and metrics[("hft_kline_bars", "1d")] == 1
         assert metrics[("hft_kline_late_ticks", "")] == 0
         assert metrics[("hft_kline_ignored_ticks", "")] == 2
+    finally:
+        host.plugins.stop_all()
+
+
+def test_the_engines_plugins_share_one_product_table() -> None:
+    host = DaemonHost("engine", SuiteConfig())
+    kline = host.plugins.load("kline", "kline", {"periods": ["1m"]})
+    again = host.plugins.load("kline2", "kline", {"periods": ["5m"]})
+    try:
+        assert kline.instance.builder.products is again.instance.builder.products is products()  # type: ignore[union-attr]
+        assert product_of("rb2105").exchange == "SHFE"  # type: ignore[union-attr]
+        assert product_of("XX2101") is None and product_of("2101") is None
     finally:
         host.plugins.stop_all()
 
