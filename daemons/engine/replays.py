@@ -69,7 +69,6 @@ class JournalReplay:
         self.instruments = {name.encode() for name in instruments}
         self.batch = batch
         self.publish_timer = timer
-        self.interval_ns = timer.interval_ns
         self.published = 0
         self.lapped = 0
         self._publish = ctx.bus.publish
@@ -124,15 +123,6 @@ class JournalReplay:
             break
         if record is not None:
             heapq.heappush(self._front, (int(record["ts_ns"]), index, record, reader.last_type))
-
-    def _read_batch(self, reader: JournalReader) -> np.ndarray:
-        """The reader's next records (a view), typed as ticks; a lap is reported, then read
-        past."""
-        while True:
-            try:
-                return reader.read_batch(self.batch, _MARKET_DATA)
-            except JournalLapped as lapped:
-                self._report_lap(lapped)
 
     def _report_lap(self, lapped: JournalLapped) -> None:
         self.lapped += lapped.missed
@@ -197,6 +187,7 @@ class HistoricalReplay(JournalReplay):
         super().__init__(ctx, readers, instruments=instruments, batch=batch, timer=timer)
         self.until_ns = until_ns
         self.speed = speed
+        self.interval_ns = timer.interval_ns
         self.finished = False
         self._next_timer_ns = 0
         self._data_start_ns = self._wall_start_ns = 0
@@ -259,6 +250,15 @@ class HistoricalReplay(JournalReplay):
                              and all(reader.lag == 0 for reader in self.readers)):
             self._finish()
         return count
+
+    def _read_batch(self, reader: JournalReader) -> np.ndarray:
+        """The reader's next records (a view), typed as ticks; a lap is reported, then read
+        past."""
+        while True:
+            try:
+                return reader.read_batch(self.batch, _MARKET_DATA)
+            except JournalLapped as lapped:
+                self._report_lap(lapped)
 
     def _merged(self) -> np.ndarray:
         """The next records in the reference path's order, at most ``batch``: a view of the
