@@ -359,3 +359,31 @@ def _all_ticks(directory: Path, name: str) -> np.ndarray:
         while (batch := reader.read_batch(4096, EventType.MARKET_DATA)).size:
             parts.append(batch.copy())
     return concatenate(parts, EventType.MARKET_DATA)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_metrics_count_what_was_replayed_and_what_is_left(tmp_path: Path, fast: bool) -> None:
+    write_ticks(tmp_path, "md-a", b"IF2101", [T0 + i * SECOND for i in range(10)])
+    write_ticks(tmp_path, "md-b", b"rb2105", [T0 + i * SECOND for i in range(4)])
+    host, _, plugin = replay_host({"journals": ["md-a", "md-b"], "directory": str(tmp_path),
+                                   "mode": "historical", "until": "2021-01-04T09:30:06+08:00",
+                                   "batch": 2})
+    poll = plugin.replay.poll if fast else plugin.replay.reference_poll
+    while not plugin.finished:
+        poll()
+
+    def samples() -> dict[tuple[str, str], float]:
+        return {(sample.name, sample.labels.get("journal", "")): sample.value
+                for family in plugin.metrics() for sample in family.samples}
+
+    got = samples()
+    assert got[("hft_replay_records_total", "")] == 10 and plugin.published == 10
+    assert got[("hft_replay_lapped_records_total", "")] == 0
+    # some of md-a's ticks from until on were never read, all of md-b's were
+    assert 0 < got[("hft_replay_lag_records", "md-a")] <= 4
+    assert got[("hft_replay_lag_records", "md-b")] == 0
+    host.plugins.stop_all()
+    waiting, _, live = replay_host({"journals": ["md-c"], "directory": str(tmp_path)})
+    assert not any(name == "hft_replay_lag_records" for name, _ in
+                   {(s.name, "") for f in live.metrics() for s in f.samples})
+    waiting.plugins.stop_all()

@@ -151,11 +151,11 @@ class Replay(Plugin):
         lapped = CounterMetricFamily("hft_replay_lapped_records",
                                      "Records lost because retention removed them first")
         lapped.add_metric([], self.lapped)
-        lag = GaugeMetricFamily("hft_replay_lag_records", "Records committed but not replayed yet",
-                                labels=["journal"])
-        for name, reader in zip(self.config.journals, self.replay.readers if self.replay else (),
-                                strict=False):
-            lag.add_metric([name], reader.lag)
+        lag = GaugeMetricFamily("hft_replay_lag_records", "Records committed but not read yet "
+                                "(a replay reads up to a batch ahead)", labels=["journal"])
+        if self.replay is not None:
+            for name, reader in zip(self.config.journals, self.replay.readers, strict=True):
+                lag.add_metric([name], reader.lag)
         return (published, lapped, lag)
 
 
