@@ -222,8 +222,11 @@ class HistoricalReplay(JournalReplay):
             self._next_timer_ns += interval
 
     def _drained(self) -> None:
-        if all(reader.lag == 0 for reader in self.readers):
+        if self._read_all():
             self._finish()
+
+    def _read_all(self) -> bool:
+        return all(reader.lag == 0 for reader in self.readers)
 
     def _finish(self) -> None:
         if not self.finished:
@@ -246,8 +249,7 @@ class HistoricalReplay(JournalReplay):
         if len(records):
             count = self._publish_with_timers(records, ts)
         self.published += count
-        if until_reached or (not any(len(p) for p in self._pending)
-                             and all(reader.lag == 0 for reader in self.readers)):
+        if until_reached or (self._read_all() and not any(len(p) for p in self._pending)):
             self._finish()
         return count
 
