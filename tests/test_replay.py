@@ -387,3 +387,13 @@ def test_metrics_count_what_was_replayed_and_what_is_left(tmp_path: Path, fast: 
     assert not any(name == "hft_replay_lag_records" for name, _ in
                    {(s.name, "") for f in live.metrics() for s in f.samples})
     waiting.plugins.stop_all()
+
+
+def test_historical_replay_of_empty_journals_finishes_at_once(tmp_path: Path) -> None:
+    for name in ("md-a", "md-b"):
+        JournalWriter(tmp_path, name).close()
+    for journals in (["md-a"], ["md-a", "md-b"]):
+        host, seen, plugin = replay_host({"journals": journals, "directory": str(tmp_path),
+                                          "mode": "historical"})
+        assert plugin.poll() == 0 and plugin.finished and not seen.seen
+        host.plugins.stop_all()

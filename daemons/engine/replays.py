@@ -28,8 +28,8 @@ from hft.daemons.runtime.events import (
     DTYPES,
     HEADER_DTYPE,
     MAX_EVENT_TYPE,
+    RECORD_SIZE,
     EventType,
-    concatenate,
     empty,
 )
 from hft.daemons.runtime.journal import JournalLapped, JournalReader
@@ -269,10 +269,10 @@ class HistoricalReplay(JournalReplay):
         if len(self.readers) == 1:
             return self._read_batch(self.readers[0])
         keys, sources, horizon = [], [], (np.iinfo(np.int64).max, len(self.readers))
+        fresh = [not len(pending) for pending in self._pending]
         for index, reader in enumerate(self.readers):
-            if len(self._pending[index]) < self.batch:
-                self._pending[index] = concatenate([self._pending[index], self._read_batch(reader)],
-                                                   EventType.MARKET_DATA)
+            if fresh[index]:  # a view, valid until the reader's next read: copied if kept
+                self._pending[index] = self._read_batch(reader)
             # the heap's order from here: a stable sort on each journal's running maximum of
             # ts_ns (a heap merge depends only on what is left, so the maximum starts afresh)
             key = np.maximum.accumulate(self._pending[index]["ts_ns"])
@@ -284,11 +284,16 @@ class HistoricalReplay(JournalReplay):
         order = np.lexsort((source, key))  # stable: within a journal, its own order
         key, source = key[order], source[order]
         safe = (key < horizon[0]) | ((key == horizon[0]) & (source <= horizon[1]))
-        taken = order[:min(int(np.count_nonzero(safe)), self.batch)]
-        records = concatenate(self._pending, EventType.MARKET_DATA)[taken]
-        for index in range(len(self.readers)):
-            used = int(np.count_nonzero(source[:len(taken)] == index))
-            self._pending[index] = self._pending[index][used:]
+        count = min(int(np.count_nonzero(safe)), self.batch)
+        # what is taken is a prefix of each journal's pending records: each goes to its place
+        records = empty(EventType.MARKET_DATA, count)
+        rows = records.view(np.uint8).reshape(count, RECORD_SIZE)
+        for index, pending in enumerate(self._pending):
+            places = np.flatnonzero(source[:count] == index)
+            if len(places):
+                rows[places] = pending[:len(places)].view(np.uint8).reshape(-1, RECORD_SIZE)
+            left = pending[len(places):]
+            self._pending[index] = left.copy() if fresh[index] else left
         return records
 
     def _publish_with_timers(self, records: np.ndarray, ts: np.ndarray) -> int:
