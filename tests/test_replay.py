@@ -397,3 +397,19 @@ def test_historical_replay_of_empty_journals_finishes_at_once(tmp_path: Path) ->
                                           "mode": "historical"})
         assert plugin.poll() == 0 and plugin.finished and not seen.seen
         host.plugins.stop_all()
+
+
+def test_live_replay_of_several_journals_runs_the_reference_path_in_time_order(tmp_path: Path) -> None:
+    write_ticks(tmp_path, "md-a", b"IF2101", [T0])
+    write_ticks(tmp_path, "md-b", b"rb2105", [T0])
+    host, seen, plugin = replay_host({"journals": ["md-a", "md-b"], "directory": str(tmp_path),
+                                      "instruments": ["IF2101", "rb2105"]})
+    assert plugin.replay.poll == plugin.replay.reference_poll
+    write_ticks(tmp_path, "md-a", b"IF2101", [T0 + i * SECOND for i in (1, 3, 4)])
+    write_ticks(tmp_path, "md-b", b"rb2105", [T0 + i * SECOND for i in (2, 3, 5)])
+    drain(plugin)
+    assert [(t[1], t[2]) for t in seen.of(EventType.MARKET_DATA)] == [
+        (b"IF2101", T0 + SECOND), (b"rb2105", T0 + 2 * SECOND), (b"IF2101", T0 + 3 * SECOND),
+        (b"rb2105", T0 + 3 * SECOND), (b"IF2101", T0 + 4 * SECOND), (b"rb2105", T0 + 5 * SECOND)]
+    assert T0 + 5 * SECOND <= plugin.replay.data_now(time.time_ns()) < T0 + 65 * SECOND
+    host.plugins.stop_all()
