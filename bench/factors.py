@@ -25,11 +25,12 @@ import numpy as np
 from hft.bench.common import Result, median_ns_per_op, median_rate, result
 from hft.daemons.engine.factors.base import Factor, FactorDef
 from hft.daemons.engine.factors.ema import EmaFactor
-from hft.daemons.engine.factors.host import FactorPlugin, product_of
+from hft.daemons.engine.factors.host import FactorPlugin
 from hft.daemons.engine.factors.imbalance import BookImbalanceFactor
 from hft.daemons.engine.factors.momentum import MomentumFactor
 from hft.daemons.engine.factors.volatility import RealizedVolFactor
 from hft.daemons.engine.factors.vwap import VwapFactor
+from hft.daemons.engine.products import product_of
 from hft.daemons.runtime.config import SuiteConfig
 from hft.daemons.runtime.events import DEPTH, EventType, empty
 from hft.daemons.runtime.host import DaemonHost

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import click
 
-from hft.daemons.engine.barbatch import CSV_COLUMNS as BAR_COLUMNS
-from hft.daemons.engine.barbatch import bar_rows, build_bars
+from hft.daemons.engine.barbatch import build_bars
+from hft.daemons.engine.bario import CSV_COLUMNS as BAR_COLUMNS
+from hft.daemons.engine.bario import bar_rows
 from hft.daemons.engine.bartables import Period, parse_period
 from hft.daemons.md.csvfile import CSV_COLUMNS, CsvTickError, tick_rows
 from hft.daemons.md.history import instrument_ticks, journal_ticks

@@ -18,10 +18,13 @@ from click.testing import CliRunner
 from support.sample_data import IF_DAILY_REFERENCE, IF_DAY
 
 from hft.ctl.cli import main as hftctl
-from hft.daemons.engine.barbatch import CSV_COLUMNS, build_bars
+from hft.daemons.engine.barbatch import build_bars
+from hft.daemons.engine.bario import CSV_COLUMNS
 from hft.daemons.engine.bars import BarBuilder
 from hft.daemons.engine.bartables import Period, parse_periods
+from hft.daemons.engine.products import product_of, products
 from hft.daemons.md.csvfile import read_ticks
+from hft.daemons.md.history import journal_ticks
 from hft.daemons.md.importer import import_files
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
 from hft.daemons.runtime.config import SuiteConfig
@@ -270,7 +273,8 @@ def test_hftctl_bars_prints_csv(journal: Path, if_bars: np.ndarray) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (("--journal", "{missing}", "--instrument", "IF2101"), "no such journal"),
     (("--journal", "{journal}", "--name", "other", "--instrument", "IF2101"), "no such journal"),
-    (("--journal", "{journal}", "--instrument", "IF2102"), "no ticks of 'IF2102' (it has: IF2101)"),
+    (("--journal", "{journal}", "--instrument", "IF2102"), "no ticks of IF2102 in journal"),
+    (("--journal", "{journal}", "--instrument", "IF2102"), "(it has: IF2101)"),
     (("--journal", "{journal}", "--instrument", "XX2101"), "unknown product 'XX'"),
     (("--journal", "{journal}", "--instrument", "IF2101", "--period", "7m"), "divides a day"),
     (("--journal", "{journal}", "--instrument", "IF2101", "--period", "2d"), "only 1d"),
@@ -281,6 +285,21 @@ def test_hftctl_bars_errors_are_clear(journal: Path, tmp_path: Path, args: tuple
     result = _hftctl("bars", *(a.format(journal=journal, missing=tmp_path / "nope") for a in args))
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_journal_ticks_keeps_one_instruments_ticks_in_order(tmp_path: Path) -> None:
+    records = empty(EventType.MARKET_DATA, 6)
+    records["type"] = EventType.MARKET_DATA
+    records["ts_ns"] = np.arange(6)
+    records["instrument"] = [b"IF2101", b"rb2105"] * 3
+    records["type"][3] = EventType.FEED_GAP  # not a tick, though its bytes say rb2105
+    with JournalWriter(tmp_path, "md") as writer:
+        writer.append_batch(records)
+    got = journal_ticks(tmp_path, "md", "IF2101")
+    assert got["ts_ns"].tolist() == [0, 2, 4]
+    assert journal_ticks(tmp_path, "md", "rb2105")["ts_ns"].tolist() == [1, 5]
+    with pytest.raises(ValueError, match=r"no ticks of 'IF2102' \(it has: IF2101, rb2105\)"):
+        journal_ticks(tmp_path, "md", "IF2102")
 
 
 # --- the KlineEngine plugin ------------------------------------------------------------------
@@ -306,6 +325,18 @@ def test_kline_plugin_on_a_historical_replay_publishes_the_batch_bars(journal: P
         assert metrics[("hft_kline_bars", "1m")] == 240 and metrics[("hft_kline_bars", "1d")] == 1
         assert metrics[("hft_kline_late_ticks", "")] == 0
         assert metrics[("hft_kline_ignored_ticks", "")] == 2
+    finally:
+        host.plugins.stop_all()
+
+
+def test_the_engines_plugins_share_one_product_table() -> None:
+    host = DaemonHost("engine", SuiteConfig())
+    kline = host.plugins.load("kline", "kline", {"periods": ["1m"]})
+    again = host.plugins.load("kline2", "kline", {"periods": ["5m"]})
+    try:
+        assert kline.instance.builder.products is again.instance.builder.products is products()  # type: ignore[union-attr]
+        assert product_of("rb2105").exchange == "SHFE"  # type: ignore[union-attr]
+        assert product_of("XX2101") is None and product_of("2101") is None
     finally:
         host.plugins.stop_all()
 

@@ -15,11 +15,12 @@ from support.sample_data import IF_DAILY_REFERENCE, IF_DAY
 from hft.daemons.engine.factors import host as factor_host
 from hft.daemons.engine.factors.base import FactorDef
 from hft.daemons.engine.factors.ema import EmaFactor
-from hft.daemons.engine.factors.host import FactorHost, FactorPlugin, product_of
+from hft.daemons.engine.factors.host import FactorHost, FactorPlugin
 from hft.daemons.engine.factors.imbalance import BookImbalanceFactor
 from hft.daemons.engine.factors.momentum import MomentumFactor
 from hft.daemons.engine.factors.volatility import RealizedVolFactor
 from hft.daemons.engine.factors.vwap import VwapFactor
+from hft.daemons.engine.products import product_of
 from hft.daemons.md.csvfile import read_ticks
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
 from hft.daemons.runtime.config import SuiteConfig

@@ -5,12 +5,12 @@ same arithmetic, so its records equal the live builder's byte for byte when that
 the same ticks in the same order and its clock never overtakes a tick (a replay drives the
 clock from the data). The only per-tick Python loop is the exact fallback for ticks that
 go back in time or volume (rare, dirty data); everything else is a few passes of numpy.
+Arrays in, arrays out: md/history.py reads the ticks out of a journal, bario.py writes CSV.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -25,9 +25,6 @@ from hft.daemons.engine.bartables import (
     SessionBook,
     order_verdict,
 )
-from hft.daemons.md.csvfile import number_text
-from hft.daemons.md.history import journal_ticks as journal_ticks  # re-exported: its first home
-from hft.daemons.refdata.clock import CHINA
 from hft.daemons.refdata.instruments import ProductTable
 from hft.daemons.refdata.sessions import MINUTES_PER_DAY, NO_BAR, SessionTemplate
 from hft.daemons.runtime.events import (
@@ -237,19 +234,3 @@ def _day_runs(days: np.ndarray, book: SessionBook,
     first, last = _segments(days)
     for begin, end in zip(first.tolist(), last.tolist(), strict=True):
         yield begin, end + 1, book.day(template, int(days[begin]))
-
-
-# --- reading a journal, writing CSV -----------------------------------------------------------
-
-CSV_COLUMNS = ("datetime", "trading_day", "open", "high", "low", "close", "volume", "turnover",
-               "open_interest")
-
-
-def bar_rows(bars: np.ndarray) -> Iterator[list[str]]:
-    """CSV rows (CSV_COLUMNS) for BAR records: the bar start as local ISO 8601 time."""
-    for bar in bars:
-        start = dt.datetime.fromtimestamp(int(bar["start_ns"]) // 10**9, CHINA)
-        yield [start.isoformat(), str(int(bar["trading_day"])),
-               *(number_text(bar[name]) for name in ("open", "high", "low", "close")),
-               str(int(bar["volume"])), number_text(bar["turnover"]),
-               number_text(bar["open_interest"])]

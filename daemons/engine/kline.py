@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hft.daemons.engine.bars import BarBuilder
 from hft.daemons.engine.bartables import parse_periods
-from hft.daemons.refdata.instruments import ProductTable
+from hft.daemons.engine.products import products
 from hft.daemons.runtime.events import TIMER_DTYPE, EventType, fields_struct
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 
@@ -49,7 +49,7 @@ class KlineEngine(Plugin):
     def init(self, ctx: PluginContext) -> None:
         super().init(ctx)
         config: KlineConfig = ctx.config
-        self.builder = BarBuilder(ProductTable.load(), parse_periods(config.periods),
+        self.builder = BarBuilder(products(), parse_periods(config.periods),
                                   self._publish, grace_ns=round(config.grace_s * 1e9),
                                   late_join_baseline=config.late_join_baseline)
         ctx.subscribe(EventType.MARKET_DATA, self.builder.on_tick)

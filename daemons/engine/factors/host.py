@@ -19,7 +19,6 @@ allocated after an instrument's first record besides Python's own numbers and tu
 
 from __future__ import annotations
 
-import functools
 import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -28,7 +27,7 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from hft.daemons.engine.factors.base import Factor, FactorDef, field_reader
-from hft.daemons.refdata.instruments import Product, ProductTable
+from hft.daemons.engine.products import product_of
 from hft.daemons.runtime.events import (
     BAR_DTYPE,
     TICK_DTYPE,
@@ -43,20 +42,6 @@ _FACTOR = int(EventType.FACTOR)
 _HEADER = ("ts_ns", "trading_day", "instrument_index", "instrument")
 _TICK_HEADER = field_reader(TICK_DTYPE, "flags", *_HEADER)
 _BAR_HEADER = field_reader(BAR_DTYPE, *_HEADER, "period_s")
-
-
-@functools.cache
-def products() -> ProductTable:
-    """The shipped product table, loaded once per process."""
-    return ProductTable.load()
-
-
-def product_of(instrument: str) -> Product | None:
-    """The instrument's product, or None when the table does not know it."""
-    try:
-        return products().product_of(instrument)
-    except (KeyError, ValueError):
-        return None
 
 
 def source_id(plugin_name: str) -> int:

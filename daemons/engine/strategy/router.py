@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hft.daemons.engine.factors.base import field_reader
-from hft.daemons.engine.factors.host import product_of
+from hft.daemons.engine.products import product_of
 from hft.daemons.engine.strategy.ledger import Party, Share, allocate, instrument_id
 from hft.daemons.engine.strategy.position import Position
 from hft.daemons.refdata.instruments import Product
