@@ -273,7 +273,7 @@ def test_hftctl_bars_prints_csv(journal: Path, if_bars: np.ndarray) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (("--journal", "{missing}", "--instrument", "IF2101"), "no such journal"),
     (("--journal", "{journal}", "--name", "other", "--instrument", "IF2101"), "no such journal"),
-    (("--journal", "{journal}", "--instrument", "IF2102"), "no ticks of IF2102 in journal"),
+    (("--journal", "{journal}", "--instrument", "IF2102"), "has no ticks of 'IF2102'"),
     (("--journal", "{journal}", "--instrument", "IF2102"), "(it has: IF2101)"),
     (("--journal", "{journal}", "--instrument", "XX2101"), "unknown product 'XX'"),
     (("--journal", "{journal}", "--instrument", "IF2101", "--period", "7m"), "divides a day"),
