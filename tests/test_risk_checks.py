@@ -589,8 +589,8 @@ def test_counts_for_metrics() -> None:
 def test_the_bench_flow_passes_every_check_on_both_sides() -> None:
     """``bench risk`` times the whole chain: every check on, none refusing (a refusal would
     stop the chain early and flatter the figure), and the peer refusing nothing either."""
-    from hft.ctl.bench import risk
-    from hft.ctl.bench.risk_peer import PeerRiskEngine
+    from hft.bench import risk
+    from hft.bench.risk_peer import PeerRiskEngine
 
     flow = risk.Flow(3000, PRODUCTS)
     limits = validate({"default": risk.LIMITS}, "bench")
