@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
+import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -416,7 +418,68 @@ main.add_command(pnl.pnl_command)
 
 @main.group()
 def risk() -> None:
-    """Pre-trade risk checks: decide an order stream offline against a set of limits."""
+    """Pre-trade risk: the running desk's kill switch and limits, or a stream decided offline.
+
+    kill, resume, show and set act on the running risk daemon's order desk; each switch and
+    limit change is journaled with who made it and survives a restart. check decides an
+    order stream offline against a limits file.
+    """
 
 
 risk.add_command(riskcheck.check)
+
+
+def _desk_command(config_file: Path | None, command: str, args: dict[str, Any]) -> Any:
+    """Send ``command`` to the running order desk, signed with who asked."""
+    suite = load_config(config_file)
+    args["by"] = f"{getpass.getuser()}@{socket.gethostname()}"[:48]
+    with _client(suite, trading.RISK_DAEMON) as client:
+        return client.plugin_command(trading.desk_name(suite), command, args)
+
+
+@risk.command("kill")
+@config_option
+@click.option("--cancel-all", is_flag=True, help="Also cancel every working order.")
+def risk_kill(config_file: Path | None, cancel_all: bool) -> None:
+    """Refuse every new order and cancel from now on (until ``hftctl risk resume``)."""
+    result = _desk_command(config_file, "kill", {"cancel_all": cancel_all})
+    click.echo(f"kill switch on; {result['cancelled']} working order(s) cancelled")
+
+
+@risk.command("resume")
+@config_option
+def risk_resume(config_file: Path | None) -> None:
+    """Turn the kill switch off: orders are checked and sent again."""
+    _desk_command(config_file, "resume", {})
+    click.echo("kill switch off")
+
+
+@risk.command("show")
+@config_option
+@json_option
+def risk_show(config_file: Path | None, as_json: bool) -> None:
+    """The limits in force (each table with the keys it sets) and the kill switch."""
+    shown = _desk_command(config_file, "show", {})
+    if as_json:
+        click.echo(json.dumps(shown))
+        return
+    click.echo(f"kill switch: {'on' if shown['killed'] else 'off'}")
+    _print_rows([{"table": table, "key": key, "value": value}
+                 for table, keys in shown["limits"].items() for key, value in keys.items()],
+                as_json=False)
+
+
+@risk.command("set")
+@config_option
+@click.argument("account")
+@click.argument("key")
+@click.argument("value")
+def risk_set(config_file: Path | None, account: str, key: str, value: str) -> None:
+    """Set limit KEY of ACCOUNT's table (or ``default``) to VALUE; ``none`` unsets it.
+
+    Refused, naming the key and the reason, when the value does not fit; the change is
+    journaled with who made it and kept across restarts.
+    """
+    table = _desk_command(config_file, "set", {"account": account, "key": key,
+                                               "value": None if value == "none" else value})
+    click.echo(f"{account}: {json.dumps(table)}")

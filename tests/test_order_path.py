@@ -18,6 +18,7 @@ from support.daemons import Daemon, serving, spawn_daemon, wait_for, write_confi
 from support.sample_data import IF_DAY
 from test_factors_daemon import FEED
 from test_strategy import SCRIPTED
+from test_strategy_daemon import metrics
 
 from hft.daemons.md.csvfile import read_ticks
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
@@ -383,3 +384,19 @@ def test_a_restarted_engine_takes_up_its_order_in_flight_instead_of_sending_it_a
     # cancelled: the container settles the adopted order and sends the change once more
     wait_for(lambda: position(engine) == 3, "the new order to fill")
     assert kinds(journal(engine, "engine")) == ["ORDER_REQ", "ORDER_REQ"]
+
+
+def test_a_risk_rejection_reaches_the_strategy(suite: Callable[[str], Daemon],
+                                              tmp_path: Path) -> None:
+    suite("risk")
+    engine = suite("engine")
+    config = tmp_path / "hft.toml"
+    assert hftctl(config, "risk", "set", "default", "max_order_volume", "1").returncode == 0
+    command(engine, "feed", "publish", steps=1)  # buy 3: refused
+    wait_for(lambda: metrics(engine).get(("hft_bus_events_published_total",
+                                          frozenset({("type", "RISK_REJECT")})), 0) >= 1,
+             "the RISK_REJECT on the engine's bus")
+    refused = json_lines(hftctl(config, "orders", "--json"))  # the container tries again
+    assert refused and all(row["status"] == "risk_rejected"
+                           and row["message"].startswith("max_volume") for row in refused)
+    assert position(engine) == 0

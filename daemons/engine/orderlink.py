@@ -9,10 +9,11 @@ RISK_REJECT, POS_UPDATE, ALERT) are published on the bus. The risk journal also 
 decisions themselves (ORDER_SEND, CANCEL_REQ): those are not republished, so a request can
 never loop back into the engine journal.
 
-Restart: at start, before any strategy runs, the link reads the risk journal to its end and
-publishes only its POS_UPDATEs (a restarted engine learns its positions without the fills
-of orders it no longer tracks); then every ORDER_REQ of the engine journal that has no final
-answer in the risk journal (a terminal RTN_ORDER or a RISK_REJECT) is published again with
+Attaching (at start, or when the risk journal appears): the link reads the risk journal to
+its end, publishing its POS_UPDATEs and the returns of requests this run journaled, but not
+the fills of orders an earlier run sent (a restarted engine learns its positions, and no
+strategy sees fills it never asked for); then every ORDER_REQ an earlier run journaled that
+has no final answer (a terminal RTN_ORDER or a RISK_REJECT) is published again with
 ``OrderFlag.RECOVERED``: its container takes it up as in flight, so the same change is not
 sent twice. Returns are followed live from there.
 """
@@ -46,10 +47,12 @@ _REJECT, _RTN_ORDER = int(EventType.RISK_REJECT), int(EventType.RTN_ORDER)
 _RECOVERED = int(OrderFlag.RECOVERED)
 _FINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
                     OrderStatus.LOST})
+_RTN_TRADE = int(EventType.RTN_TRADE)
+_ANSWERS = frozenset({_RTN_ORDER, _RTN_TRADE, _REJECT})
 _KEY = {t: fields_struct(DTYPES[EventType(t)], ("source", "order_ref", "account")).unpack_from
-        for t in (_ORDER_REQ, _REJECT, _RTN_ORDER)}
+        for t in (_ORDER_REQ, _REJECT, _RTN_ORDER, _RTN_TRADE)}
 _STATUS = fields_struct(DTYPES[EventType.RTN_ORDER], ("status",)).unpack_from
-_FLAGS = fields_struct(DTYPES[EventType.ORDER_REQ], ("flags",)).unpack_from
+_TYPE_FLAGS = fields_struct(DTYPES[EventType.ORDER_REQ], ("type", "flags")).unpack_from
 
 OrderKey = tuple[int, int, bytes]
 """(source, order_ref, account): a request and every answer to it."""
@@ -77,12 +80,16 @@ class OrderLink(Plugin):
         self.journaled = self.returned = self.lapped = 0
         self._writer: JournalWriter | None = None
         self._reader: JournalReader | None = None
+        self._earlier_runs_last_seq = 0
+        self._sent: set[OrderKey] = set()
+        """Requests this run journaled before the risk journal was attached."""
         ctx.subscribe(EventType.ORDER_REQ, self._journal)
         ctx.subscribe(EventType.CANCEL_REQ, self._journal)
 
     def start(self) -> None:
         directory = self.ctx.host.journal_dir
         self._writer = JournalWriter(directory, self.config.journal)
+        self._earlier_runs_last_seq = self._writer.last_seq
         if not self._attach():
             self.ctx.log.info("waiting for the risk journal to appear",
                               extra={"journal": self.config.returns})
@@ -99,12 +106,15 @@ class OrderLink(Plugin):
     def _journal(self, record: Any) -> None:
         """Bus handler: the request is committed before the publish returns (a recovered
         one is in the journal already)."""
-        if _FLAGS(record)[0] & _RECOVERED:
+        event_type, flags = _TYPE_FLAGS(record)
+        if flags & _RECOVERED:
             return
         if self._writer is None:
             raise RuntimeError("the order link is not started: the request is not journaled")
         self._writer.append(record)
         self.journaled += 1
+        if self._reader is None and event_type == _ORDER_REQ:  # for the catch-up
+            self._sent.add(_KEY[_ORDER_REQ](record))
 
     def _attach(self) -> bool:
         if self._reader is not None:
@@ -119,6 +129,7 @@ class OrderLink(Plugin):
             return False
         self._reader = reader
         settled = self._catch_up(reader)
+        self._sent.clear()
         recovered = self._recover_requests(settled)
         self.ctx.add_poller(self.poll)
         self.ctx.log.info("following the risk journal", extra={
@@ -127,8 +138,8 @@ class OrderLink(Plugin):
         return True
 
     def _catch_up(self, reader: JournalReader) -> set[OrderKey]:
-        """Read the risk journal to its end, publishing positions only; the keys of the
-        requests it answered for good."""
+        """Read the risk journal to its end, publishing positions and the returns of this
+        run's requests; the keys of the requests it answered for good."""
         settled: set[OrderKey] = set()
         publish = self.ctx.bus.publish
         while True:
@@ -142,20 +153,24 @@ class OrderLink(Plugin):
             event_type = reader.last_type
             if event_type == _POS_UPDATE:
                 publish(_POS_UPDATE, record)
-            elif event_type == _REJECT or (event_type == _RTN_ORDER
-                                           and _STATUS(record)[0] in _FINAL):
-                settled.add(_KEY[event_type](record))
+            elif event_type in _ANSWERS:
+                key = _KEY[event_type](record)
+                if key in self._sent:
+                    publish(event_type, record)
+                if event_type == _REJECT or (event_type == _RTN_ORDER
+                                             and _STATUS(record)[0] in _FINAL):
+                    settled.add(key)
 
     def _recover_requests(self, settled: set[OrderKey]) -> int:
         """Publish again every journaled ORDER_REQ without a final answer (RECOVERED)."""
         assert self._writer is not None
-        if not self._writer.last_seq:
+        if not self._earlier_runs_last_seq:
             return 0
         reader = JournalReader(self.ctx.host.journal_dir, self.config.journal, start="begin",
                                wait_mode=WaitMode.BUSY)
         pending: dict[OrderKey, Any] = {}
         try:
-            while reader.next_seq <= self._writer.last_seq:
+            while reader.next_seq <= self._earlier_runs_last_seq:
                 record: Any
                 try:
                     record = reader.read()

@@ -77,7 +77,7 @@ ATTACH_INTERVAL_S = 0.5
 _ORDER_REQ, _CANCEL_REQ = int(EventType.ORDER_REQ), int(EventType.CANCEL_REQ)
 _ORDER_SEND, _REJECT = int(EventType.ORDER_SEND), int(EventType.RISK_REJECT)
 _RTN_ORDER, _RTN_TRADE = int(EventType.RTN_ORDER), int(EventType.RTN_TRADE)
-_POS_UPDATE = int(EventType.POS_UPDATE)
+_POS_UPDATE, _ALERT_TYPE = int(EventType.POS_UPDATE), int(EventType.ALERT)
 _HEAD = struct.Struct("<QqH")  # seq, ts_ns, type: the first three header fields
 _ORIGIN = {t: DTYPES[t].fields["origin_seq"][1]  # type: ignore[index]
            for t in (EventType.ORDER_SEND, EventType.CANCEL_REQ, EventType.RISK_REJECT)}
@@ -85,13 +85,14 @@ _KEY = {t: fields_struct(DTYPES[t], ("source", "order_ref", "account"))
         for t in (EventType.ORDER_REQ, EventType.CANCEL_REQ, EventType.RTN_ORDER,
                   EventType.RTN_TRADE, EventType.RISK_REJECT)}
 _REJECT_BODY = fields_struct(DTYPES[EventType.RISK_REJECT],
-                             ("ts_ns", "trading_day", "instrument_index", "source", "instrument",
+                             ("ts_ns", "type", "trading_day", "instrument_index", "source", "instrument",
                               "exchange", "order_ref", "rule", "reason", "account", "origin_seq"))
 _REQUEST_HEAD = fields_struct(DTYPES[EventType.ORDER_REQ],
                               ("trading_day", "instrument_index", "source", "instrument",
                                "exchange", "order_ref", "account"))
 _STATUS = fields_struct(DTYPES[EventType.RTN_ORDER], ("status",))
-_ALERT = fields_struct(DTYPES[EventType.ALERT], ("ts_ns", "level", "origin", "code", "message"))
+_ALERT = fields_struct(DTYPES[EventType.ALERT],
+                       ("ts_ns", "type", "level", "origin", "code", "message"))
 _CONTROL_CODES = (b"limit_set", b"kill_switch", b"resume")
 """ALERT codes of control actions, replayed on restart so they persist."""
 _TERMINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
@@ -311,7 +312,7 @@ class OrderDesk(Plugin):
         day, index, source, instrument, exchange, ref, account = _REQUEST_HEAD.unpack_from(
             request)
         raw = self._out_bytes[EventType.RISK_REJECT]
-        _REJECT_BODY.pack_into(raw, 0, now_ns, day, index, source, instrument, exchange, ref,
+        _REJECT_BODY.pack_into(raw, 0, now_ns, _REJECT, day, index, source, instrument, exchange, ref,
                                rejection.code.encode(), rejection.text.encode()[:128], account,
                                origin_seq)
         out = self._out[EventType.RISK_REJECT]
@@ -359,7 +360,7 @@ class OrderDesk(Plugin):
         self._publish_alert(AlertLevel.WARNING, code.encode(), text)
 
     def _publish_alert(self, level: AlertLevel, code: bytes, text: str) -> None:
-        _ALERT.pack_into(self._alert_bytes, 0, time.time_ns(), int(level),
+        _ALERT.pack_into(self._alert_bytes, 0, time.time_ns(), _ALERT_TYPE, int(level),
                          self.ctx.name.encode()[:32], code, text.encode()[:128])
         self.ctx.bus.publish(int(EventType.ALERT), self._alert)
 
@@ -496,7 +497,7 @@ class OrderDesk(Plugin):
 
     def _replay_control(self, alert: Any) -> None:
         """A switch or limit change journaled before the restart, applied again."""
-        _, _, _, code, message = _ALERT.unpack_from(alert)
+        _, _, _, _, code, message = _ALERT.unpack_from(alert)
         code = code.rstrip(b"\0")
         if code not in _CONTROL_CODES:
             return
