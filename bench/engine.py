@@ -244,7 +244,7 @@ config = {{ factors = [
 
 [daemons.engine.plugins.strategies]
 spec = "strategy_container"
-config = {{ children = {{ flip = {{ spec = "hft.bench.engine_plugins:FlipStrategy" }} }} }}
+config = {{ account = "bench", children = {{ flip = {{ spec = "hft.bench.engine_plugins:FlipStrategy" }} }} }}
 """
 
 
