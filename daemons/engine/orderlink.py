@@ -28,17 +28,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hft.daemons.runtime.events import DTYPES, EventType, OrderFlag, OrderStatus, fields_struct
 from hft.daemons.runtime.journal import (
-    JournalError,
-    JournalFormatError,
+    ATTACH_INTERVAL_S,
     JournalLapped,
     JournalReader,
     JournalWriter,
+    if_there,
 )
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.waitmode import WaitMode
 
-ATTACH_INTERVAL_S = 0.5
-"""How often the link looks for a risk journal that does not exist yet."""
 RETURNED_TYPES = frozenset({EventType.RTN_ORDER, EventType.RTN_TRADE, EventType.RISK_REJECT,
                             EventType.POS_UPDATE, EventType.ALERT})
 """What the engine takes from the risk journal; the rest (decisions) stays there."""
@@ -90,10 +88,9 @@ class OrderLink(Plugin):
         directory = self.ctx.host.journal_dir
         self._writer = JournalWriter(directory, self.config.journal)
         self._earlier_runs_last_seq = self._writer.last_seq
-        if not self._attach():
+        if not self.ctx.call_until(ATTACH_INTERVAL_S, self._attach):
             self.ctx.log.info("waiting for the risk journal to appear",
                               extra={"journal": self.config.returns})
-            self.ctx.call_every(ATTACH_INTERVAL_S, self._attach)
 
     def stop(self) -> None:
         if self._reader is not None:
@@ -119,13 +116,10 @@ class OrderLink(Plugin):
     def _attach(self) -> bool:
         if self._reader is not None:
             return True
-        try:
-            reader = JournalReader(self.ctx.host.journal_dir, self.config.returns,
-                                   start="begin", wait_mode=WaitMode.BLOCK)
-        except JournalFormatError as exc:
-            self.ctx.log.error("the risk journal cannot be read", extra={"error": str(exc)})
-            return False
-        except JournalError:
+        reader = if_there(lambda: JournalReader(self.ctx.host.journal_dir, self.config.returns,
+                                                start="begin", wait_mode=WaitMode.BLOCK),
+                          self.ctx.log)
+        if reader is None:
             return False
         self._reader = reader
         settled = self._catch_up(reader)

@@ -30,16 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from hft.daemons.engine.replays import HistoricalReplay, LiveReplay, TimerPublisher
 from hft.daemons.refdata.clock import CHINA
 from hft.daemons.runtime.journal import (
-    JournalError,
-    JournalFormatError,
+    ATTACH_INTERVAL_S,
     JournalReader,
+    if_there,
     seq_at_time,
 )
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.waitmode import WaitMode
-
-ATTACH_INTERVAL_S = 0.5
-"""How often a live replay looks for md journals that do not exist yet."""
 
 
 class ReplayConfig(BaseModel):
@@ -107,10 +104,9 @@ class Replay(Plugin):
             ctx.add_poller(self.replay.poll)
             return
         ctx.call_every(config.timer_interval_ms / 1000, self._wall_timer)
-        if not self._attach():  # live: the engine may start before hft_md made its journals
+        if not ctx.call_until(ATTACH_INTERVAL_S, self._attach):  # hft_md may start later
             ctx.log.warning("waiting for the md journals to appear",
                             extra={"journals": config.journals, "directory": str(self._directory)})
-            ctx.call_every(ATTACH_INTERVAL_S, self._attach)
 
     def _common(self) -> dict[str, Any]:
         config = self.config
@@ -120,12 +116,9 @@ class Replay(Plugin):
         """Open every live journal once all exist, then start following them."""
         if self.replay is not None:
             return True
-        try:
-            readers = [self._open(name, "end") for name in self.config.journals]
-        except JournalFormatError as exc:
-            self.ctx.log.error("an md journal cannot be read", extra={"error": str(exc)})
-            return False
-        except JournalError:
+        readers = if_there(lambda: [self._open(name, "end") for name in self.config.journals],
+                           self.ctx.log)
+        if readers is None:
             return False  # not there yet (missing, or no segment): the timer tries again
         self.replay = LiveReplay(self.ctx, readers, **self._common())
         self.ctx.add_poller(self.replay.poll)

@@ -58,21 +58,17 @@ from hft.daemons.runtime.events import (
     fields_struct,
 )
 from hft.daemons.runtime.journal import (
-    JournalError,
-    JournalFormatError,
+    ATTACH_INTERVAL_S,
     JournalLapped,
-    JournalNotFound,
     JournalReader,
     JournalWriter,
+    if_there,
     seq_at_time,
 )
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.waitmode import WaitMode
 from hft.daemons.trade.book import BookError
 from hft.daemons.trade.livebook import LiveBook
-
-ATTACH_INTERVAL_S = 0.5
-"""How often the desk looks for an engine journal that does not exist yet."""
 
 _ORDER_REQ, _CANCEL_REQ = int(EventType.ORDER_REQ), int(EventType.CANCEL_REQ)
 _ORDER_SEND, _REJECT = int(EventType.ORDER_SEND), int(EventType.RISK_REJECT)
@@ -214,10 +210,9 @@ class OrderDesk(Plugin):
         for record in in_flight:
             record["flags"] = int(OrderFlag.RECOVERED)
             self.ctx.bus.publish(_ORDER_SEND, record)
-        if not self._attach():
+        if not self.ctx.call_until(ATTACH_INTERVAL_S, self._attach):
             self.ctx.log.info("waiting for the engine journal to appear",
                               extra={"journal": self.config.orders})
-            self.ctx.call_every(ATTACH_INTERVAL_S, self._attach)
 
     def stop(self) -> None:
         if self._reader is not None:
@@ -422,14 +417,14 @@ class OrderDesk(Plugin):
         if self._reader is not None:
             return True
         directory, name = self.ctx.host.journal_dir, self.config.orders
-        try:
-            start: int = (self._resume_seq + 1 if self._resume_seq
-                          else seq_at_time(directory, name, time.time_ns() - self._max_age_ns))
-            self._reader = JournalReader(directory, name, start=start, wait_mode=WaitMode.BLOCK)
-        except JournalFormatError as exc:
-            self.ctx.log.error("the engine journal cannot be read", extra={"error": str(exc)})
-            return False
-        except (JournalNotFound, JournalError):
+
+        def follow() -> JournalReader:
+            start = (self._resume_seq + 1 if self._resume_seq
+                     else seq_at_time(directory, name, time.time_ns() - self._max_age_ns))
+            return JournalReader(directory, name, start=start, wait_mode=WaitMode.BLOCK)
+
+        self._reader = if_there(follow, self.ctx.log)
+        if self._reader is None:
             return False
         self.ctx.add_poller(self.poll)
         self.ctx.set_idle_waiter(self._reader.wait)

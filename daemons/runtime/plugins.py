@@ -158,6 +158,20 @@ class PluginContext:
         self._timers.append(timer_id)
         return timer_id
 
+    def call_until(self, interval_s: float, attempt: Callable[[], bool]) -> bool:
+        """Call ``attempt`` now and, until it returns True, every ``interval_s`` (e.g. to
+        follow a journal another daemon has not made yet); whether the first call did."""
+        if attempt():
+            return True
+
+        def again() -> None:
+            if attempt():
+                self.host.cancel_timer(timer_id)
+                self._timers.remove(timer_id)
+
+        timer_id = self.call_every(interval_s, again)
+        return False
+
     def set_idle_waiter(self, waiter: IdleWaiter) -> None:
         """Let the host sleep in ``waiter`` when idle (one per host; the last one set wins)."""
         self.host.set_idle_waiter(waiter)

@@ -8,11 +8,17 @@ from hft.daemons.runtime.journal.format import (
     JournalLapped,
     JournalNotFound,
 )
-from hft.daemons.runtime.journal.reader import JournalReader, seq_at_time
+from hft.daemons.runtime.journal.reader import (
+    ATTACH_INTERVAL_S,
+    JournalReader,
+    if_there,
+    seq_at_time,
+)
 from hft.daemons.runtime.journal.writer import JournalWriter
 from hft.daemons.runtime.waitmode import WaitMode
 
 __all__ = [
+    "ATTACH_INTERVAL_S",
     "JournalError",
     "JournalFormatError",
     "JournalFull",
@@ -22,5 +28,6 @@ __all__ = [
     "JournalReader",
     "JournalWriter",
     "WaitMode",
+    "if_there",
     "seq_at_time",
 ]

@@ -26,10 +26,13 @@ Memory: the reader maps one segment at a time and gives consumed pages back to t
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -38,6 +41,7 @@ from hft.daemons.runtime.journal.format import (
     MAX_BLOCKING_READERS,
     PAGE,
     JournalError,
+    JournalFormatError,
     JournalHole,
     JournalLapped,
     JournalNotFound,
@@ -57,6 +61,10 @@ from hft.daemons.runtime.journal.mapped import (
     MappedSegment,
 )
 from hft.daemons.runtime.waitmode import WaitMode
+
+T = TypeVar("T")
+ATTACH_INTERVAL_S = 0.5
+"""How often a follower looks again for a journal another daemon has not made yet."""
 
 _TYPE_HALF = 16 // 2  # the record header's ``type`` field, in 16-bit words
 _HALVES_PER_RECORD = RECORD_SIZE // 2
@@ -347,3 +355,16 @@ def seq_at_time(directory: Path | str, name: str, ts_ns: int) -> int:
             del times
             segment.close()
     return last_seq + 1
+
+
+def if_there(opener: Callable[[], T], log: logging.Logger) -> T | None:
+    """``opener()`` (opening readers), or None while a journal it needs does not exist yet; a
+    journal that exists but cannot be read (another layout, corrupted) is logged, since waiting
+    will not mend it, and is None too."""
+    try:
+        return opener()
+    except JournalFormatError as exc:
+        log.error("a journal cannot be read", extra={"error": str(exc)})
+    except JournalError:
+        pass
+    return None
