@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from openctp_ctp import tdapi
 
-from hft.daemons.md.ctp_emulator import CtpTraderEmulator
+from hft.daemons.md.ctp_emulator import CtpTraderEmulator, set_gb18030
 from hft.daemons.runtime.events import EventType, OrderStatus, PriceType, empty
 from hft.daemons.trade.ctperrors import PROMPTS, CtpError
 from hft.daemons.trade.ctptrader import CtpTrader
@@ -361,9 +361,13 @@ class TraderApi(CtpTraderEmulator):
 
 
 def _struct(struct_type: Any, values: dict[str, Any]) -> Any:
+    """A struct with ``values``; the status text GB18030-encoded, as a front sends it."""
     out = struct_type()
     for name, value in values.items():
-        setattr(out, name, value)
+        if name == "StatusMsg" and value:
+            set_gb18030(out, name, value)
+        else:
+            setattr(out, name, value)
     return out
 
 

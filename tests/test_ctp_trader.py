@@ -37,11 +37,12 @@ class Risk:
         self.seen: list[tuple[int, Any]] = []
         for kind in (EventType.RTN_ORDER, EventType.RTN_TRADE, EventType.ALERT):
             self.host.bus.subscribe(kind, lambda r, k=kind: self.seen.append((k, r.copy())))
-        desk = self.host.plugins.load("desk", "order_desk", {})
+        desk = self.host.plugins.load("desk", "order_desk", {}, start=False)
         assert desk.error == "", desk.error
         settings = {"fronts": ["tcp://127.0.0.1:10201"], "broker_id": BROKER, "user_id": USER,
                     "password": password, "query_interval_s": 0.02} | config
-        gateway = self.host.plugins.load("td", "ctp_td_emulator:EmulatedCtpTrader", settings)
+        gateway = self.host.plugins.load("td", "ctp_td_emulator:EmulatedCtpTrader", settings,
+                                             start=False)
         assert gateway.error == "", gateway.error
         self.desk, self.gateway = desk.instance, gateway.instance
         self.host.plugins.start_all()
@@ -125,6 +126,8 @@ def test_an_order_fills_through_the_counter_and_the_book_moves(
     [(_, ctp_ref)] = [(k, v[2]) for k, v in ((o.engine, o.ctp)
                                              for o in risk.gateway.orders.values())]
     assert ctp_ref > 0 and counter.orders[ctp_ref]["SessionID"] == 1
+    [filled] = [r for r in risk.returns(EventType.RTN_ORDER) if r["status"] == OrderStatus.ALL_TRADED]
+    assert bytes(filled["message"]).decode() == "全部成交"  # GB18030 from the front, decoded
     assert counter.flow_violations == 0 and counter.api.callback_errors == 0
 
 
@@ -236,7 +239,6 @@ def test_a_restart_answers_recovered_orders_and_never_reuses_an_order_ref(
     request(tmp_path, 2, price=4490.0)
     risk.until(lambda: len(counter.orders) == 2, "order 2 at the counter")
     # order 3 is journaled, and the daemon dies before the gateway sends it
-    risk.gateway.ctx.unsubscribe(EventType.ORDER_SEND, risk.gateway.on_order)
     request(tmp_path, 3)
     risk.until(lambda: len(risk.desk.working) == 2, "order 3 decided")  # type: ignore[union-attr]
     risk.stop()
@@ -263,9 +265,9 @@ def _sent_then_die(risk: Risk) -> Any:
     gateway = risk.gateway
 
     def send(record: Any) -> None:
+        gateway._spi._put = lambda item: None  # the daemon is gone: no return lands
         gateway.on_order(record)
         gateway.ctx.unsubscribe(EventType.ORDER_SEND, send)
-        gateway._inbox.put = lambda item: None  # the daemon is gone: no return lands
     return send
 
 
@@ -326,7 +328,7 @@ spec = "order_desk"
 
 [daemons.risk.plugins.td]
 spec = "{tmp_path / 'emulated_td.py'}:EmulatedCtpTrader"
-config = {{ fronts = ["tcp://127.0.0.1:10201"], broker_id = "{BROKER}", user_id = "{USER}" }}
+config = {{ fronts = ["tcp://127.0.0.1:10201"], broker_id = "{BROKER}", user_id = "{USER}", query_interval_s = 0.05 }}
 """)
     env_password = os.environ.get("CTP_PASSWORD")
     os.environ["CTP_PASSWORD"] = PASSWORD  # the daemon inherits it: never in the config
@@ -339,7 +341,8 @@ config = {{ fronts = ["tcp://127.0.0.1:10201"], broker_id = "{BROKER}", user_id 
             os.environ["CTP_PASSWORD"] = env_password
     try:
         wait_for(lambda: serving(daemon), "risk to be SERVING", 20)
-        time.sleep(0.5)
+        wait_for(lambda: any(line["message"] == "CTP trader ready" for line in daemon.logs()),
+                 "the gateway logged in and reconciled", 20)
         request(tmp_path / "home", 1)
 
         def journaled() -> list[Any]:

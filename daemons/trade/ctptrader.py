@@ -673,11 +673,18 @@ class CtpTrader(Plugin):
                                            int(record["direction"])))
                 elif kind == EventType.POS_UPDATE:
                     self._on_position_published(record)
-                elif kind == EventType.ORDER_SEND:
+                elif kind in (EventType.ORDER_SEND, EventType.RTN_ORDER):
                     order = self.orders.get((int(record["source"]), int(record["order_ref"]),
                                              bytes(record["account"])))
-                    if order is not None:
+                    if order is None:
+                        continue
+                    if kind == EventType.ORDER_SEND:
                         self._fill_from(order, record)
+                    elif not int(record["flags"]):
+                        order.status, order.traded = int(record["status"]), int(
+                            record["volume_traded"])
+                        order.order_sys_id = bytes(record["order_sys_id"])
+                        order.published = (order.status, order.traded, order.order_sys_id)
         finally:
             reader.close()
 
@@ -696,8 +703,7 @@ class CtpTrader(Plugin):
             key = (int(record["source"]), int(record["order_ref"]), bytes(record["account"]))
             order = self.orders.get(key)
             if order is not None and order.seen_by_counter:
-                order.published = (-1, -1, b"")
-                self._publish_order(order, 0, 0, None)
+                self._publish_order(order, 0, 0, None)  # unless the order query just did
                 continue
             lost = order or CtpOrder(key, (0, 0, 0), int(record["trading_day"]))
             self._fill_from(lost, record)
