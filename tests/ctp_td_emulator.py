@@ -1,4 +1,3 @@
-# ruff: noqa: N802  (the API method names are CTP's)
 """An emulated CTP trader counter at the API boundary, backed by the simulated exchange.
 
 :class:`EmulatedCounter` is the counter: it outlives the gateway's API handles (a restarted

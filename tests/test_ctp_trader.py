@@ -328,7 +328,12 @@ spec = "order_desk"
 
 [daemons.risk.plugins.td]
 spec = "{tmp_path / 'emulated_td.py'}:EmulatedCtpTrader"
-config = {{ fronts = ["tcp://127.0.0.1:10201"], broker_id = "{BROKER}", user_id = "{USER}", query_interval_s = 0.05 }}
+
+[daemons.risk.plugins.td.config]
+fronts = ["tcp://127.0.0.1:10201"]
+broker_id = "{BROKER}"
+user_id = "{USER}"
+query_interval_s = 0.05
 """)
     env_password = os.environ.get("CTP_PASSWORD")
     os.environ["CTP_PASSWORD"] = PASSWORD  # the daemon inherits it: never in the config

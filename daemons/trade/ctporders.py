@@ -103,7 +103,7 @@ class OrderRefFile:
             for engine, ctp, day in self.mappings:
                 out.write(_line(engine, ctp, day))
         os.replace(temporary, self.path)
-        return open(self.path, "a", encoding="utf-8")  # noqa: SIM115  (kept open: appends)
+        return open(self.path, "a", encoding="utf-8")  # kept open: one append per order
 
     def next_ref(self, floor: int) -> int:
         """The next OrderRef: above ``floor`` (the login's MaxOrderRef) and every one used."""

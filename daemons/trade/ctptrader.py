@@ -39,7 +39,7 @@ with the last POS_UPDATE the desk published for that side; any difference is an 
 Credentials: the config, else the environment (``CTP_TD_FRONT``, ``CTP_BROKER_ID``,
 ``CTP_USER_ID``, ``CTP_PASSWORD``, ``CTP_APP_ID``, ``CTP_AUTH_CODE``), else a JSON file
 (``credentials_file``, which must be mode 0600). The password and auth code are held only as
-:class:`Secret` and in the request structs, never in logs, metrics, reprs or errors.
+:class:`pydantic.SecretStr` and in the request structs, never in logs, metrics, reprs or errors.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -59,7 +60,7 @@ from openctp_ctp import tdapi
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from hft.daemons.md.ctp import CREDENTIAL_ERRORS, Secret, request_field
+from hft.daemons.md.ctp import CREDENTIAL_ERRORS, request_field
 from hft.daemons.runtime.events import (
     AlertLevel,
     Direction,
@@ -75,9 +76,9 @@ from hft.daemons.runtime.journal import JournalLapped, JournalNotFound, JournalR
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.waitmode import WaitMode
 from hft.daemons.trade.book import Mismatch
+from hft.daemons.trade.ctperrors import PROMPTS, CtpError
 from hft.daemons.trade.ctporders import CtpKey, CtpOrder, EngineKey, OrderRefFile
 from hft.daemons.trade.ctpspi import Callback, TraderSpi
-from hft.daemons.trade.ctperrors import PROMPTS, CtpError
 from hft.daemons.trade.simexchange import FLAG_CANCEL_REFUSED
 
 ENVIRONMENT = {"fronts": "CTP_TD_FRONT", "broker_id": "CTP_BROKER_ID", "user_id": "CTP_USER_ID",
@@ -338,7 +339,7 @@ class CtpTrader(Plugin):
             "error_msg": error[1] if error else ""})
 
     def _on_instrument_status(self, values: Any, error: Any, last: bool) -> None:
-        exchange, instrument, status = values
+        _, instrument, status = values
         self.instrument_status[instrument.encode()] = status
 
     # --- queries ---------------------------------------------------------------------------
@@ -359,8 +360,11 @@ class CtpTrader(Plugin):
         }
         for name in names:
             field, method = requests[name]
-            self._queries.append((name, lambda f=field, m=method: getattr(self._api, m)(
-                f, self._request())))
+            self._queries.append((name, partial(self._send_query, method, field)))
+
+    def _send_query(self, method: str, field: Any) -> int:
+        result: int = getattr(self._api, method)(field, self._request())
+        return result
 
     def _query_row(self, name: str, values: Any, error: tuple[int, str] | None,
                    last: bool) -> bool:
@@ -567,8 +571,7 @@ class CtpTrader(Plugin):
         self._publish_order(order, 0, 0, None)
 
     def _on_trade(self, values: Any, error: Any, last: bool) -> None:
-        (exchange, trade_id, direction, ref, sys_id, instrument, price, volume, offset,
-         investor, day) = values
+        exchange, trade_id, direction, ref, sys_id, _, price, volume, offset, *_ = values
         key = (exchange.encode(), trade_id.strip().encode(), 0 if direction == "0" else 1)
         if key in self._trades_seen:
             self.stats["duplicate_trades"] += 1
