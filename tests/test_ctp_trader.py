@@ -123,8 +123,9 @@ def test_an_order_fills_through_the_counter_and_the_book_moves(
     assert bytes(trade["account"]) == USER.encode() and bytes(trade["exchange"]) == b"CFFEX"
     long = risk.desk.book.entry(USER, "IF2603", 0)  # type: ignore[union-attr]
     assert long.position == 1
-    [(_, ctp_ref)] = [(k, v[2]) for k, v in ((o.engine, o.ctp)
-                                             for o in risk.gateway.orders.values())]
+    [order] = risk.gateway.orders.values()
+    [leg] = order.legs
+    ctp_ref = leg.ctp[2]
     assert ctp_ref > 0 and counter.orders[ctp_ref]["SessionID"] == 1
     [filled] = [r for r in risk.returns(EventType.RTN_ORDER) if r["status"] == OrderStatus.ALL_TRADED]
     assert bytes(filled["message"]).decode() == "全部成交"  # GB18030 from the front, decoded

@@ -30,11 +30,29 @@ TERMINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus
 
 
 @dataclass
+class Leg:
+    """One CTP order of an engine order (an engine order is one leg, or two when a SHFE/INE
+    close takes yesterday's lots and today's)."""
+
+    ctp: CtpKey
+    offset: int
+    """The offset sent to the counter (close today or close yesterday on SHFE/INE)."""
+    volume: int
+    traded: int = 0
+    status: int = int(OrderStatus.SUBMITTING)
+    order_sys_id: bytes = b""
+    seen_by_counter: bool = False
+
+    @property
+    def working(self) -> bool:
+        return self.status not in TERMINAL
+
+
+@dataclass
 class CtpOrder:
     """One engine order as sent to the counter, and what the counter said of it so far."""
 
     engine: EngineKey
-    ctp: CtpKey
     trading_day: int
     instrument: bytes = b""
     exchange: bytes = b""
@@ -43,21 +61,43 @@ class CtpOrder:
     volume: int = 0
     direction: int = 0
     offset: int = 0
-    """The engine's offset (CLOSE stays CLOSE even when sent as close-today)."""
-    ctp_offset: int = 0
-    """The offset sent to the counter (SHFE/INE: close today or close yesterday)."""
+    """The engine's offset (CLOSE stays CLOSE when its legs go as close today / yesterday)."""
+    legs: list[Leg] = field(default_factory=list)
     status: int = int(OrderStatus.SUBMITTING)
     traded: int = 0
     order_sys_id: bytes = b""
-    error_id: int = 0
     message: bytes = b""
     published: tuple[int, int, bytes] = (-1, -1, b"")
     """(status, traded, order_sys_id) of the last RTN_ORDER published: repeats are dropped."""
-    seen_by_counter: bool = field(default=False)
 
     @property
     def working(self) -> bool:
         return self.status not in TERMINAL
+
+    @property
+    def seen_by_counter(self) -> bool:
+        return any(leg.seen_by_counter for leg in self.legs)
+
+    def settle(self) -> None:
+        """The engine order's state from its legs': filled when every lot is, ended when
+        every leg is (REJECTED when all were refused, else CANCELLED), else working."""
+        legs = self.legs
+        if not legs:
+            return
+        self.traded = sum(leg.traded for leg in legs)
+        self.order_sys_id = legs[0].order_sys_id
+        statuses = {leg.status for leg in legs}
+        if statuses <= TERMINAL:
+            wanted = sum(leg.volume for leg in legs)
+            self.status = int(OrderStatus.ALL_TRADED if self.traded >= wanted else
+                              OrderStatus.REJECTED if statuses == {OrderStatus.REJECTED} else
+                              OrderStatus.CANCELLED)
+        elif self.traded:
+            self.status = int(OrderStatus.PART_TRADED)
+        elif statuses & {OrderStatus.NOT_TRADED, OrderStatus.PART_TRADED}:
+            self.status = int(OrderStatus.NOT_TRADED)
+        else:
+            self.status = int(OrderStatus.SUBMITTING)
 
 
 class OrderRefFile:

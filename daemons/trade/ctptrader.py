@@ -77,7 +77,7 @@ from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.waitmode import WaitMode
 from hft.daemons.trade.book import Mismatch
 from hft.daemons.trade.ctperrors import PROMPTS, CtpError
-from hft.daemons.trade.ctporders import CtpKey, CtpOrder, EngineKey, OrderRefFile
+from hft.daemons.trade.ctporders import TERMINAL, CtpKey, CtpOrder, EngineKey, Leg, OrderRefFile
 from hft.daemons.trade.ctpspi import Callback, TraderSpi
 from hft.daemons.trade.simexchange import FLAG_CANCEL_REFUSED
 
@@ -154,8 +154,8 @@ class CtpTrader(Plugin):
         self._rows: list[tuple[Any, ...]] = []
         self._fill_during_query = False
         self.orders: dict[EngineKey, CtpOrder] = {}
-        self._by_ctp: dict[CtpKey, CtpOrder] = {}
-        self._by_ref: dict[int, CtpOrder] = {}
+        self._by_ctp: dict[CtpKey, tuple[CtpOrder, Leg]] = {}
+        self._by_ref: dict[int, tuple[CtpOrder, Leg]] = {}
         self.exchanges: dict[bytes, bytes] = {}
         self.instrument_status: dict[bytes, str] = {}
         self._trades_seen: set[tuple[bytes, bytes, int]] = set()
@@ -391,6 +391,11 @@ class CtpTrader(Plugin):
         if self._query_row("order", values, error, last):
             for row in self._rows:
                 self._on_order(row, None, True)
+            for order in list(self.orders.values()):
+                if (order.working and order.legs and not order.seen_by_counter
+                        and all(leg.ctp[1] != self._session for leg in order.legs)):
+                    self._lose(order, "sent before a disconnect or restart; the counter "
+                                      "never received it")
             self._answer_recovered()
 
     def _on_query_trade(self, values: Any, error: Any, last: bool) -> None:
@@ -446,7 +451,7 @@ class CtpTrader(Plugin):
             return
         account = bytes(record["account"])
         key = (int(record["source"]), int(record["order_ref"]), account)
-        order = CtpOrder(key, (0, 0, 0), int(record["trading_day"]) or self.trading_day,
+        order = CtpOrder(key, int(record["trading_day"]) or self.trading_day,
                          bytes(record["instrument"]), bytes(record["exchange"]),
                          int(record["instrument_index"]), float(record["price"]),
                          int(record["volume"]), int(record["direction"]), int(record["offset"]))
@@ -457,28 +462,33 @@ class CtpTrader(Plugin):
         if account != self.investor:
             self._refuse(order, CtpError.INVESTOR_NOT_FOUND, PROMPTS[CtpError.INVESTOR_NOT_FOUND])
             return
-        order.ctp_offset = self._ctp_offset(order)
-        ctp_ref = self.refs.next_ref(self._max_order_ref)
-        order.ctp = (self._front, self._session, ctp_ref)
-        self.refs.record(key, order.ctp, self.trading_day)
-        self._track(order)
-        result = self._api.ReqOrderInsert(self._input_order(order, record), self._request())
-        if result != 0:
-            self._refuse(order, result, f"ReqOrderInsert not sent ({result})")
-            return
-        self.stats["orders_sent"] += 1
+        self.orders[key] = order
+        for offset, volume in self._legs(order):
+            leg = Leg((self._front, self._session, self.refs.next_ref(self._max_order_ref)),
+                      offset, volume)
+            self.refs.record(key, leg.ctp, self.trading_day)
+            self._track(order, leg)
+            result = self._api.ReqOrderInsert(self._input_order(order, leg, record),
+                                              self._request())
+            if result != 0:
+                leg.status = int(OrderStatus.REJECTED)
+                order.settle()
+                self.stats["orders_refused"] += 1
+                self._publish_order(order, 0, result, f"ReqOrderInsert not sent ({result})")
+            else:
+                self.stats["orders_sent"] += 1
 
-    def _input_order(self, order: CtpOrder, record: Any) -> Any:
+    def _input_order(self, order: CtpOrder, leg: Leg, record: Any) -> Any:
         field = tdapi.CThostFtdcInputOrderField()
         field.BrokerID, field.InvestorID = self.settings.broker_id, self.investor.decode()
         field.UserID = self.settings.user_id
         field.InstrumentID = order.instrument.decode()
         field.ExchangeID = order.exchange.decode()
-        field.OrderRef = str(order.ctp[2])
+        field.OrderRef = str(leg.ctp[2])
         field.Direction = "0" if order.direction == Direction.BUY else "1"
-        field.CombOffsetFlag = _OFFSET_FLAG[Offset(order.ctp_offset)]
+        field.CombOffsetFlag = _OFFSET_FLAG[Offset(leg.offset)]
         field.CombHedgeFlag = "1"  # speculation
-        field.VolumeTotalOriginal = order.volume
+        field.VolumeTotalOriginal = leg.volume
         field.ContingentCondition = str(tdapi.THOST_FTDC_CC_Immediately)
         field.ForceCloseReason = str(tdapi.THOST_FTDC_FCC_NotForceClose)
         field.MinVolume = 1
@@ -496,53 +506,54 @@ class CtpTrader(Plugin):
                                     else tdapi.THOST_FTDC_VC_AV)
         return field
 
-    def _ctp_offset(self, order: CtpOrder) -> int:
-        """SHFE/INE: CLOSE becomes close-yesterday or close-today, by the free lots."""
+    def _legs(self, order: CtpOrder) -> list[tuple[int, int]]:
+        """(offset, volume) of each CTP order to send. SHFE/INE: a CLOSE takes yesterday's
+        free lots first (close yesterday), the rest as close today; elsewhere one order."""
         if order.offset != Offset.CLOSE or order.exchange not in TODAY_SPLIT_EXCHANGES:
-            return order.offset
+            return [(order.offset, order.volume)]
         held = int(PosDirection.SHORT if order.direction == Direction.BUY else PosDirection.LONG)
-        today, yesterday = self._closable.get((order.instrument, held), [0, 0])
+        yesterday = self._closable.get((order.instrument, held), [0, 0])[1]
         for other in self.orders.values():
-            if (other.working and other.instrument == order.instrument
-                    and other.direction == order.direction):
-                left = other.volume - other.traded
-                if other.ctp_offset == Offset.CLOSE_TODAY:
-                    today -= left
-                elif other.ctp_offset == Offset.CLOSE_YESTERDAY:
-                    yesterday -= left
-        if order.volume > yesterday and order.volume <= today:
-            return int(Offset.CLOSE_TODAY)
-        return int(Offset.CLOSE_YESTERDAY)
+            if other.instrument == order.instrument and other.direction == order.direction:
+                yesterday -= sum(leg.volume - leg.traded for leg in other.legs
+                                 if leg.working and leg.offset == Offset.CLOSE_YESTERDAY)
+        from_yesterday = max(0, min(yesterday, order.volume))
+        legs = [(int(Offset.CLOSE_YESTERDAY), from_yesterday)] if from_yesterday else []
+        if order.volume > from_yesterday:
+            legs.append((int(Offset.CLOSE_TODAY), order.volume - from_yesterday))
+        return legs
 
     def on_cancel(self, record: Any) -> None:
         """Bus handler: a CANCEL_REQ -> ReqOrderAction for the order's CTP key."""
         key = (int(record["source"]), int(record["order_ref"]), bytes(record["account"]))
         order = self.orders.get(key)
         if order is None or self.state != "ready":
-            unknown = order or CtpOrder(key, (0, 0, 0), self.trading_day,
+            unknown = order or CtpOrder(key, self.trading_day,
                                         bytes(record["instrument"]), bytes(record["exchange"]))
             error = CtpError.ORDER_NOT_FOUND if order is None else NOT_READY
             self._publish_order(unknown, FLAG_CANCEL_REFUSED, error,
                                 PROMPTS[CtpError.ORDER_NOT_FOUND] if order is None
                                 else f"CTP trader not ready ({self.state})")
             return
-        field = tdapi.CThostFtdcInputOrderActionField()
-        field.BrokerID, field.InvestorID = self.settings.broker_id, self.investor.decode()
-        field.UserID = self.settings.user_id
-        field.FrontID, field.SessionID, field.OrderRef = (order.ctp[0], order.ctp[1],
-                                                          str(order.ctp[2]))
-        field.ExchangeID, field.InstrumentID = order.exchange.decode(), order.instrument.decode()
-        field.OrderSysID = order.order_sys_id.decode()
-        field.ActionFlag = str(tdapi.THOST_FTDC_AF_Delete)
-        result = self._api.ReqOrderAction(field, self._request())
-        if result != 0:
-            self._publish_order(order, FLAG_CANCEL_REFUSED, result,
-                                f"ReqOrderAction not sent ({result})")
+        for leg in [leg for leg in order.legs if leg.working] or order.legs[:1]:
+            field = tdapi.CThostFtdcInputOrderActionField()
+            field.BrokerID, field.InvestorID = self.settings.broker_id, self.investor.decode()
+            field.UserID = self.settings.user_id
+            field.FrontID, field.SessionID, field.OrderRef = (leg.ctp[0], leg.ctp[1],
+                                                              str(leg.ctp[2]))
+            field.ExchangeID = order.exchange.decode()
+            field.InstrumentID = order.instrument.decode()
+            field.OrderSysID = leg.order_sys_id.decode()
+            field.ActionFlag = str(tdapi.THOST_FTDC_AF_Delete)
+            result = self._api.ReqOrderAction(field, self._request())
+            if result != 0:
+                self._publish_order(order, FLAG_CANCEL_REFUSED, result,
+                                    f"ReqOrderAction not sent ({result})")
 
-    def _track(self, order: CtpOrder) -> None:
+    def _track(self, order: CtpOrder, leg: Leg) -> None:
         self.orders[order.engine] = order
-        self._by_ctp[order.ctp] = order
-        self._by_ref[order.ctp[2]] = order
+        order.legs.append(leg)
+        self._by_ctp[leg.ctp] = self._by_ref[leg.ctp[2]] = (order, leg)
 
     def _refuse(self, order: CtpOrder, error_id: int, message: str) -> None:
         order.status = int(OrderStatus.REJECTED)
@@ -552,22 +563,26 @@ class CtpTrader(Plugin):
     # --- returns in ------------------------------------------------------------------------
 
     def _on_order(self, values: Any, error: Any, last: bool) -> None:
-        (front, session, ref, exchange, sys_id, _, status, submit, traded, _, text, *_) = values
-        order = self._by_ctp.get((front, session, _int(ref)))
-        if order is None:
+        (front, session, ref, exchange, sys_id, _, status, submit, traded, volume, text,
+         *_, offset) = values
+        found = self._by_ctp.get((front, session, _int(ref)))
+        if found is None:
             return  # another client's order
-        order.seen_by_counter = True
-        order.order_sys_id = sys_id.strip().encode()
+        order, leg = found
+        leg.seen_by_counter = True
+        leg.order_sys_id = sys_id.strip().encode()
+        leg.volume = leg.volume or volume
+        leg.offset = leg.offset or int(_OFFSET_OF_FLAG.get(offset[:1], Offset.OPEN))
         order.exchange = order.exchange or exchange.encode()
-        order.traded = max(order.traded, traded)
         mapped = _STATUS.get(status, OrderStatus.SUBMITTING)
         if submit == _INSERT_REJECTED:
             mapped = OrderStatus.REJECTED
-        if order.status in (OrderStatus.ALL_TRADED, OrderStatus.CANCELLED) and \
-                mapped not in (OrderStatus.ALL_TRADED, OrderStatus.CANCELLED):
+        if not leg.working and mapped not in TERMINAL:
             return  # an older state replayed after a terminal one
-        order.status = int(mapped)
+        leg.traded = max(leg.traded, traded)
+        leg.status = int(mapped)
         order.message = text.encode()[:96]
+        order.settle()
         self._publish_order(order, 0, 0, None)
 
     def _on_trade(self, values: Any, error: Any, last: bool) -> None:
@@ -577,9 +592,10 @@ class CtpTrader(Plugin):
             self.stats["duplicate_trades"] += 1
             return
         self._trades_seen.add(key)
-        order = self._by_ref.get(_int(ref))
-        if order is None:
+        found = self._by_ref.get(_int(ref))
+        if found is None:
             return  # another client's trade
+        order = found[0]
         self.stats["trades"] += 1
         self._fill_during_query = True
         ctp_offset = int(_OFFSET_OF_FLAG.get(offset, Offset.CLOSE))
@@ -607,11 +623,13 @@ class CtpTrader(Plugin):
     def _on_insert_refused(self, values: Any, error: tuple[int, str] | None, last: bool) -> None:
         if values is None:
             return
-        order = self._by_ref.get(_int(values[0]))
-        if order is None or not order.working:
+        found = self._by_ref.get(_int(values[0]))
+        if found is None or not found[1].working:
             return
+        order, leg = found
         error_id, text = error or (0, "")
-        order.status = int(OrderStatus.REJECTED)
+        leg.status = int(OrderStatus.REJECTED)
+        order.settle()
         self.stats["orders_refused"] += 1
         self._publish_order(order, 0, error_id, text)
 
@@ -619,9 +637,10 @@ class CtpTrader(Plugin):
         if values is None:
             return
         front, session, ref, _, _ = values
-        order = self._by_ctp.get((front, session, _int(ref))) or self._by_ref.get(_int(ref))
-        if order is None:
+        found = self._by_ctp.get((front, session, _int(ref))) or self._by_ref.get(_int(ref))
+        if found is None:
             return
+        order = found[0]
         error_id, text = error or (0, "")
         self._publish_order(order, FLAG_CANCEL_REFUSED, error_id, text)
 
@@ -656,7 +675,7 @@ class CtpTrader(Plugin):
         """Trades already published and the desk's positions, from the risk journal; the
         mapping file's orders become known again (their state comes from the order query)."""
         for engine, ctp, day in self.refs.mappings:
-            self._track(CtpOrder(engine, ctp, day))
+            self._track(self.orders.get(engine) or CtpOrder(engine, day), Leg(ctp, 0, 0))
         try:
             reader = JournalReader(self.ctx.host.journal_dir, self.settings.journal,
                                    start="begin", wait_mode=WaitMode.BUSY)
@@ -697,7 +716,6 @@ class CtpTrader(Plugin):
         order.instrument_index = int(record["instrument_index"])
         order.price, order.volume = float(record["price"]), int(record["volume"])
         order.direction, order.offset = int(record["direction"]), int(record["offset"])
-        order.ctp_offset = order.offset
 
     def _answer_recovered(self) -> None:
         """Each RECOVERED ORDER_SEND: the counter's state of it, or LOST with an ALERT."""
@@ -708,14 +726,21 @@ class CtpTrader(Plugin):
             if order is not None and order.seen_by_counter:
                 self._publish_order(order, 0, 0, None)  # unless the order query just did
                 continue
-            lost = order or CtpOrder(key, (0, 0, 0), int(record["trading_day"]))
+            lost = order or CtpOrder(key, int(record["trading_day"]))
             self._fill_from(lost, record)
-            lost.status = int(OrderStatus.LOST)
-            self.stats["lost"] += 1
-            self._publish_order(lost, 0, 0, "the CTP counter never received it")
-            self._alert(AlertLevel.CRITICAL, b"order_lost",
-                        f"order {key[1]} of source {key[0]} ({key[2].decode()}) was in flight "
-                        "at a restart and the counter does not know it")
+            if lost.status != OrderStatus.LOST:
+                self._lose(lost, "in flight at a restart; the counter never received it")
+
+    def _lose(self, order: CtpOrder, why: str) -> None:
+        """An order the counter does not know: LOST, explicitly, with an ALERT."""
+        order.status = int(OrderStatus.LOST)
+        for leg in order.legs:
+            leg.status = int(OrderStatus.LOST)
+        self.stats["lost"] += 1
+        self._publish_order(order, 0, 0, why)
+        source, ref, account = order.engine
+        self._alert(AlertLevel.CRITICAL, b"order_lost",
+                    f"order {ref} of source {source} ({account.decode()}): {why}")
 
     # --- metrics ---------------------------------------------------------------------------
 
