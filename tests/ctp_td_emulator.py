@@ -63,11 +63,16 @@ class EmulatedCounter:
         """The day's private flow: ("order" | "trade", values), in order."""
         self.inserts = 0
         self.flow_violations = 0
+        self.drop_inserts = False
+        """Accept ReqOrderInsert and never deliver it (lost on the wire)."""
+        self.refusals = 0
+        """Refuse this many of the next logins with ErrorID 7 (not ready)."""
         self._pending: dict[int, tuple[TraderApi, Any]] = {}
 
     def factory(self, flow_path: str = "", *_: object) -> TraderApi:
         api = TraderApi(self)
         api.factory(flow_path)
+        api.refuse_logins(self.refusals)
         with self.lock:
             self.apis.append(api)
         return api
@@ -131,6 +136,8 @@ class EmulatedCounter:
         with self.lock:
             ref = int(field.OrderRef) if field.OrderRef.strip().isdigit() else 0
             self.inserts += 1
+            if self.drop_inserts:
+                return 0
             if ref in self.orders or ref <= api.max_order_ref:
                 api.send_insert_refusal(field, CtpError.DUPLICATE_ORDER_REF)
                 return 0
@@ -281,6 +288,12 @@ class TraderApi(CtpTraderEmulator):
         if not self._live():
             return -1
         return self.counter.cancel(self, field)
+
+    def instrument_status(self, instrument: str, exchange: str, status: str) -> None:
+        """OnRtnInstrumentStatus (status: THOST_FTDC_IS_*, e.g. '2' trading, '6' closed)."""
+        values = {"InstrumentID": instrument, "ExchangeID": exchange, "InstrumentStatus": status}
+        self._answer(lambda spi: spi.OnRtnInstrumentStatus(
+            _struct(tdapi.CThostFtdcInstrumentStatusField, values)))
 
     # --- answers (scheduled on this API's thread, dropped with the connection) ----------------
 

@@ -225,6 +225,37 @@ def test_a_disconnect_mid_order_recovers_its_fill_once(
     assert risk.desk.book.entry(USER, "IF2603", 0).position == 1  # type: ignore[union-attr]
 
 
+def test_an_order_lost_on_the_wire_before_a_disconnect_is_lost_explicitly(
+        counter: EmulatedCounter, risks: list[Risk], tmp_path: Path) -> None:
+    risk = start(risks, tmp_path)
+    risk.ready()
+    counter.drop_inserts = True  # the request leaves, the connection dies before it arrives
+    request(tmp_path, 1, price=4490.0)
+    risk.until(lambda: risk.gateway.stats["orders_sent"] == 1, "the order sent")
+    counter.drop_inserts = False
+    counter.api.disconnect(0x1001, reconnect_after_s=0.05)
+    risk.until(lambda: statuses(risk, 1) == [OrderStatus.LOST], "the order declared lost")
+    assert [bytes(r["code"]) for r in risk.returns(EventType.ALERT)] == [b"order_lost"]
+    assert not risk.desk.working  # type: ignore[union-attr]
+    assert not counter.orders
+
+
+def test_a_transient_login_refusal_is_retried(
+        counter: EmulatedCounter, risks: list[Risk], tmp_path: Path) -> None:
+    counter.refusals = 2  # ErrorID 7: the counter is not ready yet
+    risk = start(risks, tmp_path, login_retry_s=0.01)
+    risk.ready()
+    assert risk.gateway.stats["login_failures"] == 2 and counter.api.login_attempts == 3
+
+
+def test_instrument_status_is_followed(counter: EmulatedCounter, risks: list[Risk],
+                                       tmp_path: Path) -> None:
+    risk = start(risks, tmp_path)
+    risk.ready()
+    counter.api.instrument_status("IF2603", "CFFEX", "6")  # closed
+    risk.until(lambda: risk.gateway.instrument_status.get(b"IF2603") == "6", "the status")
+
+
 def test_a_restart_answers_recovered_orders_and_never_reuses_an_order_ref(
         counter: EmulatedCounter, risks: list[Risk], tmp_path: Path) -> None:
     risk = start(risks, tmp_path)
@@ -287,6 +318,28 @@ def test_a_shfe_close_goes_as_close_today_from_the_position(
     trade = risk.returns(EventType.RTN_TRADE)[-1]
     assert trade["offset"] == Offset.CLOSE_TODAY
     assert risk.desk.book.entry(USER, "rb2605", 0).position == 1  # type: ignore[union-attr]
+
+
+def test_a_shfe_close_beyond_yesterdays_lots_is_split_into_yesterday_and_today(
+        counter: EmulatedCounter, risks: list[Risk], tmp_path: Path) -> None:
+    contract = counter.exchange._book(b"rb2605".ljust(32, b"\0")).contract  # type: ignore[union-attr]
+    counter.exchange.accounts.set_position(USER, contract, 0, yesterday=1,  # type: ignore[attr-defined]
+                                           price=3000.0)
+    risk = start(risks, tmp_path)
+    risk.ready()
+    request(tmp_path, 1, instrument="rb2605", exchange="SHFE", price=3101.0)
+    risk.until(lambda: OrderStatus.ALL_TRADED in statuses(risk, 1), "the open")
+    request(tmp_path, 2, instrument="rb2605", exchange="SHFE", price=3099.0, volume=2,
+            direction=1, offset=Offset.CLOSE)
+    risk.until(lambda: OrderStatus.ALL_TRADED in statuses(risk, 2), "both legs filled")
+    legs = sorted(counter.orders)[1:]
+    assert [(counter.orders[ref]["CombOffsetFlag"], counter.orders[ref]["VolumeTotalOriginal"])
+            for ref in legs] == [("4", 1), ("3", 1)]  # close yesterday, then close today
+    closes = [r for r in risk.returns(EventType.RTN_TRADE) if r["order_ref"] == 2]
+    assert sorted(int(t["offset"]) for t in closes) == [Offset.CLOSE_TODAY, Offset.CLOSE_YESTERDAY]
+    final = [r for r in risk.returns(EventType.RTN_ORDER) if r["order_ref"] == 2][-1]
+    assert (final["volume"], final["volume_traded"]) == (2, 2)
+    assert counter.positions(USER) == []  # flat at the counter
 
 
 def test_a_position_the_desk_does_not_know_is_alerted(
