@@ -199,6 +199,11 @@ def test_credentials_come_from_the_environment_or_a_0600_file(
     with pytest.raises(AssertionError, match="make it 0600"):
         start(risks, tmp_path / "a", password="", credentials_file=str(secrets))
     secrets.chmod(0o600)
+    secrets.write_text('{"password": 47114711}')  # not echoed in the error, unlike pydantic's
+    with pytest.raises(AssertionError, match="password must be a string") as refused:
+        start(risks, tmp_path / "c", password="", credentials_file=str(secrets))
+    assert "47114711" not in str(refused.value)
+    secrets.write_text(f'{{"password": "{PASSWORD}"}}')
     monkeypatch.setenv("CTP_BROKER_ID", BROKER)
     risk = start(risks, tmp_path / "b", password="", broker_id="", credentials_file=str(secrets))
     risk.ready()
@@ -246,6 +251,17 @@ def test_a_transient_login_refusal_is_retried(
     risk = start(risks, tmp_path, login_retry_s=0.01)
     risk.ready()
     assert risk.gateway.stats["login_failures"] == 2 and counter.api.login_attempts == 3
+
+
+def test_queries_keep_to_the_flow_limit(counter: EmulatedCounter, risks: list[Risk],
+                                        tmp_path: Path) -> None:
+    counter.query_interval_s = 0.1  # the counter refuses (-3) queries closer than this
+    risk = start(risks, tmp_path, query_interval_s=0.1)
+    deadline = time.monotonic() + 10
+    while risk.gateway.state != "ready" and time.monotonic() < deadline:
+        risk.pump()  # a busy main loop: the gateway alone spaces its queries
+    assert risk.gateway.state == "ready" and risk.gateway.stats["queries"] == 5
+    assert counter.flow_violations == 0
 
 
 def test_instrument_status_is_followed(counter: EmulatedCounter, risks: list[Risk],

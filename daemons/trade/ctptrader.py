@@ -784,6 +784,8 @@ def _with_credentials(config: CtpTraderConfig) -> CtpTraderConfig:
         if unknown:
             raise ValueError(f"credentials file {path}: unknown keys {sorted(unknown)}")
         for key, value in stored.items():
+            if not (isinstance(value, str) or (key == "fronts" and isinstance(value, list))):
+                raise ValueError(f"credentials file {path}: {key} must be a string")
             if getattr(config, key) in ("", [], SecretStr("")) and key not in values:
                 values[key] = value
     settings = CtpTraderConfig.model_validate(config.model_dump() | values)
