@@ -363,9 +363,10 @@ def test_a_position_the_desk_does_not_know_is_alerted(
     contract = counter.exchange._book(b"rb2605".ljust(32, b"\0")).contract  # type: ignore[union-attr]
     counter.exchange.accounts.set_position(USER, contract, 0, yesterday=3,  # type: ignore[attr-defined]
                                            price=3000.0)
-    risk = start(risks, tmp_path)
+    risk = start(risks, tmp_path, reconcile_interval_s=0.01)
     risk.ready()
-    [alert] = [r for r in risk.returns(EventType.ALERT)
+    risk.until(lambda: risk.gateway.stats["queries"] >= 8, "three more position queries")
+    [alert] = [r for r in risk.returns(EventType.ALERT)  # once, not at every query
                if bytes(r["code"]) == b"position_mismatch"]
     assert bytes(alert["message"]) == b"218001 rb2605 long: desk (0, 0) counter (3, 0) " \
                                       b"(position, today)"

@@ -158,7 +158,9 @@ class CtpTrader(Plugin):
         self._by_ref: dict[int, tuple[CtpOrder, Leg]] = {}
         self.exchanges: dict[bytes, bytes] = {}
         self.instrument_status: dict[bytes, str] = {}
-        self._trades_seen: set[tuple[bytes, bytes, int]] = set()
+        self._trades_seen: set[tuple[int, bytes, bytes, int]] = set()
+        """(trading day, ExchangeID, TradeID, direction): exchanges reuse TradeIDs each day."""
+        self._mismatches: set[Mismatch] = set()
         self.published_positions: dict[tuple[str, str, int], tuple[int, int]] = {}
         self.counter_positions: dict[tuple[str, str, int], tuple[int, int]] = {}
         self._closable: dict[tuple[bytes, int], list[int]] = {}
@@ -422,17 +424,20 @@ class CtpTrader(Plugin):
         self._next_reconcile_at = time.monotonic() + self.settings.reconcile_interval_s
 
     def _reconcile_positions(self) -> None:
+        """ALERT each side where the desk and the counter differ, once per difference (the
+        same mismatch found by the next query is not alerted again)."""
         ours = {k: v for k, v in self.published_positions.items() if v[0]}
         theirs = {k: v for k, v in self.counter_positions.items() if v[0]}
-        for key in sorted(ours.keys() | theirs.keys()):
-            if ours.get(key) != theirs.get(key):
-                mismatch = Mismatch(key[0], key[1], PosDirection(key[2]),
-                                    ours.get(key, (0, 0)), theirs.get(key, (0, 0)))
-                self.stats["position_mismatches"] += 1
-                self._alert(AlertLevel.WARNING, b"position_mismatch",
-                            f"{mismatch.account} {mismatch.instrument} "
-                            f"{mismatch.direction.name.lower()}: desk {mismatch.ours} "
-                            f"counter {mismatch.counter} (position, today)")
+        found = {Mismatch(key[0], key[1], PosDirection(key[2]), ours.get(key, (0, 0)),
+                          theirs.get(key, (0, 0)))
+                 for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key)}
+        new, self._mismatches = found - self._mismatches, found
+        for mismatch in sorted(new):
+            self.stats["position_mismatches"] += 1
+            self._alert(AlertLevel.WARNING, b"position_mismatch",
+                        f"{mismatch.account} {mismatch.instrument} "
+                        f"{mismatch.direction.name.lower()}: desk {mismatch.ours} "
+                        f"counter {mismatch.counter} (position, today)")
 
     def _on_position_published(self, record: Any) -> None:
         """Bus handler: the desk's POS_UPDATE, the book's side as published."""
@@ -586,8 +591,10 @@ class CtpTrader(Plugin):
         self._publish_order(order, 0, 0, None)
 
     def _on_trade(self, values: Any, error: Any, last: bool) -> None:
-        exchange, trade_id, direction, ref, sys_id, _, price, volume, offset, *_ = values
-        key = (exchange.encode(), trade_id.strip().encode(), 0 if direction == "0" else 1)
+        exchange, trade_id, direction, ref, sys_id, _, price, volume, offset, _, day = values
+        trading_day = _int(day) if _int(day) > 0 else self.trading_day
+        key = (trading_day, exchange.encode(), trade_id.strip().encode(),
+               0 if direction == "0" else 1)
         if key in self._trades_seen:
             self.stats["duplicate_trades"] += 1
             return
@@ -601,11 +608,11 @@ class CtpTrader(Plugin):
         ctp_offset = int(_OFFSET_OF_FLAG.get(offset, Offset.CLOSE))
         self._move_closable(order, ctp_offset, volume)
         out = self._trade_out
-        out["ts_ns"], out["trading_day"] = time.time_ns(), order.trading_day
+        out["ts_ns"], out["trading_day"] = time.time_ns(), trading_day
         out["instrument_index"], out["source"] = order.instrument_index, order.engine[0]
         out["instrument"], out["exchange"] = order.instrument, exchange.encode()
         out["order_ref"], out["order_sys_id"] = order.engine[1], sys_id.strip().encode()
-        out["trade_id"], out["price"], out["volume"] = key[1], price, volume
+        out["trade_id"], out["price"], out["volume"] = key[2], price, volume
         out["direction"], out["offset"] = order.direction, ctp_offset
         out["account"] = order.engine[2]
         self.ctx.bus.publish(int(EventType.RTN_TRADE), out)
@@ -691,8 +698,8 @@ class CtpTrader(Plugin):
                     break
                 kind = reader.last_type
                 if kind == EventType.RTN_TRADE:
-                    self._trades_seen.add((bytes(record["exchange"]), bytes(record["trade_id"]),
-                                           int(record["direction"])))
+                    self._trades_seen.add((int(record["trading_day"]), bytes(record["exchange"]),
+                                           bytes(record["trade_id"]), int(record["direction"])))
                 elif kind == EventType.POS_UPDATE:
                     self._on_position_published(record)
                 elif kind in (EventType.ORDER_SEND, EventType.RTN_ORDER):
