@@ -184,8 +184,10 @@ def test_a_wrong_password_is_not_retried_and_never_shown(
     assert bytes(alert["code"]) == b"login_refused"
     request(tmp_path, 1)
     risk.until(lambda: statuses(risk, 1) == [OrderStatus.REJECTED], "the order refused")
+    metrics = [repr(sample) for family in risk.gateway.metrics() for sample in family.samples]
+    assert any("hft_ctp_td_login_failures" in text for text in metrics)
     texts = [repr(risk.gateway), caplog.text, *(repr(vars(r)) for r in caplog.records),
-             *(bytes(r["message"]).decode() for _, r in risk.seen)]
+             *(bytes(r["message"]).decode() for _, r in risk.seen), *metrics]
     for text in texts:
         assert WRONG not in text and PASSWORD not in text
 
@@ -243,6 +245,27 @@ def test_an_order_lost_on_the_wire_before_a_disconnect_is_lost_explicitly(
     assert [bytes(r["code"]) for r in risk.returns(EventType.ALERT)] == [b"order_lost"]
     assert not risk.desk.working  # type: ignore[union-attr]
     assert not counter.orders
+
+
+@pytest.mark.parametrize("auth_code", ["0000000000000000", "WRONG-AUTH-CODE0"])
+def test_authentication_comes_first_and_a_refused_one_is_final(
+        risks: list[Risk], tmp_path: Path, auth_code: str) -> None:
+    ctp_td_emulator.COUNTER = counter = EmulatedCounter(
+        broker_id=BROKER, user_id=USER, password=PASSWORD, app_id="client_hft_1.0",
+        auth_code="0000000000000000")
+    try:
+        risk = start(risks, tmp_path, app_id="client_hft_1.0", auth_code=auth_code)
+        if auth_code == "0000000000000000":
+            risk.ready()
+            assert counter.api.login_attempts == 1
+        else:
+            risk.until(lambda: risk.gateway.state == "error", "the refused authentication")
+            assert counter.api.login_attempts == 0
+            [alert] = risk.returns(EventType.ALERT)
+            assert b"ErrorID 63" in bytes(alert["message"])
+            assert auth_code.encode() not in bytes(alert["message"])
+    finally:
+        ctp_td_emulator.COUNTER = None
 
 
 def test_a_transient_login_refusal_is_retried(

@@ -210,6 +210,7 @@ class CtpTrader(Plugin):
             api.RegisterSpi(None)
             api.Release()
         self.refs.close()
+        self._login_request = self._auth_request = None  # the secrets' last copies
         self.state = "disconnected"
 
     # --- the main loop ---------------------------------------------------------------------
