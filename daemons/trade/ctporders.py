@@ -160,7 +160,12 @@ class OrderRefFile:
         self._file.close()
 
 
+_LINE = ('{"source": %d, "order_ref": %d, "account": %s, "front": %d, "session": %d, '
+         '"max_order_ref": %d, "day": %d}\n')
+"""One mapping line (formatted by hand: json.dumps costs more than the write). Its
+``max_order_ref`` is the CTP OrderRef, the highest used when the line was written."""
+
+
 def _line(engine: EngineKey, ctp: CtpKey, day: int) -> str:
-    return json.dumps({"source": engine[0], "order_ref": engine[1],
-                       "account": engine[2].rstrip(b"\0").decode(), "front": ctp[0],
-                       "session": ctp[1], "max_order_ref": ctp[2], "day": day}) + "\n"
+    account = json.dumps(engine[2].rstrip(b"\0").decode())
+    return _LINE % (engine[0], engine[1], account, ctp[0], ctp[1], ctp[2], day)

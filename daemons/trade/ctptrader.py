@@ -62,6 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from hft.daemons.md.ctp import CREDENTIAL_ERRORS, request_field
 from hft.daemons.runtime.events import (
+    DTYPES,
     AlertLevel,
     Direction,
     EventType,
@@ -71,6 +72,7 @@ from hft.daemons.runtime.events import (
     PosDirection,
     PriceType,
     empty,
+    fields_struct,
 )
 from hft.daemons.runtime.journal import JournalLapped, JournalNotFound, JournalReader
 from hft.daemons.runtime.plugins import Plugin, PluginContext
@@ -97,6 +99,10 @@ _OFFSET_FLAG = {Offset.OPEN: "0", Offset.CLOSE: "1", Offset.CLOSE_TODAY: "3",
 _OFFSET_OF_FLAG = {"0": Offset.OPEN, "1": Offset.CLOSE, "2": Offset.CLOSE, "3": Offset.CLOSE_TODAY,
                    "4": Offset.CLOSE_YESTERDAY, "5": Offset.CLOSE, "6": Offset.CLOSE}
 _POS_DIRECTION = {"2": PosDirection.LONG, "3": PosDirection.SHORT}
+_ORDER = fields_struct(DTYPES[EventType.ORDER_SEND],
+                       ("flags", "trading_day", "instrument_index", "source", "instrument",
+                        "exchange", "order_ref", "price", "volume", "direction", "offset",
+                        "price_type", "account")).unpack_from
 
 
 class CtpTraderConfig(BaseModel):
@@ -177,6 +183,7 @@ class CtpTrader(Plugin):
             tdapi.CThostFtdcReqAuthenticateField, BrokerID=settings.broker_id,
             UserID=settings.user_id, AppID=settings.app_id,
             AuthCode=settings.auth_code.get_secret_value())
+        self._insert_field = self._order_template()
         self.refs = OrderRefFile(Path(ctx.host.run_dir) / f"{ctx.name}.orders")
         ctx.subscribe(EventType.ORDER_SEND, self.on_order)
         ctx.subscribe(EventType.CANCEL_REQ, self.on_cancel)
@@ -210,7 +217,8 @@ class CtpTrader(Plugin):
             api.RegisterSpi(None)
             api.Release()
         self.refs.close()
-        self._login_request = self._auth_request = None  # the secrets' last copies
+        self._login_request = self._auth_request = self._insert_field = None  # before SWIG's
+        # type table goes at exit; the login structs hold the secrets' last copies
         self.state = "disconnected"
 
     # --- the main loop ---------------------------------------------------------------------
@@ -450,18 +458,18 @@ class CtpTrader(Plugin):
 
     def on_order(self, record: Any) -> None:
         """Bus handler: an ORDER_SEND (or a RECOVERED one, answered once reconciled)."""
-        if int(record["flags"]) & OrderFlag.RECOVERED:
+        (flags, day, index, source, instrument, exchange, ref, price, volume, direction, offset,
+         price_type, account) = _ORDER(record)
+        if flags & OrderFlag.RECOVERED:
             self._recovered.append(record.copy())
             if self.state == "ready":
                 self._answer_recovered()
             return
-        account = bytes(record["account"])
-        key = (int(record["source"]), int(record["order_ref"]), account)
-        order = CtpOrder(key, int(record["trading_day"]) or self.trading_day,
-                         bytes(record["instrument"]), bytes(record["exchange"]),
-                         int(record["instrument_index"]), float(record["price"]),
-                         int(record["volume"]), int(record["direction"]), int(record["offset"]))
-        order.exchange = order.exchange or self.exchanges.get(order.instrument, b"")
+        instrument, account = instrument.rstrip(b"\0"), account.rstrip(b"\0")
+        key = (source, ref, account)
+        order = CtpOrder(key, day or self.trading_day, instrument,
+                         exchange.rstrip(b"\0") or self.exchanges.get(instrument, b""), index,
+                         price, volume, direction, offset)
         if self.state != "ready":
             self._refuse(order, NOT_READY, f"CTP trader not ready ({self.state})")
             return
@@ -474,7 +482,7 @@ class CtpTrader(Plugin):
                       offset, volume)
             self.refs.record(key, leg.ctp, self.trading_day)
             self._track(order, leg)
-            result = self._api.ReqOrderInsert(self._input_order(order, leg, record),
+            result = self._api.ReqOrderInsert(self._input_order(order, leg, price_type),
                                               self._request())
             if result != 0:
                 leg.status = int(OrderStatus.REJECTED)
@@ -484,21 +492,26 @@ class CtpTrader(Plugin):
             else:
                 self.stats["orders_sent"] += 1
 
-    def _input_order(self, order: CtpOrder, leg: Leg, record: Any) -> Any:
+    def _order_template(self) -> Any:
+        """The insert request's fields that never change, set once; ``_input_order`` sets the
+        rest on this same struct for each order (the API copies it in ReqOrderInsert)."""
         field = tdapi.CThostFtdcInputOrderField()
         field.BrokerID, field.InvestorID = self.settings.broker_id, self.investor.decode()
         field.UserID = self.settings.user_id
+        field.CombHedgeFlag = "1"  # speculation
+        field.ContingentCondition = str(tdapi.THOST_FTDC_CC_Immediately)
+        field.ForceCloseReason = str(tdapi.THOST_FTDC_FCC_NotForceClose)
+        field.MinVolume = 1
+        return field
+
+    def _input_order(self, order: CtpOrder, leg: Leg, price_type: int) -> Any:
+        field = self._insert_field
         field.InstrumentID = order.instrument.decode()
         field.ExchangeID = order.exchange.decode()
         field.OrderRef = str(leg.ctp[2])
         field.Direction = "0" if order.direction == Direction.BUY else "1"
         field.CombOffsetFlag = _OFFSET_FLAG[Offset(leg.offset)]
-        field.CombHedgeFlag = "1"  # speculation
         field.VolumeTotalOriginal = leg.volume
-        field.ContingentCondition = str(tdapi.THOST_FTDC_CC_Immediately)
-        field.ForceCloseReason = str(tdapi.THOST_FTDC_FCC_NotForceClose)
-        field.MinVolume = 1
-        price_type = int(record["price_type"])
         if price_type == PriceType.MARKET:
             field.OrderPriceType = str(tdapi.THOST_FTDC_OPT_AnyPrice)
             field.LimitPrice = 0.0
