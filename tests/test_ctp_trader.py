@@ -323,6 +323,10 @@ def test_a_restart_answers_recovered_orders_and_never_reuses_an_order_ref(
     [alert] = [r for r in again.returns(EventType.ALERT) if bytes(r["code"]) == b"order_lost"]
     assert b"order 3 of source 7" in bytes(alert["message"])
     assert not again.returns(EventType.RTN_TRADE)  # order 1's fill was published before
+    request(tmp_path, 3, cancel=True)  # the lost order: the counter never had it
+    refused = again.until(lambda: [r for r in again.returns(EventType.RTN_ORDER)
+                                   if r["flags"] & 1], "the refused cancel")
+    assert refused[0]["order_ref"] == 3 and refused[0]["error_id"] == 25
     request(tmp_path, 4)
     again.until(lambda: OrderStatus.ALL_TRADED in statuses(again, 4), "a new order fills")
     refs = sorted(counter.orders)
