@@ -16,8 +16,9 @@ through the real SPI with real openctp-ctp structs on its own thread:
   (funds, position, price) comes as OnRspOrderInsert + OnErrRtnOrderInsert; accepted orders
   get OnRtnOrder, fills OnRtnTrade;
 - ``ReqOrderAction`` -> the cancel, or OnRspOrderAction + OnErrRtnOrderAction when refused;
-- ``replay_private_flow`` on a login (``resume``): every OnRtnOrder / OnRtnTrade of the day
-  again, as a front does for THOST_TERT_RESUME/RESTART: the source of repeats after a reconnect.
+- at each login, unless the private topic was subscribed QUICK (or ``resume`` is off), every
+  OnRtnOrder / OnRtnTrade of the day again, as a front does for THOST_TERT_RESTART (a superset
+  of RESUME's replay): the source of repeats after a reconnect.
 """
 
 from __future__ import annotations
@@ -241,7 +242,8 @@ class TraderApi(CtpTraderEmulator):
         if spi is None:
             return
         spi.OnRspUserLogin(login, self._rsp_info(*(refusal or (0, "CTP:正确"))), request_id, True)
-        if refusal is None and self.counter.resume:
+        if (refusal is None and self.counter.resume
+                and self.topics.get("private") != tdapi.THOST_TERT_QUICK):
             for kind, values in list(self.counter.flow):
                 self._callback(kind, values)
 

@@ -15,6 +15,7 @@ from typing import Any
 import ctp_td_emulator
 import pytest
 from conftest import serving, spawn_daemon, wait_for, write_config
+from openctp_ctp import tdapi
 from ctp_td_emulator import EmulatedCounter, tick
 
 from hft.daemons.runtime.config import SuiteConfig
@@ -130,6 +131,7 @@ def test_an_order_fills_through_the_counter_and_the_book_moves(
     [filled] = [r for r in risk.returns(EventType.RTN_ORDER) if r["status"] == OrderStatus.ALL_TRADED]
     assert bytes(filled["message"]).decode() == "全部成交"  # GB18030 from the front, decoded
     assert counter.flow_violations == 0 and counter.api.callback_errors == 0
+    assert counter.api.topics["private"] == tdapi.THOST_TERT_RESUME
 
 
 def test_a_refused_insert_is_rejected_with_the_counters_error(

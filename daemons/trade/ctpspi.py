@@ -19,6 +19,10 @@ from openctp_ctp import tdapi
 Callback = tuple[str, tuple[Any, ...] | None, tuple[int, str] | None, bool]
 """(kind, the struct's fields or None, (ErrorID, ErrorMsg) or None, is last)."""
 
+CALLBACK_KINDS = ("connected", "disconnected", "authenticated", "login", "settlement_confirmed",
+                  "instrument", "account", "position", "query_order", "query_trade", "order",
+                  "trade", "insert_refused", "cancel_refused", "instrument_status", "error")
+"""Every ``kind`` this SPI queues; the gateway has an ``_on_<kind>`` handler for each."""
 LOGIN_FIELDS = ("TradingDay", "FrontID", "SessionID", "MaxOrderRef")
 ORDER_FIELDS = ("FrontID", "SessionID", "OrderRef", "ExchangeID", "OrderSysID", "InstrumentID",
                 "OrderStatus", "OrderSubmitStatus", "VolumeTraded", "VolumeTotalOriginal",

@@ -80,7 +80,7 @@ from hft.daemons.runtime.waitmode import WaitMode
 from hft.daemons.trade.book import Mismatch
 from hft.daemons.trade.ctperrors import PROMPTS, CtpError
 from hft.daemons.trade.ctporders import TERMINAL, CtpKey, CtpOrder, EngineKey, Leg, OrderRefFile
-from hft.daemons.trade.ctpspi import Callback, TraderSpi
+from hft.daemons.trade.ctpspi import CALLBACK_KINDS, Callback, TraderSpi
 from hft.daemons.trade.simexchange import FLAG_CANCEL_REFUSED
 
 ENVIRONMENT = {"fronts": "CTP_TD_FRONT", "broker_id": "CTP_BROKER_ID", "user_id": "CTP_USER_ID",
@@ -184,6 +184,8 @@ class CtpTrader(Plugin):
             UserID=settings.user_id, AppID=settings.app_id,
             AuthCode=settings.auth_code.get_secret_value())
         self._insert_field = self._order_template()
+        self._handlers: dict[str, Callable[[Any, Any, bool], None]] = {
+            kind: getattr(self, f"_on_{kind}") for kind in CALLBACK_KINDS}
         self.refs = OrderRefFile(Path(ctx.host.run_dir) / f"{ctx.name}.orders")
         ctx.subscribe(EventType.ORDER_SEND, self.on_order)
         ctx.subscribe(EventType.CANCEL_REQ, self.on_cancel)
@@ -202,7 +204,9 @@ class CtpTrader(Plugin):
         api.RegisterSpi(self._spi)
         for front in self.settings.fronts:
             api.RegisterFront(front)
-        api.SubscribePrivateTopic(tdapi.THOST_TERT_QUICK)  # the queries bring back the rest
+        # the private flow since the last return received (the API keeps its place in the
+        # flow directory); what it repeats, and what the queries repeat, is dropped
+        api.SubscribePrivateTopic(tdapi.THOST_TERT_RESUME)
         api.SubscribePublicTopic(tdapi.THOST_TERT_QUICK)
         self._api = api
         self.state = "connecting"
@@ -231,7 +235,7 @@ class CtpTrader(Plugin):
                 kind, values, error, last = self._inbox.get_nowait()
             except queue.Empty:
                 break
-            getattr(self, f"_on_{kind}")(values, error, last)
+            self._handlers[kind](values, error, last)
             count += 1
         now = time.monotonic()
         if self.state == "querying" and not self._queries and not self._query_busy:
