@@ -15,8 +15,8 @@ from typing import Any
 import ctp_td_emulator
 import pytest
 from conftest import serving, spawn_daemon, wait_for, write_config
-from openctp_ctp import tdapi
 from ctp_td_emulator import EmulatedCounter, tick
+from openctp_ctp import tdapi
 
 from hft.daemons.runtime.config import SuiteConfig
 from hft.daemons.runtime.events import EventType, Offset, OrderStatus, empty
