@@ -39,7 +39,8 @@ with the last POS_UPDATE the desk published for that side; any difference is an 
 Credentials: the config, else the environment (``CTP_TD_FRONT``, ``CTP_BROKER_ID``,
 ``CTP_USER_ID``, ``CTP_PASSWORD``, ``CTP_APP_ID``, ``CTP_AUTH_CODE``), else a JSON file
 (``credentials_file``, which must be mode 0600). The password and auth code are held only as
-:class:`pydantic.SecretStr` and in the request structs, never in logs, metrics, reprs or errors.
+:class:`pydantic.SecretStr` and in the request structs,
+never in logs, metrics, reprs or errors.
 """
 
 from __future__ import annotations
