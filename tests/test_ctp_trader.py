@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import ctp_td_emulator
 import pytest
-from conftest import serving, spawn_daemon, wait_for, write_config
-from ctp_td_emulator import EmulatedCounter, tick
 from openctp_ctp import tdapi
+from support import ctp_td_emulator
+from support.ctp_td_emulator import EmulatedCounter, tick
+from support.daemons import serving, spawn_daemon, wait_for, write_config
 
 from hft.daemons.runtime.config import SuiteConfig
 from hft.daemons.runtime.events import EventType, Offset, OrderStatus, empty
@@ -42,7 +42,7 @@ class Risk:
         assert desk.error == "", desk.error
         settings = {"fronts": ["tcp://127.0.0.1:10201"], "broker_id": BROKER, "user_id": USER,
                     "password": password, "query_interval_s": 0.02} | config
-        gateway = self.host.plugins.load("td", "ctp_td_emulator:EmulatedCtpTrader", settings,
+        gateway = self.host.plugins.load("td", "support.ctp_td_emulator:EmulatedCtpTrader", settings,
                                              start=False)
         assert gateway.error == "", gateway.error
         self.desk, self.gateway = desk.instance, gateway.instance
@@ -418,8 +418,8 @@ def test_a_position_the_desk_does_not_know_is_alerted(
 PLUGIN_FILE = """
 import sys
 sys.path.insert(0, {tests!r})
-import ctp_td_emulator
-from ctp_td_emulator import EmulatedCounter, EmulatedCtpTrader, tick
+from support import ctp_td_emulator
+from support.ctp_td_emulator import EmulatedCounter, EmulatedCtpTrader, tick
 
 ctp_td_emulator.COUNTER = EmulatedCounter(broker_id="9999", user_id="218001",
                                           password="s3cr3t-TD-4711")

@@ -12,11 +12,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from support.sample_data import IF_DAY
 
 import hft
 
 REPO = Path(__file__).resolve().parents[1]
-IF_DAY = REPO.parent / "shared" / "data" / "IF2101_20210104_ticks.csv"
 SUITE = "[daemons.risk]\nenabled = false\n[daemons.monitor]\nenabled = false\n"
 
 

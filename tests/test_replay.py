@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from support.daemons import Daemon, wait_for, write_config
+from support.sample_data import IF_DAY
 
 from hft.daemons.engine.replay import Replay
 from hft.daemons.engine.replays import HistoricalReplay, LiveReplay
@@ -190,8 +191,6 @@ def test_live_timers_follow_the_feeds_clock_not_the_machines(tmp_path: Path) -> 
 
 # --- each replay's fast path publishes exactly its reference path's events -------------------
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-IF_DAY = DATA / "IF2101_20210104_ticks.csv"
 
 
 def _mixed_journal(directory: Path, name: str, instrument: bytes, offset_ms: int) -> None:

@@ -39,7 +39,7 @@ with the last POS_UPDATE the desk published for that side; any difference is an 
 Credentials: the config, else the environment (``CTP_TD_FRONT``, ``CTP_BROKER_ID``,
 ``CTP_USER_ID``, ``CTP_PASSWORD``, ``CTP_APP_ID``, ``CTP_AUTH_CODE``), else a JSON file
 (``credentials_file``, which must be mode 0600). The password and auth code are held only as
-:class:`pydantic.SecretStr` and in the request structs,
+:class:`Secret` (the log filter masks them) and in the request structs,
 never in logs, metrics, reprs or errors.
 """
 
@@ -59,7 +59,7 @@ from typing import Any, ClassVar
 
 from openctp_ctp import tdapi
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from hft.daemons.md.ctp import CREDENTIAL_ERRORS, request_field
 from hft.daemons.runtime.events import (
@@ -77,6 +77,7 @@ from hft.daemons.runtime.events import (
 )
 from hft.daemons.runtime.journal import JournalLapped, JournalNotFound, JournalReader
 from hft.daemons.runtime.plugins import Plugin, PluginContext
+from hft.daemons.runtime.secrets import Secret
 from hft.daemons.runtime.waitmode import WaitMode
 from hft.daemons.trade.book import Mismatch
 from hft.daemons.trade.ctperrors import PROMPTS, CtpError
@@ -112,9 +113,9 @@ class CtpTraderConfig(BaseModel):
     fronts: list[str] = []
     broker_id: str = ""
     user_id: str = ""
-    password: SecretStr = SecretStr("")
+    password: Secret = Secret("")
     app_id: str = ""
-    auth_code: SecretStr = SecretStr("")
+    auth_code: Secret = Secret("")
     investor_id: str = ""
     """The account orders trade for (the ORDER_SEND ``account``); default the user id."""
     credentials_file: Path | None = None
@@ -793,7 +794,7 @@ def _with_credentials(config: CtpTraderConfig) -> CtpTraderConfig:
     name what is still missing (never a value)."""
     values: dict[str, Any] = {}
     for key, variable in ENVIRONMENT.items():
-        if getattr(config, key) in ("", [], SecretStr("")) and os.environ.get(variable):
+        if getattr(config, key) in ("", [], Secret("")) and os.environ.get(variable):
             text = os.environ[variable]
             values[key] = ([f.strip() for f in text.split(",") if f.strip()]
                            if key == "fronts" else text)
@@ -812,7 +813,7 @@ def _with_credentials(config: CtpTraderConfig) -> CtpTraderConfig:
         for key, value in stored.items():
             if not (isinstance(value, str) or (key == "fronts" and isinstance(value, list))):
                 raise ValueError(f"credentials file {path}: {key} must be a string")
-            if getattr(config, key) in ("", [], SecretStr("")) and key not in values:
+            if getattr(config, key) in ("", [], Secret("")) and key not in values:
                 values[key] = value
     settings = CtpTraderConfig.model_validate(config.model_dump() | values)
     missing = [f"{key} (or ${ENVIRONMENT[key]})" for key in ("fronts", "broker_id", "user_id")

@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 from openctp_ctp import tdapi
 
-from hft.daemons.md.ctp_emulator import CtpTraderEmulator, set_gb18030
 from hft.daemons.runtime.events import EventType, OrderStatus, PriceType, empty
 from hft.daemons.trade.ctperrors import PROMPTS, CtpError
 from hft.daemons.trade.ctptrader import CtpTrader
 from hft.daemons.trade.simexchange import FLAG_CANCEL_REFUSED, SimExchange, SimExchangeConfig
+from support.ctp_emulator import CtpTraderEmulator, set_gb18030
 
 _STATUS_CHAR = {OrderStatus.SUBMITTING: "a", OrderStatus.NOT_TRADED: "3",
                 OrderStatus.PART_TRADED: "1", OrderStatus.ALL_TRADED: "0",
