@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from support.daemons import Daemon, serving, spawn_daemon, wait_for, write_config
 from support.sample_data import IF_DAY
+from test_strategy_daemon import metrics
 
 from hft.daemons.md.csvfile import read_ticks
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
@@ -110,6 +111,10 @@ def test_the_kill_switch_cancels_resting_orders_and_refuses_new_ones(rig: Rig) -
     refused = rig.order(1)
     wait_for(lambda: status(rig, refused) == "risk_rejected", "a new order refused")
     assert rig.orders()[refused]["message"].startswith("kill_switch")
+    assert rig.risk is not None
+    samples = metrics(rig.risk)
+    assert samples[("hft_risk_rejects_total", frozenset({("reason", "kill_switch")}))] == 1
+    assert samples[("hft_risk_kill_switch", frozenset())] == 1
     assert rig.hftctl("risk", "resume").returncode == 0
     again = rig.order(1)
     wait_for(lambda: status(rig, again) == "not_traded", "orders to pass again")

@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import struct
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -181,6 +182,8 @@ class OrderDesk(Plugin):
         super().init(ctx)
         self.config: DeskConfig = ctx.config
         self.decided = self.sent = self.rejected = self.returns = self.lapped = 0
+        self.rejects: Counter[str] = Counter()
+        """Refusals by reason code (the chain's codes, and ``stale``)."""
         self.working: dict[OrderKey, WorkingOrder] = {}
         """Orders sent and not finished, by key."""
         self._writer: JournalWriter | None = None
@@ -313,6 +316,7 @@ class OrderDesk(Plugin):
         out = self._out[EventType.RISK_REJECT]
         out["seq"] = self._writer.append(out)
         self.rejected += 1
+        self.rejects[rejection.code] += 1
         self._last_rejection = rejection
         self.ctx.bus.publish(_REJECT, out)
 
@@ -523,15 +527,19 @@ class OrderDesk(Plugin):
                 ("hft_risk_decisions", "Requests decided (ORDER_REQ and CANCEL_REQ)", self.decided),
                 ("hft_risk_orders_sent", "ORDER_SENDs committed and passed to the gateway",
                  self.sent),
-                ("hft_risk_rejects", "Requests refused (RISK_REJECT)", self.rejected),
                 ("hft_risk_returns", "Returns committed to the risk journal", self.returns)):
             family = CounterMetricFamily(name, doc)
             family.add_metric([], value)
             families.append(family)
+        rejects = CounterMetricFamily("hft_risk_rejects", "Requests refused (RISK_REJECT), by "
+                                      "reason code", labels=["reason"])
+        for reason, count in list(self.rejects.items()):
+            rejects.add_metric([reason], count)
         working = GaugeMetricFamily("hft_risk_working_orders", "Orders sent and not finished")
         working.add_metric([], len(self.working))
-        families.append(working)
-        return families
+        killed = GaugeMetricFamily("hft_risk_kill_switch", "1 while the kill switch is on")
+        killed.add_metric([], int(self.chain.killed))
+        return [*families, rejects, working, killed]
 
 
 def _text(value: bytes) -> str:
