@@ -25,7 +25,7 @@ from hft.daemons.runtime.events import (
     PosDirection,
     PriceType,
 )
-from hft.daemons.runtime.journal import JournalLapped, JournalReader
+from hft.daemons.runtime.journal import JournalReader
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 DESK_SPEC = "order_desk"
@@ -53,15 +53,9 @@ def records(directory: Path, name: str) -> Iterator[tuple[EventType, Any]]:
     skipped."""
     reader = JournalReader(directory, name, start="begin")
     try:
-        while True:
-            try:
-                record = reader.read()
-            except JournalLapped:
-                continue
-            if record is None:
-                return
-            if reader.last_type in BODIES:
-                yield EventType(reader.last_type), record.copy()
+        for event_type, record in reader.committed():
+            if event_type in BODIES:
+                yield EventType(event_type), record.copy()
     finally:
         reader.close()
 

@@ -136,15 +136,7 @@ class OrderLink(Plugin):
         run's requests; the keys of the requests it answered for good."""
         settled: set[OrderKey] = set()
         publish = self.ctx.bus.publish
-        while True:
-            record: Any
-            try:
-                record = reader.read()
-            except JournalLapped:
-                continue
-            if record is None:
-                return settled
-            event_type = reader.last_type
+        for event_type, record in reader.committed():
             if event_type == _POS_UPDATE:
                 publish(_POS_UPDATE, record)
             elif event_type in _ANSWERS:
@@ -154,6 +146,7 @@ class OrderLink(Plugin):
                 if event_type == _REJECT or (event_type == _RTN_ORDER
                                              and _STATUS(record)[0] in _FINAL):
                     settled.add(key)
+        return settled
 
     def _recover_requests(self, settled: set[OrderKey]) -> int:
         """Publish again every journaled ORDER_REQ without a final answer (RECOVERED)."""
@@ -164,13 +157,10 @@ class OrderLink(Plugin):
                                wait_mode=WaitMode.BUSY)
         pending: dict[OrderKey, Any] = {}
         try:
-            while reader.next_seq <= self._earlier_runs_last_seq:
-                record: Any
-                try:
-                    record = reader.read()
-                except JournalLapped:
-                    continue
-                if record is not None and reader.last_type == _ORDER_REQ:
+            for event_type, record in reader.committed():
+                if int(record["seq"]) > self._earlier_runs_last_seq:
+                    break  # this run's requests: the catch-up published their answers
+                if event_type == _ORDER_REQ:
                     key = _KEY[_ORDER_REQ](record)
                     if key not in settled:
                         pending[key] = record.copy()

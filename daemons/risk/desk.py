@@ -380,15 +380,7 @@ class OrderDesk(Plugin):
         reader = JournalReader(directory, name, start="begin", wait_mode=WaitMode.BUSY)
         in_flight: dict[OrderKey, Any] = {}
         try:
-            while True:
-                record: Any
-                try:
-                    record = reader.read()
-                except JournalLapped:
-                    continue
-                if record is None:
-                    break
-                event_type = reader.last_type
+            for event_type, record in reader.committed():
                 if event_type in (_ORDER_SEND, _CANCEL_REQ, _REJECT):
                     self._resume_seq = max(self._resume_seq, int(record["origin_seq"]))
                 if event_type == _ORDER_SEND:

@@ -75,7 +75,7 @@ from hft.daemons.runtime.events import (
     empty,
     fields_struct,
 )
-from hft.daemons.runtime.journal import JournalLapped, JournalNotFound, JournalReader
+from hft.daemons.runtime.journal import JournalNotFound, JournalReader
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.secrets import Secret
 from hft.daemons.runtime.waitmode import WaitMode
@@ -709,14 +709,7 @@ class CtpTrader(Plugin):
         except JournalNotFound:
             return
         try:
-            while True:
-                try:
-                    record = reader.read()
-                except JournalLapped:
-                    continue
-                if record is None:
-                    break
-                kind = reader.last_type
+            for kind, record in reader.committed():
                 if kind == EventType.RTN_TRADE:
                     self._trades_seen.add((int(record["trading_day"]), bytes(record["exchange"]),
                                            bytes(record["trade_id"]), int(record["direction"])))

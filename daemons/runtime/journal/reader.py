@@ -30,9 +30,9 @@ import logging
 import os
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -120,6 +120,19 @@ class JournalReader:
     def lag(self) -> int:
         """Records committed but not yet read."""
         return max(0, int(self._meta_words[META_LAST_SEQ_WORD]) - self._next_seq + 1)
+
+    def committed(self) -> Iterator[tuple[int, Any]]:
+        """(type, record) of every record committed by now, from the cursor on: a catch-up or
+        recovery read. Records lost to retention are skipped (the lap raises nothing here);
+        the cursor is left after the last one."""
+        while True:
+            try:
+                record = self.read()
+            except JournalLapped:
+                continue
+            if record is None:
+                return
+            yield self.last_type, record
 
     def read(self) -> np.void | None:
         """The next committed record, or None if the writer has not committed it yet.
