@@ -143,6 +143,8 @@ class JournalReader:
             if self._follow_seal(slot):
                 return self.read()
             if self._meta_words[META_LAST_SEQ_WORD] >= seq:
+                if slot < self._capacity and self._words[_HEADER_WORDS + slot * WORDS_PER_RECORD] == seq:
+                    return self.read()  # committed between the two looks (the usual case)
                 self._check_hole(seq)
             return None
         self._next_seq = seq + 1
