@@ -22,6 +22,7 @@ from typing import TextIO
 
 import click
 
+from hft.daemons.refdata.clock import CHINA
 from hft.daemons.refdata.instruments import ProductTable
 from hft.daemons.risk.chain import RiskChain
 from hft.daemons.risk.limits import LimitError, load_limits
@@ -47,8 +48,6 @@ OFFSETS = {"open": Offset.OPEN, "close": Offset.CLOSE, "close_today": Offset.CLO
            "close_yesterday": Offset.CLOSE_YESTERDAY}
 ORDER_TYPES = {"limit": PriceType.LIMIT, "market": PriceType.MARKET, "fak": PriceType.FAK,
                "fok": PriceType.FOK}
-CHINA = dt.timezone(dt.timedelta(hours=8))
-"""``ts`` without an offset is China local time (no daylight saving)."""
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _FIELD_BYTES = {"account": 16, "instrument": 32, "exchange": 8}
 

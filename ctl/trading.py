@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from hft.daemons.refdata.clock import CHINA
 from hft.daemons.runtime.config import SuiteConfig
 from hft.daemons.runtime.events import (
     BODIES,
@@ -27,7 +28,6 @@ from hft.daemons.runtime.events import (
 )
 from hft.daemons.runtime.journal import JournalReader
 
-CHINA = dt.timezone(dt.timedelta(hours=8))
 DESK_SPEC = "order_desk"
 RISK_DAEMON = "risk"
 _ORDER_KINDS = frozenset({EventType.ORDER_SEND, EventType.RISK_REJECT, EventType.RTN_ORDER})
