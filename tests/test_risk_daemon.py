@@ -262,3 +262,23 @@ def test_the_simulated_exchange_keeps_its_working_orders_across_a_kill(rig: Rig)
     assert rig.hftctl("cancel", str(first)).returncode == 0
     wait_for(lambda: status(rig, first) == "cancelled", "the restored order to be cancelled")
     assert status(rig, second) == "not_traded"  # an unknown order's cancel would be refused (25)
+
+
+def test_a_restart_keeps_the_days_cancel_count(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, CONFIG.replace("config.limits.default = { max_order_volume = 5 }",
+                                       "config.limits.default = { max_daily_cancels = 1 }"))
+    try:
+        rig.start()
+        first, second = rig.order(1), rig.order(1, ticks_below_bid=60)
+        wait_for(lambda: status(rig, first) == status(rig, second) == "not_traded", "resting")
+        assert rig.hftctl("cancel", str(first)).returncode == 0
+        wait_for(lambda: status(rig, first) == "cancelled", "the day's one cancel")
+        rig.stop()
+        rig.start()  # the counters come back from the risk journal
+        refused = rig.hftctl("cancel", str(second))
+        assert refused.returncode == 1 and "daily_cancels" in refused.stderr
+        assert status(rig, second) == "not_traded"
+    finally:
+        rig.stop()
+        rig.md.close()
+        rig.engine.close()

@@ -84,9 +84,10 @@ _KEY = {t: fields_struct(DTYPES[t], ("source", "order_ref", "account"))
 _REJECT_BODY = fields_struct(DTYPES[EventType.RISK_REJECT],
                              ("ts_ns", "type", "trading_day", "instrument_index", "source", "instrument",
                               "exchange", "order_ref", "rule", "reason", "account", "origin_seq"))
-_REQUEST_HEAD = fields_struct(DTYPES[EventType.ORDER_REQ],
-                              ("trading_day", "instrument_index", "source", "instrument",
-                               "exchange", "order_ref", "account"))
+_REQUEST_HEAD = {t: fields_struct(DTYPES[t], ("trading_day", "instrument_index", "source",
+                                               "instrument", "exchange", "order_ref", "account"))
+                 for t in (EventType.ORDER_REQ, EventType.CANCEL_REQ)}
+"""What a RISK_REJECT repeats of the request it refuses (the two layouts differ)."""
 _STATUS = fields_struct(DTYPES[EventType.RTN_ORDER], ("status",))
 _ALERT = fields_struct(DTYPES[EventType.ALERT],
                        ("ts_ns", "type", "level", "origin", "code", "message"))
@@ -307,7 +308,7 @@ class OrderDesk(Plugin):
     def _reject(self, kind: EventType, request: Any, origin_seq: int, rejection: Rejection,
                 now_ns: int) -> None:
         assert self._writer is not None
-        day, index, source, instrument, exchange, ref, account = _REQUEST_HEAD.unpack_from(
+        day, index, source, instrument, exchange, ref, account = _REQUEST_HEAD[kind].unpack_from(
             request)
         raw = self._out_bytes[EventType.RISK_REJECT]
         _REJECT_BODY.pack_into(raw, 0, now_ns, _REJECT, day, index, source, instrument, exchange, ref,
