@@ -1,5 +1,15 @@
-"""``bench risk`` (in process): the whole pre-trade check chain per order, p50/p99, against
-vn.py's risk manager on the same order flow in the same run.
+"""``bench risk``: the whole pre-trade check chain per order, in process (``risk``) and
+across processes (``risk.across``: an ORDER_REQ committed to the engine journal -> the gateway
+call in a real risk daemon), against vn.py's risk manager on the same order flow in the same
+run.
+
+Across processes: this process commits limit orders to an engine journal, one every
+``interval`` (stamping ``time.monotonic_ns()`` just before each commit); a risk daemon (block
+mode) runs the order desk, which decides each with the chain, commits the ORDER_SEND to the
+risk journal and publishes it, and ``engine_plugins.GatewayProbe`` in the gateway's place,
+which stamps its arrival and fills it (so positions, fills and POS_UPDATEs are journaled as in
+trading). vn.py calls its risk check and then the gateway in the strategy's own thread, so its
+whole order path is the in-process check: the peer of that row is the same check's latency.
 
 The flow: two accounts on four instruments (two CFFEX, two SHFE), one request per ms: limit
 inserts that cross nothing and break no limit (buys below the last price, sells above it,
@@ -21,6 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,12 +40,14 @@ from vnpy.trader.constant import Exchange, OrderType, Product, Status
 from vnpy.trader.constant import Offset as VnOffset
 from vnpy.trader.object import ContractData, OrderData, OrderRequest
 
-from hft.bench.common import Result, percentiles, result
+from hft.bench.common import BenchError, Result, percentiles, result, temp_dir, wait_until
+from hft.bench.engine import daemon_process
 from hft.bench.risk_peer import PEER, PeerRiskEngine
 from hft.daemons.refdata.instruments import ProductTable
 from hft.daemons.risk.chain import RiskChain
 from hft.daemons.risk.limits import validate
-from hft.daemons.runtime.events import EventType, OrderStatus, empty
+from hft.daemons.runtime.events import Direction, EventType, Offset, OrderStatus, empty
+from hft.daemons.runtime.journal import JournalWriter
 
 ACCOUNTS = ("sim-a", "sim-b")
 INSTRUMENTS = {"IF2101": 5000.0, "IC2101": 6000.0, "rb2105": 4000.0, "cu2105": 58000.0}
@@ -161,7 +174,68 @@ def run(quick: bool) -> list[Result]:
         baseline=(PEER, peer_figures),
         ratio=peer_figures["p50_us"] / ours_figures["p50_us"],
         target={"p50_us_max": 10.0},
-    )]
+    ), _across(quick, peer_figures)]
+
+
+def _across(quick: bool, peer_figures: dict[str, float]) -> Result:
+    n, interval_ns, warmup = (2_000 if quick else 10_000), 500_000, 200
+    with temp_dir("risk-across") as directory:
+        total = _desk_latency(directory, n + warmup, interval_ns)[warmup:]
+    figures = percentiles(total)
+    return result(
+        "risk.across", figures, quick=quick,
+        params={"n": n, "warmup_dropped": warmup, "interval_us": interval_ns / 1000,
+                "mode": "block",
+                "path": "engine journal commit -> order_desk (read, chain, ORDER_SEND commit) "
+                        "-> the gateway's ORDER_SEND handler",
+                "limits": "the desk's default (the structural checks)"},
+        baseline=(f"{PEER}: the in-process check, vn.py's whole path from send_order to the "
+                  "gateway", peer_figures),
+        ratio=peer_figures["p99_us"] / figures["p99_us"],
+    )
+
+
+def _desk_latency(directory: Path, n: int, interval_ns: int) -> np.ndarray:
+    """ns from each order's commit to the engine journal to its gateway call."""
+    samples = directory / "gateway.npy"
+    config = directory / "hft.toml"
+    config.write_text(f"""
+[paths]
+home = "{directory / 'home'}"
+
+[daemons.risk]
+metrics_port = 0
+grpc_socket = "{directory / 'risk.sock'}"
+
+[daemons.risk.plugins.desk]
+spec = "order_desk"
+
+[daemons.risk.plugins.gateway]
+spec = "hft.bench.engine_plugins:GatewayProbe"
+config = {{ samples_path = "{samples}" }}
+""")
+    orders = empty(EventType.ORDER_REQ, n)
+    orders["order_ref"] = np.arange(1, n + 1)
+    orders["instrument"], orders["exchange"], orders["account"] = b"IF2101", b"CFFEX", b"bench"
+    orders["price"], orders["volume"] = 5000.0, 1
+    orders["direction"][1::2], orders["offset"][1::2] = Direction.SELL, Offset.CLOSE  # flat again
+    committed = np.zeros(n + 1, np.int64)  # by order_ref
+    with JournalWriter(directory / "home" / "journal", "engine") as writer, \
+            daemon_process("risk", config, directory / "risk.sock", [samples]):
+        clock, append = time.monotonic_ns, writer.append
+        due = clock()
+        for ref, order in enumerate(orders, 1):
+            due += interval_ns
+            wait_until(due)
+            order["ts_ns"] = time.time_ns()
+            committed[ref] = clock()
+            append(order)
+        time.sleep(0.5)
+    calls = np.load(samples)  # (order_ref, gateway ns)
+    if len(calls) < n * 0.99:
+        raise BenchError(f"{len(calls)} of {n} orders reached the gateway")
+    latency: np.ndarray = calls[:, 1] - committed[calls[:, 0]]
+    return latency
 
 
 def _ours(flow: Flow, limits: Any, products: ProductTable) -> tuple[np.ndarray, np.ndarray, int]:

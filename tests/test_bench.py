@@ -150,3 +150,10 @@ def test_the_engine_probe_fills_between_ticks_read_in_one_poll(tmp_path: Path) -
         assert directions == [Direction.BUY, Direction.SELL, Direction.BUY]
     finally:
         host.plugins.stop_all()
+
+
+def test_risk_across_processes_goes_through_a_real_order_desk(
+        results: list[dict[str, Any]]) -> None:
+    [result] = [r for r in results if r["name"] == "risk.across"]
+    assert result["params"]["n"] > 0 and result["p50_us"] <= result["p99_us"]
+    assert "check_allowed" in result["baseline"]["what"] and result["ratio"] > 0

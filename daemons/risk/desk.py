@@ -76,6 +76,9 @@ _ORDER_SEND, _REJECT = int(EventType.ORDER_SEND), int(EventType.RISK_REJECT)
 _RTN_ORDER, _RTN_TRADE = int(EventType.RTN_ORDER), int(EventType.RTN_TRADE)
 _POS_UPDATE, _ALERT_TYPE = int(EventType.POS_UPDATE), int(EventType.ALERT)
 _HEAD = struct.Struct("<QqH")  # seq, ts_ns, type: the first three header fields
+_SEQ = struct.Struct("<Q")
+_TS = fields_struct(DTYPES[EventType.ORDER_REQ], ("ts_ns",)).unpack_from
+"""A request's ts_ns (the header's, the same in every type)."""
 _ORIGIN = {t: DTYPES[t].fields["origin_seq"][1]  # type: ignore[index]
            for t in (EventType.ORDER_SEND, EventType.CANCEL_REQ, EventType.RISK_REJECT)}
 _KEY = {t: fields_struct(DTYPES[t], ("source", "order_ref", "account"))
@@ -122,14 +125,20 @@ OrderKey = tuple[int, int, bytes]
 
 
 class WorkingOrder:
-    """An order sent and not finished: its ORDER_SEND (a copy) and what the returns said."""
+    """An order sent and not finished: its ORDER_SEND's bytes and what the returns said."""
 
-    __slots__ = ("order_sys_id", "record", "status")
+    __slots__ = ("order_sys_id", "raw", "status")
 
-    def __init__(self, record: Any) -> None:
-        self.record = record
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        """The ORDER_SEND as bytes: a copy costs a tenth of a numpy record's on the hot path."""
         self.status = int(OrderStatus.SUBMITTING)
         self.order_sys_id = b""
+
+    @property
+    def record(self) -> Any:
+        """The ORDER_SEND as a record (a new view, for the slow paths)."""
+        return np.frombuffer(bytearray(self.raw), DTYPES[EventType.ORDER_SEND])[0]
 
     def cancel_request(self) -> Any:
         """A CANCEL_REQ for this order, stamped now."""
@@ -256,22 +265,24 @@ class OrderDesk(Plugin):
 
     def _decide_insert(self, order: Any, origin_seq: int) -> None:
         now = time.time_ns()
-        rejection = (self._stale(order, now)
-                     or self.chain.decide_insert(order, int(order["ts_ns"])))
+        requested = _TS(order)[0]
+        rejection = (self._stale(requested, now)
+                     or self.chain.decide_insert(order, requested))
         if rejection is not None:
             self._reject(EventType.ORDER_REQ, order, origin_seq, rejection, now)
             return
         for resting in self.chain.cancel_first:  # self_trade = "cancel_resting"
             self._cancel_working(resting.account, resting.order_ref, origin_seq)
         record = self._decision(EventType.ORDER_SEND, order, origin_seq, now)
-        self.working[_KEY[EventType.ORDER_REQ].unpack_from(record)] = WorkingOrder(record.copy())
+        self.working[_KEY[EventType.ORDER_REQ].unpack_from(record)] = WorkingOrder(record.tobytes())
         self.sent += 1
         self.ctx.bus.publish(_ORDER_SEND, record)
 
     def _decide_cancel(self, cancel: Any, origin_seq: int) -> None:
         now = time.time_ns()
-        rejection = (self._stale(cancel, now)
-                     or self.chain.decide_cancel(cancel, int(cancel["ts_ns"])))
+        requested = _TS(cancel)[0]
+        rejection = (self._stale(requested, now)
+                     or self.chain.decide_cancel(cancel, requested))
         if rejection is not None:
             self._reject(EventType.CANCEL_REQ, cancel, origin_seq, rejection, now)
             return
@@ -287,8 +298,8 @@ class OrderDesk(Plugin):
         order = self._working(order_ref, account)
         self._send_cancel(order.cancel_request(), origin_seq)
 
-    def _stale(self, request: Any, now_ns: int) -> Rejection | None:
-        age_ns = now_ns - int(request["ts_ns"])
+    def _stale(self, requested_ns: int, now_ns: int) -> Rejection | None:
+        age_ns = now_ns - requested_ns
         if age_ns <= self._max_age_ns:
             return None
         return Rejection("stale", f"request is {age_ns / 1e9:.1f} s old, more than "
@@ -302,7 +313,7 @@ class OrderDesk(Plugin):
         raw[:] = request.tobytes()
         _HEAD.pack_into(raw, 0, 0, now_ns, int(event_type))
         struct.pack_into("<Q", raw, _ORIGIN[event_type], origin_seq)
-        out["seq"] = self._writer.append(out)
+        _SEQ.pack_into(raw, 0, self._writer.append(out))
         return out
 
     def _reject(self, kind: EventType, request: Any, origin_seq: int, rejection: Rejection,
@@ -315,7 +326,7 @@ class OrderDesk(Plugin):
                                rejection.code.encode(), rejection.text.encode()[:128], account,
                                origin_seq)
         out = self._out[EventType.RISK_REJECT]
-        out["seq"] = self._writer.append(out)
+        _SEQ.pack_into(raw, 0, self._writer.append(out))
         self.rejected += 1
         self.rejects[rejection.code] += 1
         self._last_rejection = rejection
@@ -386,7 +397,7 @@ class OrderDesk(Plugin):
                     self._resume_seq = max(self._resume_seq, int(record["origin_seq"]))
                 if event_type == _ORDER_SEND:
                     key = _KEY[EventType.ORDER_REQ].unpack_from(record)
-                    self.working[key] = WorkingOrder(record.copy())
+                    self.working[key] = WorkingOrder(record.tobytes())
                     in_flight[key] = self.working[key].record
                     self.chain.restore_insert(record, int(record["ts_ns"]))
                 elif event_type == _CANCEL_REQ:
