@@ -93,12 +93,10 @@ class OrderLink(Plugin):
                               extra={"journal": self.config.returns})
 
     def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        for journal in (self._reader, self._writer):
+            if journal is not None:
+                journal.close()
+        self._reader = self._writer = None
 
     def _journal(self, record: Any) -> None:
         """Bus handler: the request is committed before the publish returns (a recovered

@@ -161,10 +161,7 @@ class RiskChain:
             return self._refuse_order(account, ref, UNKNOWN_INSTRUMENT,
                                       _unknown_instrument_text(instrument_id, exchange, instrument),
                                       checked)
-        if not self._day_from <= now_ns < self._day_until:
-            self._set_day(now_ns)
-        if account.day != self._day:
-            account.roll(self._day)
+        self._roll_day(account, now_ns)
         if self._killed and checked:
             return self._refuse_order(account, ref, KILL_SWITCH, "the kill switch is on")
         book = account.books.get(instrument_id) or self._book(account, instrument_id, instrument)
@@ -203,10 +200,7 @@ class RiskChain:
             return self._refuse(UNKNOWN_INSTRUMENT,
                                 _unknown_instrument_text(instrument_id, _NO_EXCHANGE, None),
                                 checked)
-        if not self._day_from <= now_ns < self._day_until:
-            self._set_day(now_ns)
-        if account.day != self._day:
-            account.roll(self._day)
+        self._roll_day(account, now_ns)
         if self._killed and checked:
             return self._refuse(KILL_SWITCH, "the kill switch is on")
         if order is None or not order.resting or order.cancel_requested:
@@ -430,6 +424,13 @@ class RiskChain:
         book = Book(instrument, key)
         account.books[key] = book
         return book
+
+    def _roll_day(self, account: AccountState, now_ns: int) -> None:
+        """Move the chain, and this account's day counters, to the trading day of ``now_ns``."""
+        if not self._day_from <= now_ns < self._day_until:
+            self._set_day(now_ns)
+        if account.day != self._day:
+            account.roll(self._day)
 
     def _set_day(self, now_ns: int) -> None:
         """The trading day of ``now_ns`` (CTP's: a night session after 18:00 belongs to the

@@ -228,12 +228,10 @@ class OrderDesk(Plugin):
                               extra={"journal": self.config.orders})
 
     def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        for journal in (self._reader, self._writer):
+            if journal is not None:
+                journal.close()
+        self._reader = self._writer = None
 
     # --- the request path -------------------------------------------------------------
 
