@@ -9,8 +9,8 @@ For each request the engine journaled (ORDER_REQ, CANCEL_REQ), in journal order:
 3. only then is an accepted request published on the daemon's bus, where the gateway plugin
    (simulated exchange, CTP) sends it.
 
-The checks are issue 11's pre-trade chain (``chain.py``), configured by the plugin's
-``limits`` table, deciding on the request's own ``ts_ns``. Everything the gateway returns
+The checks are the pre-trade chain (``chain.py``), configured by the plugin's ``limits``
+table, deciding on the request's own ``ts_ns`` (a replay decides alike). Everything the gateway returns
 (RTN_ORDER, RTN_TRADE) and every ALERT published on the bus is committed to the same journal
 the moment it is published, so the risk journal is the whole story in the order it happened:
 the engine follows it for its returns, the monitor for everything. Each fill moves the live
@@ -28,8 +28,8 @@ Requests up to the highest ``origin_seq`` in it were decided already and are not
 again; the engine journal is followed from the next one. An ORDER_SEND with no return after
 it may never have reached the gateway (the daemon died between the commit and the call): it
 is published once more, flagged ``RECOVERED``, and the gateway answers with what it knows of
-it, or LOST. A fresh risk
-journal does not decide the engine's whole history: it starts ``max_request_age_s`` back.
+it, or LOST. A fresh risk journal does not decide the engine's whole history: it starts
+``max_request_age_s`` back, and an older request is refused as ``stale``.
 """
 
 from __future__ import annotations
@@ -116,8 +116,9 @@ class DeskConfig(BaseModel):
     """Product code -> margin rate of the position book (0.12 = 12%)."""
     default_margin_rate: Decimal = Field(default=Decimal(0), ge=0, le=1)
     limits: RiskLimits = RiskLimits()
-    """The pre-trade limits: ``[default]`` and ``[accounts.NAME]`` tables (issue 11's keys);
-    a check whose key is not set is off. Changes made at run time are journaled and win."""
+    """The pre-trade limits: ``[default]`` and ``[accounts.NAME]`` tables (limits.py names the
+    keys); a check whose key is not set is off. Changes made at run time are journaled and
+    win over this table until changed again."""
 
 
 OrderKey = tuple[int, int, bytes]
