@@ -26,7 +26,7 @@ from hft.daemons.runtime.events import (
     PosDirection,
     PriceType,
 )
-from hft.daemons.runtime.journal import JournalReader
+from hft.daemons.runtime.journal import JournalNotFound, JournalReader
 
 DESK_SPEC = "order_desk"
 RISK_DAEMON = "risk"
@@ -51,7 +51,11 @@ def risk_journal(suite: SuiteConfig) -> tuple[Path, str]:
 def records(directory: Path, name: str) -> Iterator[tuple[EventType, Any]]:
     """Every record of a journal (copies), oldest first; records lost to retention are
     skipped."""
-    reader = JournalReader(directory, name, start="begin")
+    try:
+        reader = JournalReader(directory, name, start="begin")
+    except JournalNotFound:
+        raise ValueError(f"no journal {name!r} in {directory}: the risk daemon has not run "
+                         "with this config yet") from None
     try:
         for event_type, record in reader.committed():
             if event_type in BODIES:

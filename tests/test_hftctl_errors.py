@@ -18,6 +18,7 @@ import hft
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = "[daemons.risk]\nenabled = false\n[daemons.monitor]\nenabled = false\n"
+TRADING = "[daemons.risk]\nmetrics_port = 0\n[daemons.risk.plugins.desk]\nspec = \"order_desk\"\n"
 
 
 def hftctl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -76,6 +77,15 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
                          "no such journal file"),
     "bars, unknown product": (lambda t: ["bars", "--journal", str(t), "--instrument", "ZZ2101"],
                               "ZZ"),
+    "orders, no risk daemon in the config": (lambda t: ["orders", "--config", suite(t)],
+                                             "loads no 'order_desk' plugin"),
+    "orders, the risk daemon never ran": (lambda t: ["orders", "--config", suite(t, TRADING)],
+                                          "the risk daemon has not run with this config yet"),
+    "cancel, risk not running": (lambda t: ["cancel", "7", "--config", suite(t, TRADING)],
+                                 "risk: UNAVAILABLE: "),
+    "risk set, risk not running": (lambda t: ["risk", "set", "default", "max_order_volume", "2",
+                                              "--config", suite(t, TRADING)],
+                                   "risk: UNAVAILABLE: "),
 }
 
 
