@@ -329,7 +329,7 @@ config = {{ journals = ["md"] }}
 
 [daemons.risk.plugins.desk]
 spec = "order_desk"
-config = {{ default_margin_rate = 0.12 }}
+config = {{ default_fees = {{ open_rate = 0.0001, margin_rate = 0.12 }} }}
 
 [daemons.risk.plugins.exchange]
 spec = "sim_exchange"
@@ -357,6 +357,7 @@ config = {{ accounts = {{ sim-a = 2000000.0 }} }}
                 long["today_position"]) == ("sim-a", "IF2101", 2, 2)
         assert long["open_cost"] == pytest.approx(bought * 300)
         assert long["margin"] == pytest.approx(bought * 300 * 0.12)
+        assert long["commission"] == pytest.approx(bought * 300 * 0.0001)  # the desk's fees
     finally:
         for daemon in daemons:
             daemon.stop()

@@ -39,7 +39,6 @@ import struct
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -70,6 +69,7 @@ from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.waitmode import WaitMode
 from hft.daemons.trade.book import BookError
 from hft.daemons.trade.livebook import LiveBook
+from hft.daemons.trade.simaccount import Fees
 
 _ORDER_REQ, _CANCEL_REQ = int(EventType.ORDER_REQ), int(EventType.CANCEL_REQ)
 _ORDER_SEND, _REJECT = int(EventType.ORDER_SEND), int(EventType.RISK_REJECT)
@@ -112,9 +112,11 @@ class DeskConfig(BaseModel):
     daemon that was down does not send what strategies asked for long ago."""
     batch: int = Field(default=256, ge=1)
     """Requests decided per poll at most."""
-    margin_rates: dict[str, Decimal] = {}
-    """Product code -> margin rate of the position book (0.12 = 12%)."""
-    default_margin_rate: Decimal = Field(default=Decimal(0), ge=0, le=1)
+    fees: dict[str, Fees] = {}
+    """Product code (``IF``, ``rb``) -> its commissions and margin rate, for the position
+    book (what the account's counter charges)."""
+    default_fees: Fees = Fees()
+    """For products ``fees`` does not name."""
     limits: RiskLimits = RiskLimits()
     """The pre-trade limits: ``[default]`` and ``[accounts.NAME]`` tables (limits.py names the
     keys); a check whose key is not set is off. Changes made at run time are journaled and
@@ -207,8 +209,7 @@ class OrderDesk(Plugin):
         self._out = {t: records[0] for t, records in buffers.items()}
         self._out_bytes = {t: records.view(np.uint8).data for t, records in buffers.items()}
         products = ProductTable.load()
-        self.positions = LiveBook(products, self.config.margin_rates,
-                                  self.config.default_margin_rate)
+        self.positions = LiveBook(products, self.config.fees, self.config.default_fees)
         self.chain = RiskChain(self.config.limits, products, alert=self._warn)
         self.chain.set_position_view(self.positions)
         alert = empty(EventType.ALERT)

@@ -1,9 +1,12 @@
 """The position book as the risk daemon keeps it live, beside the gateway.
 
-Fills move the exact book (``book.py``); ticks mark it; the first tick or fill of a new
-trading day rolls it (every lot becomes yesterday's, at the settlement price last seen for its
-instrument, else its last price). It hands out the POS_UPDATE record of a side that moved, and
-it is the position view the pre-trade checks read (lots held, the day's PnL).
+Fills move the exact book (``book.py``), each with its commission from the product's fees
+(``simaccount.Fees``: per lot and per turnover, open, close and close-today apart; CTP's
+OnRtnTrade carries none, so the book computes it as a counter would); margins are the fees'
+margin rate. Ticks mark the book; the first tick or fill of a new trading day rolls it (every
+lot becomes yesterday's, at the settlement price last seen for its instrument, else its last
+price). It hands out the POS_UPDATE record of a side that moved, and it is the position view
+the pre-trade checks read (lots held, the day's PnL).
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from hft.daemons.refdata.instruments import ProductTable
+from hft.daemons.refdata.instruments import ProductTable, product_code
 from hft.daemons.runtime.events import (
     RTN_TRADE_DTYPE,
     TICK_DTYPE,
     EventType,
+    Offset,
     PosDirection,
     empty,
     fields_struct,
@@ -27,8 +31,10 @@ from hft.daemons.trade.book import (
     MONEY_SCALE,
     PositionBook,
     PositionEntry,
+    float_to_money,
     pack_pos_update,
 )
+from hft.daemons.trade.simaccount import Fees
 
 _FILL = fields_struct(RTN_TRADE_DTYPE, ("trading_day", "instrument", "price", "volume",
                                         "direction", "offset", "account")).unpack_from
@@ -39,9 +45,12 @@ _MARK = fields_struct(TICK_DTYPE, ("trading_day", "instrument", "last_price",
 class LiveBook:
     """Fills, marks and day rolls into a PositionBook; POS_UPDATE records out."""
 
-    def __init__(self, products: ProductTable, margin_rates: Mapping[str, Decimal],
-                 default_margin_rate: Decimal) -> None:
-        self.book = PositionBook(products, margin_rates, default_margin_rate)
+    def __init__(self, products: ProductTable, fees: Mapping[str, Fees],
+                 default_fees: Fees) -> None:
+        self.book = PositionBook(
+            products, {code: Decimal(str(f.margin_rate)) for code, f in fees.items()},
+            Decimal(str(default_fees.margin_rate)))
+        self._fees, self._default_fees = dict(fees), default_fees
         self.trading_day = 0
         self._held: dict[bytes, str] = {}
         """Instruments the book has entries in: their id as the book spells it."""
@@ -56,10 +65,28 @@ class LiveBook:
         self.roll_to(day)
         instrument = self._held.get(key) or key.rstrip(b"\0").decode()
         contract = self.book.contract(instrument)
-        entry = self.book.trade(account.rstrip(b"\0").decode(), instrument, direction, offset,
-                                contract.ticks(price), volume)
+        owner = account.rstrip(b"\0").decode()
+        commission = self._commission(owner, instrument, direction, offset, price, volume)
+        entry = self.book.trade(owner, instrument, direction, offset, contract.ticks(price),
+                                volume, float_to_money(commission))
         self._held[key] = instrument
         return entry
+
+    def _commission(self, account: str, instrument: str, direction: int, offset: int,
+                    price: float, volume: int) -> float:
+        """What the counter charges for the fill, in CNY: a close of today's lots at the
+        close-today rates (on SHFE/INE a close_today; elsewhere what yesterday's lots do not
+        cover, as the book closes yesterday's first)."""
+        contract = self.book.contract(instrument)
+        fees = self._fees.get(product_code(instrument), self._default_fees)
+        if offset == Offset.OPEN:
+            return fees.open_commission(price, volume, contract.multiplier)
+        if contract.split_close:
+            today = volume if offset == Offset.CLOSE_TODAY else 0
+        else:
+            held = self.book.order_side(account, instrument, direction, offset)
+            today = max(0, volume - held.yd_position)
+        return fees.close_commission(price, today, volume - today, contract.multiplier)
 
     def mark(self, tick: Any) -> None:
         """Mark a held instrument at a MARKET_DATA record's last price; remember its
