@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import psutil
@@ -73,14 +73,47 @@ _DRAIN_S = 0.5
 _PEER_TIMEOUT_S = 10.0
 
 
-def run(quick: bool) -> list[Result]:
-    n = 2_000 if quick else 20_000
-    interval_ns = 500_000
-    warmup = 200
+class TickStream(NamedTuple):
+    """The ticks a daemon benchmark commits, how, and the vn.py peer's figures on them."""
+
+    ticks: np.ndarray
+    n: int
+    """Ticks measured, after the ``warmup`` first ones."""
+    warmup: int
+    interval_ns: int
+    peer: dict[str, float]
+
+
+def tick_stream(quick: bool) -> TickStream:
+    """The real IF day's first ticks, one every 500 µs, and vn.py's latency over them."""
+    n, warmup, interval_ns = (2_000 if quick else 20_000), 200, 500_000
     ticks = read_ticks(ticks_file(), InstrumentTable(ProductTable.load()))[:n + warmup]
     if len(ticks) < n + warmup:
         raise BenchError(f"the ticks file has {len(ticks)} ticks, {n + warmup} are needed")
     peer = percentiles(vnpy_latency(ticks, interval_ns)[warmup:])
+    return TickStream(ticks, n, warmup, interval_ns, peer)
+
+
+def risk_section(directory: Path, gateway_samples: Path, mode: WaitMode) -> str:
+    """A risk daemon's config table: the order desk, and the gateway probe in the gateway's
+    place (it stamps each ORDER_SEND's arrival in ``gateway_samples`` and fills it)."""
+    return f"""
+[daemons.risk]
+metrics_port = 0
+grpc_socket = "{directory / 'risk.sock'}"
+wait_mode = "{mode.value}"
+
+[daemons.risk.plugins.desk]
+spec = "order_desk"
+
+[daemons.risk.plugins.gateway]
+spec = "hft.bench.engine_plugins:GatewayProbe"
+config = {{ samples_path = "{gateway_samples}" }}
+"""
+
+
+def run(quick: bool) -> list[Result]:
+    ticks, n, warmup, interval_ns, peer = tick_stream(quick)
     results = []
     for mode in MODES:
         with temp_dir(f"engine-{mode.value}") as directory:

@@ -41,13 +41,13 @@ from vnpy.trader.constant import Offset as VnOffset
 from vnpy.trader.object import ContractData, OrderData, OrderRequest
 
 from hft.bench.common import BenchError, Result, percentiles, result, temp_dir, wait_until
-from hft.bench.engine import daemon_process
+from hft.bench.engine import daemon_process, risk_section
 from hft.bench.risk_peer import PEER, PeerRiskEngine
 from hft.daemons.refdata.instruments import ProductTable
 from hft.daemons.risk.chain import RiskChain
 from hft.daemons.risk.limits import validate
 from hft.daemons.runtime.events import Direction, EventType, Offset, OrderStatus, empty
-from hft.daemons.runtime.journal import JournalWriter
+from hft.daemons.runtime.journal import JournalWriter, WaitMode
 
 ACCOUNTS = ("sim-a", "sim-b")
 INSTRUMENTS = {"IF2101": 5000.0, "IC2101": 6000.0, "rb2105": 4000.0, "cu2105": 58000.0}
@@ -199,21 +199,8 @@ def _desk_latency(directory: Path, n: int, interval_ns: int) -> np.ndarray:
     """ns from each order's commit to the engine journal to its gateway call."""
     samples = directory / "gateway.npy"
     config = directory / "hft.toml"
-    config.write_text(f"""
-[paths]
-home = "{directory / 'home'}"
-
-[daemons.risk]
-metrics_port = 0
-grpc_socket = "{directory / 'risk.sock'}"
-
-[daemons.risk.plugins.desk]
-spec = "order_desk"
-
-[daemons.risk.plugins.gateway]
-spec = "hft.bench.engine_plugins:GatewayProbe"
-config = {{ samples_path = "{samples}" }}
-""")
+    config.write_text(f'[paths]\nhome = "{directory / "home"}"\n'
+                      + risk_section(directory, samples, WaitMode.BLOCK))
     orders = empty(EventType.ORDER_REQ, n)
     orders["order_ref"] = np.arange(1, n + 1)
     orders["instrument"], orders["exchange"], orders["account"] = b"IF2101", b"CFFEX", b"bench"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hft.bench.common import BenchError, Result, percentiles, result, temp_dir, ticks_file
+from hft.bench.common import BenchError, Result, percentiles, result, temp_dir
 from hft.bench.engine import (
     JOURNAL,
     PEER,
@@ -32,23 +32,16 @@ from hft.bench.engine import (
     daemon_process,
     engine_section,
     paced_commits,
-    vnpy_latency,
+    risk_section,
+    tick_stream,
 )
-from hft.daemons.md.csvfile import read_ticks
-from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
 from hft.daemons.runtime.journal import JournalWriter, WaitMode
 
 MODE = WaitMode.BLOCK
 
 
 def run(quick: bool) -> list[Result]:
-    n = 2_000 if quick else 20_000
-    interval_ns = 500_000
-    warmup = 200
-    ticks = read_ticks(ticks_file(), InstrumentTable(ProductTable.load()))[:n + warmup]
-    if len(ticks) < n + warmup:
-        raise BenchError(f"the ticks file has {len(ticks)} ticks, {n + warmup} are needed")
-    peer = percentiles(vnpy_latency(ticks, interval_ns)[warmup:])
+    ticks, n, warmup, interval_ns, peer = tick_stream(quick)
     with temp_dir("tick-to-order") as directory:
         total, seen, cpu_pct = _round_trip(directory, ticks, interval_ns)
     total, seen = total[warmup:], seen[warmup:]
@@ -107,16 +100,4 @@ home = "{directory / 'home'}"
 {engine_section(directory, directory / 'engine.sock', MODE, engine_samples, fill=False)}
 [daemons.engine.plugins.link]
 spec = "order_link"
-
-[daemons.risk]
-metrics_port = 0
-grpc_socket = "{directory / 'risk.sock'}"
-wait_mode = "{MODE.value}"
-
-[daemons.risk.plugins.desk]
-spec = "order_desk"
-
-[daemons.risk.plugins.gateway]
-spec = "hft.bench.engine_plugins:GatewayProbe"
-config = {{ samples_path = "{gateway_samples}" }}
-"""
+{risk_section(directory, gateway_samples, MODE)}"""
