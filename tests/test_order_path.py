@@ -401,3 +401,12 @@ def test_a_risk_rejection_reaches_the_strategy(suite: Callable[[str], Daemon],
     assert refused and all(row["status"] == "risk_rejected"
                            and row["message"].startswith("max_volume") for row in refused)
     assert position(engine) == 0
+
+
+def test_the_order_journals_can_be_made_durable(desk_host: DaemonHost) -> None:
+    """``durable = true`` reaches the writers of both order journals (their msync per commit
+    is tested with the journal)."""
+    desk = desk_host.plugins.load("desk", "order_desk", {"durable": True}).instance
+    link = desk_host.plugins.load("link", "order_link", {"durable": True}).instance
+    assert desk is not None and link is not None
+    assert desk._writer.durable and link._writer.durable  # type: ignore[attr-defined]
