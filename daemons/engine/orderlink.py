@@ -127,6 +127,7 @@ class OrderLink(Plugin):
         self._sent.clear()
         recovered = self._recover_requests(settled)
         self.ctx.add_poller(self.poll)
+        self.ctx.wake_on(reader)  # a return wakes the engine as a tick does
         self.ctx.log.info("following the risk journal", extra={
             "journal": self.config.returns, "from_seq": reader.next_seq,
             "recovered_requests": recovered})

@@ -122,8 +122,9 @@ class Replay(Plugin):
             return False  # not there yet (missing, or no segment): the timer tries again
         self.replay = LiveReplay(self.ctx, readers, **self._common())
         self.ctx.add_poller(self.replay.poll)
-        if len(readers) == 1 and self.config.wait_mode is WaitMode.BLOCK:
-            self.ctx.set_idle_waiter(readers[0].wait)
+        if self.config.wait_mode is WaitMode.BLOCK:
+            for reader in readers:
+                self.ctx.wake_on(reader)
         self.ctx.log.info("following the md journals", extra={"journals": self.config.journals})
         return True
 

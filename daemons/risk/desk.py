@@ -439,7 +439,7 @@ class OrderDesk(Plugin):
         if self._reader is None:
             return False
         self.ctx.add_poller(self.poll)
-        self.ctx.set_idle_waiter(self._reader.wait)
+        self.ctx.wake_on(self._reader)
         self.ctx.log.info("following the engine journal",
                           extra={"journal": name, "from_seq": self._reader.next_seq})
         return True

@@ -5,8 +5,9 @@ and pollers, in that order, once per loop iteration. Other threads (gRPC handler
 metrics server) never call plugin code; they hand commands over with :meth:`submit` and
 read plain counters. When no poller had work for ``spin_us`` the loop yields or, in block
 mode once ``yield_us`` have passed, sleeps (``waitmode.idle_step``); a sleep waits on a
-self-pipe that commands, signals and ``request_stop`` write to (or on the followed journal,
-``set_idle_waiter``), bounded by the next timer and, while pollers exist, by ``idle_block_s``.
+self-pipe that commands, signals and ``request_stop`` write to (or on the journals plugins
+follow, ``wake_on``, all at once), bounded by the next timer and, while pollers exist, by
+``idle_block_s``.
 
 Start: claim the socket, heartbeat, signal handlers, /metrics, gRPC, the config's plugins,
 then health SERVING. Stop (SIGTERM, SIGINT or Control.Stop): health NOT_SERVING, refuse
@@ -44,8 +45,9 @@ from hft.daemons.runtime.config import SuiteConfig
 from hft.daemons.runtime.control import ControlServer, HostStoppingError
 from hft.daemons.runtime.heartbeat import DaemonState, HeartbeatWriter
 from hft.daemons.runtime.homedir import prepare_home
+from hft.daemons.runtime.journal import JournalReader, wait_any
 from hft.daemons.runtime.metrics import MetricsServer
-from hft.daemons.runtime.plugins import IdleWaiter, PluginManager, Poller, exception_text
+from hft.daemons.runtime.plugins import PluginManager, Poller, exception_text
 from hft.daemons.runtime.socketlock import SocketClaim, SocketInUseError
 from hft.daemons.runtime.timers import TimerQueue
 from hft.daemons.runtime.token import TokenError, read_token
@@ -101,7 +103,7 @@ class DaemonHost:
         self.metrics_port = 0
         self._started_monotonic_ns = time.monotonic_ns()
         self._pollers: tuple[Poller, ...] = ()
-        self._idle_waiter: IdleWaiter | None = None
+        self._wake_readers: list[JournalReader] = []
         self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._commands_lock = threading.Lock()
         self._accepting_commands = True
@@ -143,10 +145,13 @@ class DaemonHost:
     def cancel_timer(self, timer_id: int) -> None:
         self.timers.cancel(timer_id)
 
-    def set_idle_waiter(self, waiter: IdleWaiter | None) -> None:
-        """In block mode, sleep in ``waiter(timeout_s)`` (a journal reader's wait) instead of
-        the self-pipe when idle, so a commit wakes the loop at once; None restores the pipe."""
-        self._idle_waiter = waiter
+    def wake_on(self, reader: JournalReader) -> None:
+        """In block mode, sleep until ``reader``'s journal, or another one given here, has a
+        record (instead of on the self-pipe), so a commit to any of them wakes the loop."""
+        self._wake_readers.append(reader)
+
+    def stop_waking_on(self, reader: JournalReader) -> None:
+        self._wake_readers.remove(reader)
 
     # Thread-safe
 
@@ -326,10 +331,10 @@ class DaemonHost:
 
     def _sleep(self) -> None:
         timeout_ns = min(self.timers.next_due_ns - time.monotonic_ns(), MAX_BLOCK_NS)
-        if self._idle_waiter is not None:
-            # the one journal this daemon follows wakes us when its writer commits; commands
-            # and signals wait at most MAX_WAITER_BLOCK_NS
-            self._idle_waiter(min(timeout_ns, MAX_WAITER_BLOCK_NS) / 1e9)
+        if self._wake_readers:
+            # a commit to a journal this daemon follows wakes us; commands and signals wait at
+            # most MAX_WAITER_BLOCK_NS
+            wait_any(self._wake_readers, min(timeout_ns, MAX_WAITER_BLOCK_NS) / 1e9)
             return
         if self._pollers:
             timeout_ns = min(timeout_ns, round(self.config.idle_block_s * 1e9))

@@ -38,7 +38,7 @@ from enum import StrEnum
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pydantic
 from prometheus_client.core import Metric
@@ -46,12 +46,13 @@ from prometheus_client.core import Metric
 from hft.daemons.runtime import secrets
 from hft.daemons.runtime.bus import EventBus, Handler
 
+if TYPE_CHECKING:
+    from hft.daemons.runtime.journal import JournalReader
+
 ENTRY_POINT_GROUP = "hft.plugins"
 
 Poller = Callable[[], int]
 """Called from the host's main loop; returns how many events it handled (0 = idle)."""
-IdleWaiter = Callable[[float], object]
-"""Blocks until new input may be there or the timeout (seconds) passes."""
 
 
 class HostServices(Protocol):
@@ -73,7 +74,10 @@ class HostServices(Protocol):
 
     def cancel_timer(self, timer_id: int) -> None: ...
 
-    def set_idle_waiter(self, waiter: IdleWaiter | None) -> None: ...
+    def wake_on(self, reader: JournalReader) -> None:
+        """Let a commit to ``reader``'s journal wake the host from its idle sleep."""
+
+    def stop_waking_on(self, reader: JournalReader) -> None: ...
 
 
 class PluginError(Exception):
@@ -139,7 +143,7 @@ class PluginContext:
     _subscriptions: list[tuple[int, Handler]] = field(default_factory=list)
     _pollers: list[Poller] = field(default_factory=list)
     _timers: list[int] = field(default_factory=list)
-    _idle_waiter: IdleWaiter | None = None
+    _wake_readers: list[JournalReader] = field(default_factory=list)
 
     def subscribe(self, event_type: int, handler: Handler) -> None:
         self.bus.subscribe(event_type, handler)
@@ -172,10 +176,11 @@ class PluginContext:
         timer_id = self.call_every(interval_s, again)
         return False
 
-    def set_idle_waiter(self, waiter: IdleWaiter) -> None:
-        """Let the host sleep in ``waiter`` when idle (one per host; the last one set wins)."""
-        self.host.set_idle_waiter(waiter)
-        self._idle_waiter = waiter
+    def wake_on(self, reader: JournalReader) -> None:
+        """Let a commit to ``reader``'s journal wake the host when it sleeps (block mode): the
+        host sleeps on every journal its plugins follow at once."""
+        self.host.wake_on(reader)
+        self._wake_readers.append(reader)
 
     def failing(self) -> bool:
         """Whether one of this plugin's bus handlers is failing (see EventBus.failing)."""
@@ -190,9 +195,9 @@ class PluginContext:
             self.host.remove_poller(poller)
         for timer_id in self._timers:
             self.host.cancel_timer(timer_id)
-        if self._idle_waiter is not None:
-            self.host.set_idle_waiter(None)
-            self._idle_waiter = None
+        for reader in self._wake_readers:
+            self.host.stop_waking_on(reader)
+        self._wake_readers.clear()
         self._subscriptions.clear()
         self._pollers.clear()
         self._timers.clear()

@@ -44,9 +44,9 @@ from hft.daemons.engine.strategy.router import Instrument, OrderRouter
 from hft.daemons.runtime.bus import EventBus
 from hft.daemons.runtime.config import PluginName
 from hft.daemons.runtime.events import HEADER_DTYPE, EventType, PriceType, fields_struct
+from hft.daemons.runtime.journal import JournalReader
 from hft.daemons.runtime.plugins import (
     HostServices,
-    IdleWaiter,
     LoadedPlugin,
     Plugin,
     PluginContext,
@@ -362,8 +362,11 @@ class _ChildHost(StrategyHost):
     def cancel_timer(self, timer_id: int) -> None:
         self._host.cancel_timer(timer_id)
 
-    def set_idle_waiter(self, waiter: IdleWaiter | None) -> None:
-        self._host.set_idle_waiter(waiter)
+    def wake_on(self, reader: JournalReader) -> None:
+        self._host.wake_on(reader)
+
+    def stop_waking_on(self, reader: JournalReader) -> None:
+        self._host.stop_waking_on(reader)
 
     def party(self, name: str) -> Party:
         return self._container.parties[name]

@@ -13,6 +13,7 @@ from hft.daemons.runtime.journal.reader import (
     JournalReader,
     if_there,
     seq_at_time,
+    wait_any,
 )
 from hft.daemons.runtime.journal.writer import JournalWriter
 from hft.daemons.runtime.waitmode import WaitMode
@@ -30,4 +31,5 @@ __all__ = [
     "WaitMode",
     "if_there",
     "seq_at_time",
+    "wait_any",
 ]

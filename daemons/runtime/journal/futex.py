@@ -16,10 +16,14 @@ import ctypes
 import errno
 import mmap
 import platform
+import time
+from collections.abc import Sequence
 
 from hft.daemons.runtime.libc import libc as _libc
 
 _SYS_FUTEX = {"x86_64": 202, "aarch64": 98}.get(platform.machine())
+_SYS_FUTEX_WAITV = {"x86_64": 449, "aarch64": 449}.get(platform.machine())
+_FUTEX2_SIZE_U32 = 0x02  # a 32-bit word; not FUTEX2_PRIVATE: the words are in shared files
 _FUTEX_WAIT = 0
 _FUTEX_WAKE = 1
 _WAKE_ALL = 0x7FFFFFFF
@@ -31,6 +35,13 @@ class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
+class _Waiter(ctypes.Structure):
+    """``struct futex_waitv``: one word of a futex_waitv call."""
+
+    _fields_ = [("val", ctypes.c_uint64), ("uaddr", ctypes.c_uint64), ("flags", ctypes.c_uint32),
+                ("reserved", ctypes.c_uint32)]
+
+
 class FutexWord:
     """A 32-bit word inside a shared mmap that processes can sleep on."""
 
@@ -38,7 +49,8 @@ class FutexWord:
         if _SYS_FUTEX is None:
             raise OSError(f"futex wait is not supported on {platform.machine()}")
         self._word = ctypes.c_uint32.from_buffer(buffer, offset)
-        self._address = ctypes.c_void_p(ctypes.addressof(self._word))
+        self.address = ctypes.addressof(self._word)
+        self._address = ctypes.c_void_p(self.address)
 
     def wait(self, expected: int, timeout_s: float) -> None:
         """Sleep while the word equals ``expected``, at most ``timeout_s`` (returns early on a
@@ -58,6 +70,28 @@ class FutexWord:
     def release(self) -> None:
         """Drop the reference into the mmap so it can be closed."""
         del self._word
+
+
+def wait_any(words: Sequence[tuple[FutexWord, int]], timeout_s: float) -> None:
+    """Sleep while every word still equals its expected value, at most ``timeout_s``: a wake-up
+    of any one ends it (``futex_waitv``, Linux 5.16+). Where the kernel lacks it, only the first
+    word is waited on (the others are then noticed at the timeout)."""
+    if len(words) == 1 or _SYS_FUTEX_WAITV is None:
+        words[0][0].wait(words[0][1], timeout_s)
+        return
+    waiters = (_Waiter * len(words))(*(_Waiter(expected, word.address, _FUTEX2_SIZE_U32, 0)
+                                       for word, expected in words))
+    deadline = time.clock_gettime(time.CLOCK_MONOTONIC) + timeout_s
+    whole = int(deadline)
+    timeout = _Timespec(whole, int((deadline - whole) * 1e9))
+    result = _libc.syscall(_SYS_FUTEX_WAITV, waiters, len(words), 0, ctypes.byref(timeout),
+                           time.CLOCK_MONOTONIC)
+    if result == -1:
+        err = ctypes.get_errno()
+        if err == errno.ENOSYS:
+            words[0][0].wait(words[0][1], timeout_s)
+        elif err not in (errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR):
+            raise OSError(err, f"futex_waitv failed: {errno.errorcode.get(err, err)}")
 
 
 def full_fence() -> None:

@@ -30,7 +30,7 @@ import logging
 import os
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,6 +50,7 @@ from hft.daemons.runtime.journal.format import (
     segment_path,
 )
 from hft.daemons.runtime.journal.futex import FutexWord, full_fence
+from hft.daemons.runtime.journal.futex import wait_any as wait_any_word
 from hft.daemons.runtime.journal.mapped import (
     _HEADER_WORDS,
     META_LAST_SEQ_WORD,
@@ -231,25 +232,34 @@ class JournalReader:
         """Raise our sleeper flag, make it visible, re-check, then sleep on the futex word.
         The writer bumps the word before it looks at the flags, and the kernel compares the
         word atomically, so a commit between our check and the sleep cannot be missed."""
-        if self._wake is None:
-            self._claim_sleeper_slot()
-        assert self._wake is not None
-        flag, words = self._sleeper_slot, self._meta_words
+        words = self._meta_words
         while True:
-            seen = self._meta_halves[META_WAKE_HALF]
-            self._sleepers[flag] = 1
+            seen = self._raise_sleeper_flag()
             full_fence()
             if words[META_LAST_SEQ_WORD] >= target:
-                self._sleepers[flag] = 0
+                self._lower_sleeper_flag()
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self._sleepers[flag] = 0
+                self._lower_sleeper_flag()
                 return False
+            assert self._wake is not None
             self._wake.wait(seen, min(remaining, _MAX_SLEEP_S))
-            self._sleepers[flag] = 0
+            self._lower_sleeper_flag()
             if words[META_LAST_SEQ_WORD] >= target:
                 return True
+
+    def _raise_sleeper_flag(self) -> int:
+        """Ask the writer to wake us (claiming a sleeper slot on first use); the wake word as
+        it was before the flag went up."""
+        if self._wake is None:
+            self._claim_sleeper_slot()
+        seen = int(self._meta_halves[META_WAKE_HALF])
+        self._sleepers[self._sleeper_slot] = 1
+        return seen
+
+    def _lower_sleeper_flag(self) -> None:
+        self._sleepers[self._sleeper_slot] = 0
 
     def _claim_sleeper_slot(self) -> None:
         """Own one sleeper byte with an open-file-description lock; the kernel frees it when
@@ -383,3 +393,22 @@ def if_there(opener: Callable[[], T], log: logging.Logger) -> T | None:
     except JournalError:
         pass
     return None
+
+
+def wait_any(readers: Sequence[JournalReader], timeout_s: float) -> bool:
+    """Sleep until one of ``readers`` has a record to read, at most ``timeout_s``: the block
+    wait over several journals at once (one ``futex_waitv``), for a daemon that follows more
+    than one (the risk daemon: the engine's and hft_md's; the engine: hft_md's and risk's).
+    The same protocol as one reader's wait: flags up, a fence, a last look, then the sleep."""
+    if any(reader.lag for reader in readers):
+        return True
+    seen = [reader._raise_sleeper_flag() for reader in readers]
+    full_fence()
+    try:
+        if not any(reader.lag for reader in readers):
+            wait_any_word([(reader._wake, value) for reader, value in zip(readers, seen, strict=True)
+                           if reader._wake is not None], timeout_s)
+        return any(reader.lag for reader in readers)
+    finally:
+        for reader in readers:
+            reader._lower_sleeper_flag()
