@@ -11,6 +11,7 @@ python=${PYTHON:-python3}
 apt_packages=()
 locale -a 2>/dev/null | grep -qi '^zh_CN\.gb18030$' || apt_packages+=(locales)
 "$python" -c "import ensurepip, venv" 2>/dev/null || apt_packages+=(python3-venv)
+command -v openssl >/dev/null || apt_packages+=(openssl)  # the TLS /metrics tests make certificates
 if [ ${#apt_packages[@]} -gt 0 ]; then
     echo "setup: installing ${apt_packages[*]} (Debian packages)"
     export DEBIAN_FRONTEND=noninteractive
