@@ -26,10 +26,9 @@ from decimal import Decimal
 import numpy as np
 
 from hft.bench.common import BenchError, Result, result
-from hft.daemons.refdata.instruments import ProductTable
+from hft.daemons.refdata.instruments import SPLIT_CLOSE_EXCHANGES, ProductTable
 from hft.daemons.runtime.events import Direction, EventType, Offset, PosDirection, empty
 from hft.daemons.trade.book import (
-    SPLIT_CLOSE_EXCHANGES,
     PositionBook,
     float_to_money,
     money_to_decimal,

@@ -71,8 +71,9 @@ PEER_SETTINGS: dict[str, dict[str, Any]] = {
     "DuplicateOrders": {"duplicate_order_limit": 10**9}}
 
 
-class PositionBook:
-    """A position view as the desk's book would answer it: a dict lookup per question."""
+class FixedPositions:
+    """The chain's position view with a few lots and a loss in every account and instrument,
+    so position_limit and loss_limit have something to weigh (a dict lookup per question)."""
 
     def __init__(self) -> None:
         self._lots = {(account, instrument): (3, 1) for account in ACCOUNTS
@@ -228,7 +229,7 @@ def _desk_latency(directory: Path, n: int, interval_ns: int) -> np.ndarray:
 def _ours(flow: Flow, limits: Any, products: ProductTable) -> tuple[np.ndarray, np.ndarray, int]:
     """ns per insert decision and per cancel decision, and how many were refused."""
     chain = RiskChain(limits, products)
-    chain.set_position_view(PositionBook())
+    chain.set_position_view(FixedPositions())
     for tick in flow.ticks:
         chain.on_tick(tick)
     decide_insert, decide_cancel, on_order = chain.decide_insert, chain.decide_cancel, chain.on_order

@@ -97,7 +97,7 @@ def trades(journal: Iterator[tuple[EventType, Any]]) -> list[dict[str, Any]]:
 
 def positions(journal: Iterator[tuple[EventType, Any]]) -> list[dict[str, Any]]:
     """The latest POS_UPDATE of each account, instrument and direction: every field."""
-    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
     names = [field.name for field in BODIES[EventType.POS_UPDATE]]
     for kind, record in journal:
         if kind != EventType.POS_UPDATE:
@@ -105,8 +105,7 @@ def positions(journal: Iterator[tuple[EventType, Any]]) -> list[dict[str, Any]]:
         row = {"trading_day": int(record["trading_day"]),
                **{name: _plain(record[name]) for name in names}}
         row["direction"] = PosDirection(row["direction"]).name.lower()
-        latest[tuple(row[name] for name in names if name in ("account", "instrument",
-                                                              "direction"))] = row
+        latest[row["account"], row["instrument"], row["direction"]] = row
     return list(latest.values())
 
 

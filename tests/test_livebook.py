@@ -12,8 +12,8 @@ import pytest
 
 from hft.daemons.refdata.instruments import ProductTable
 from hft.daemons.runtime.events import Direction, EventType, Offset, PosDirection, empty
+from hft.daemons.trade.fees import Fees
 from hft.daemons.trade.livebook import LiveBook
-from hft.daemons.trade.simaccount import Fees
 
 FEES = Fees(open_per_lot=1.0, close_per_lot=2.0, close_today_per_lot=10.0, margin_rate=0.1)
 

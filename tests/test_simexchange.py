@@ -25,7 +25,8 @@ from hft.daemons.runtime.events import (
     empty,
 )
 from hft.daemons.trade.ctperrors import PROMPTS, CtpError
-from hft.daemons.trade.simaccount import Contract, Fees, SimpleAccounts
+from hft.daemons.trade.fees import Fees
+from hft.daemons.trade.simaccount import Contract, SimpleAccounts
 from hft.daemons.trade.simexchange import FLAG_CANCEL_REFUSED, SimExchange, SimExchangeConfig
 
 DAY = 20210104

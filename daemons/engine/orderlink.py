@@ -41,11 +41,11 @@ RETURNED_TYPES = frozenset({EventType.RTN_ORDER, EventType.RTN_TRADE, EventType.
                             EventType.POS_UPDATE, EventType.ALERT})
 """What the engine takes from the risk journal; the rest (decisions) stays there."""
 _POS_UPDATE, _ORDER_REQ = int(EventType.POS_UPDATE), int(EventType.ORDER_REQ)
-_REJECT, _RTN_ORDER = int(EventType.RISK_REJECT), int(EventType.RTN_ORDER)
+_REJECT, _RTN_ORDER, _RTN_TRADE = (int(EventType.RISK_REJECT), int(EventType.RTN_ORDER),
+                                   int(EventType.RTN_TRADE))
 _RECOVERED = int(OrderFlag.RECOVERED)
 _FINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
                     OrderStatus.LOST})
-_RTN_TRADE = int(EventType.RTN_TRADE)
 _ANSWERS = frozenset({_RTN_ORDER, _RTN_TRADE, _REJECT})
 _KEY = {t: fields_struct(DTYPES[EventType(t)], ("source", "order_ref", "account")).unpack_from
         for t in (_ORDER_REQ, _REJECT, _RTN_ORDER, _RTN_TRADE)}
@@ -152,7 +152,6 @@ class OrderLink(Plugin):
 
     def _recover_requests(self, settled: set[OrderKey]) -> int:
         """Publish again every journaled ORDER_REQ without a final answer (RECOVERED)."""
-        assert self._writer is not None
         if not self._earlier_runs_last_seq:
             return 0
         reader = JournalReader(self.ctx.host.journal_dir, self.config.journal, start="begin",
@@ -169,7 +168,7 @@ class OrderLink(Plugin):
         finally:
             reader.close()
         for record in pending.values():
-            record["flags"] = int(OrderFlag.RECOVERED)
+            record["flags"] = _RECOVERED
             self.ctx.bus.publish(_ORDER_REQ, record)
         return len(pending)
 

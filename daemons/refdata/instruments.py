@@ -16,6 +16,9 @@ from importlib import resources
 from hft.daemons.refdata.sessions import SessionTemplate, load_templates
 
 _PRODUCT = re.compile(r"^([A-Za-z]+)\d")
+SPLIT_CLOSE_EXCHANGES = frozenset({"SHFE", "INE"})
+"""Exchanges where a close says whether it closes today's lots (close today) or yesterday's
+(close, close yesterday); elsewhere any close takes yesterday's lots first, then today's."""
 
 
 @dataclass(frozen=True)

@@ -68,8 +68,8 @@ from hft.daemons.runtime.journal import (
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.waitmode import WaitMode
 from hft.daemons.trade.book import BookError
+from hft.daemons.trade.fees import Fees
 from hft.daemons.trade.livebook import LiveBook
-from hft.daemons.trade.simaccount import Fees
 
 _ORDER_REQ, _CANCEL_REQ = int(EventType.ORDER_REQ), int(EventType.CANCEL_REQ)
 _ORDER_SEND, _REJECT = int(EventType.ORDER_SEND), int(EventType.RISK_REJECT)
@@ -82,8 +82,7 @@ _TS = fields_struct(DTYPES[EventType.ORDER_REQ], ("ts_ns",)).unpack_from
 _ORIGIN = {t: DTYPES[t].fields["origin_seq"][1]  # type: ignore[index]
            for t in (EventType.ORDER_SEND, EventType.CANCEL_REQ, EventType.RISK_REJECT)}
 _KEY = {t: fields_struct(DTYPES[t], ("source", "order_ref", "account"))
-        for t in (EventType.ORDER_REQ, EventType.CANCEL_REQ, EventType.RTN_ORDER,
-                  EventType.RTN_TRADE, EventType.RISK_REJECT)}
+        for t in (EventType.ORDER_REQ, EventType.RTN_ORDER, EventType.RTN_TRADE)}
 _REJECT_BODY = fields_struct(DTYPES[EventType.RISK_REJECT],
                              ("ts_ns", "type", "trading_day", "instrument_index", "source", "instrument",
                               "exchange", "order_ref", "rule", "reason", "account", "origin_seq"))

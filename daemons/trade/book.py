@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from hft.daemons.refdata.instruments import ProductTable, product_code
+from hft.daemons.refdata.instruments import SPLIT_CLOSE_EXCHANGES, ProductTable, product_code
 from hft.daemons.runtime.events import (
     Direction,
     EventType,
@@ -47,8 +47,6 @@ RATE_SCALE = 1_000_000
 """Margin rates are kept in parts per million."""
 _HALF_RATE = RATE_SCALE // 2
 
-SPLIT_CLOSE_EXCHANGES = frozenset({"SHFE", "INE"})
-"""Exchanges where a close says whether it closes today's or yesterday's lots."""
 
 OVER_CLOSE = (30, "平仓量超过持仓量")
 OVER_CLOSE_TODAY = (50, "平今仓位不足")

@@ -62,6 +62,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from pydantic import BaseModel, ConfigDict, Field
 
 from hft.daemons.md.ctp import CREDENTIAL_ERRORS, request_field
+from hft.daemons.refdata.instruments import SPLIT_CLOSE_EXCHANGES
 from hft.daemons.runtime.events import (
     DTYPES,
     AlertLevel,
@@ -87,7 +88,7 @@ from hft.daemons.trade.simexchange import FLAG_CANCEL_REFUSED
 
 ENVIRONMENT = {"fronts": "CTP_TD_FRONT", "broker_id": "CTP_BROKER_ID", "user_id": "CTP_USER_ID",
                "password": "CTP_PASSWORD", "app_id": "CTP_APP_ID", "auth_code": "CTP_AUTH_CODE"}
-TODAY_SPLIT_EXCHANGES = frozenset({b"SHFE", b"INE"})
+_SPLIT_CLOSE = frozenset(exchange.encode() for exchange in SPLIT_CLOSE_EXCHANGES)
 NOT_READY = -1
 """error_id of an order refused because the gateway is not logged in and reconciled."""
 _STATUS = {"0": OrderStatus.ALL_TRADED, "1": OrderStatus.PART_TRADED,
@@ -534,7 +535,7 @@ class CtpTrader(Plugin):
     def _legs(self, order: CtpOrder) -> list[tuple[int, int]]:
         """(offset, volume) of each CTP order to send. SHFE/INE: a CLOSE takes yesterday's
         free lots first (close yesterday), the rest as close today; elsewhere one order."""
-        if order.offset != Offset.CLOSE or order.exchange not in TODAY_SPLIT_EXCHANGES:
+        if order.offset != Offset.CLOSE or order.exchange not in _SPLIT_CLOSE:
             return [(order.offset, order.volume)]
         held = int(PosDirection.SHORT if order.direction == Direction.BUY else PosDirection.LONG)
         yesterday = self._closable.get((order.instrument, held), [0, 0])[1]

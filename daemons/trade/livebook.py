@@ -1,7 +1,7 @@
 """The position book as the risk daemon keeps it live, beside the gateway.
 
 Fills move the exact book (``book.py``), each with its commission from the product's fees
-(``simaccount.Fees``: per lot and per turnover, open, close and close-today apart; CTP's
+(``fees.Fees``: per lot and per turnover, open, close and close-today apart; CTP's
 OnRtnTrade carries none, so the book computes it as a counter would); margins are the fees'
 margin rate. Ticks mark the book; the first tick or fill of a new trading day rolls it (every
 lot becomes yesterday's, at the settlement price last seen for its instrument, else its last
@@ -34,7 +34,7 @@ from hft.daemons.trade.book import (
     float_to_money,
     pack_pos_update,
 )
-from hft.daemons.trade.simaccount import Fees
+from hft.daemons.trade.fees import Fees
 
 _FILL = fields_struct(RTN_TRADE_DTYPE, ("trading_day", "instrument", "price", "volume",
                                         "direction", "offset", "account")).unpack_from

@@ -18,40 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from hft.daemons.refdata.instruments import SPLIT_CLOSE_EXCHANGES
 from hft.daemons.runtime.events import Direction, Offset
 from hft.daemons.trade.ctperrors import CtpError
-
-TODAY_SPLIT_EXCHANGES = frozenset({"SHFE", "INE"})
-"""Exchanges where the order says whether it closes today's or yesterday's lots."""
-
-
-class Fees(BaseModel):
-    """Commission and margin of one product. A commission is ``lots x per_lot + turnover x
-    rate``, turnover being price x lots x multiplier (CNY)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    open_per_lot: float = Field(default=0.0, ge=0.0)
-    close_per_lot: float = Field(default=0.0, ge=0.0)
-    close_today_per_lot: float = Field(default=0.0, ge=0.0)
-    open_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
-    close_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
-    close_today_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
-    margin_rate: float = Field(default=0.1, ge=0.0, le=1.0)
-    """Margin as a share of the contract value (price x lots x multiplier)."""
-
-    def open_commission(self, price: float, volume: int, multiplier: int) -> float:
-        return volume * (price * multiplier * self.open_rate + self.open_per_lot)
-
-    def close_commission(self, price: float, today: int, yesterday: int, multiplier: int) -> float:
-        """A close of ``today`` lots opened today and ``yesterday`` lots carried over."""
-        return (today * (price * multiplier * self.close_today_rate + self.close_today_per_lot)
-                + yesterday * (price * multiplier * self.close_rate + self.close_per_lot))
-
-    def margin(self, price: float, volume: int, multiplier: int) -> float:
-        return price * volume * multiplier * self.margin_rate
+from hft.daemons.trade.fees import Fees
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +38,7 @@ class Contract:
 
     @property
     def splits_today(self) -> bool:
-        return self.exchange in TODAY_SPLIT_EXCHANGES
+        return self.exchange in SPLIT_CLOSE_EXCHANGES
 
 
 class Accounts(Protocol):

@@ -67,7 +67,8 @@ from hft.daemons.runtime.events import (
 )
 from hft.daemons.trade import queuemodel
 from hft.daemons.trade.ctperrors import PROMPTS, CtpError
-from hft.daemons.trade.simaccount import Accounts, Contract, Fees, SimpleAccounts
+from hft.daemons.trade.fees import Fees
+from hft.daemons.trade.simaccount import Accounts, Contract, SimpleAccounts
 
 _ERROR_BYTES = {int(error): text.encode() for error, text in PROMPTS.items()}
 

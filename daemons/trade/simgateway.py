@@ -22,28 +22,25 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hft.daemons.runtime.events import EventType, OrderFlag, OrderStatus, empty, fields_struct
+from hft.daemons.runtime.events import DTYPES, EventType, OrderFlag, OrderStatus, empty, fields_struct
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.trade.simexchange import SimExchange, SimExchangeConfig
 
 _RECOVERED = int(OrderFlag.RECOVERED)
-_ORDER_KEY = fields_struct(empty(EventType.ORDER_SEND).dtype,
+_ORDER_KEY = fields_struct(DTYPES[EventType.ORDER_SEND],
                            ("flags", "source", "instrument", "exchange", "order_ref", "price",
                             "volume", "direction", "offset", "account")).unpack_from
-
-
-class SimGatewayConfig(SimExchangeConfig):
-    """The simulated exchange's settings; the state file is ``<run>/<plugin name>.json``."""
 
 
 class SimGateway(Plugin):
     """Risk daemon plugin: the simulated exchange behind the order desk."""
 
-    Config = SimGatewayConfig
+    Config = SimExchangeConfig
+    """The simulated exchange's own settings; its state file is ``<run>/<plugin name>.json``."""
 
     def init(self, ctx: PluginContext) -> None:
         super().init(ctx)
-        self.config: SimGatewayConfig = ctx.config
+        self.config: SimExchangeConfig = ctx.config
         self._returned = False
         self._state_path = Path(ctx.host.run_dir) / f"{ctx.name}.json"
         self.exchange = self._restored() or SimExchange(self.config, self._publish)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hft.daemons.refdata.instruments import SPLIT_CLOSE_EXCHANGES
 from hft.daemons.runtime.events import Direction, Offset
 
-SPLIT_CLOSE_EXCHANGES = frozenset({"SHFE", "INE"})
 """Exchanges where a close must say whether it closes today's or yesterday's lots."""
 
 Leg = tuple[Direction, Offset, int]
