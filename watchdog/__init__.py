@@ -1,4 +1,4 @@
-"""hft.watchdog: supervision of the daemons (to come)."""
+"""hft.watchdog: supervision of the daemons (start, check, restart, alert)."""
 
 from hft import require_namespace
 

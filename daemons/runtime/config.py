@@ -47,11 +47,16 @@ from pydantic import (
 )
 
 from hft.daemons.runtime.bus import DEFAULT_FAILING_AFTER
-from hft.daemons.runtime.secrets import is_secret_key
+from hft.daemons.runtime.secrets import Secret, is_secret_key
 from hft.daemons.runtime.waitmode import WaitMode
 
 DAEMON_NAMES = ("hft_md", "engine", "risk", "monitor")
+"""The supervised daemons, in the order the watchdog starts them (each waits for the one
+before it to be SERVING)."""
+WATCHDOG = "watchdog"
+"""The supervisor's own name: its socket, heartbeat, log and ``[watchdog]`` config table."""
 DEFAULT_METRICS_PORTS = dict(zip(DAEMON_NAMES, range(9101, 9105), strict=True))
+WATCHDOG_METRICS_PORT = 9100
 HOME_ENV = "HFT_HOME"
 PLUGIN_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 MAX_UNIX_SOCKET_PATH = 107
@@ -183,6 +188,75 @@ class DaemonConfig(_Strict):
         return self
 
 
+WebhookKind = Literal["generic", "alertmanager", "dingtalk", "feishu", "wecom"]
+AlertLevelName = Literal["info", "warning", "critical"]
+
+
+class WebhookConfig(_Strict):
+    """One ``[[watchdog.webhooks]]`` table: where alerts go and in which format."""
+
+    kind: WebhookKind
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2048)]
+    secret: Secret | None = Field(default=None, strict=False)
+    """DingTalk and Feishu signing secret (the robot's "sign" security setting)."""
+    min_level: AlertLevelName = "warning"
+    """Alerts below this level are not sent to this webhook."""
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    retries: int = Field(default=3, ge=0, le=20)
+    """Further attempts after a failed one, with exponential backoff."""
+    max_per_minute: int = Field(default=20, ge=1, le=10_000)
+    """Rate limit; alerts beyond it are dropped and counted, never queued without bound."""
+
+    @model_validator(mode="after")
+    def _secret_where_signed(self) -> WebhookConfig:
+        if self.secret is not None and self.kind not in ("dingtalk", "feishu"):
+            raise ValueError(f"secret is for dingtalk and feishu webhooks, not {self.kind}")
+        return self
+
+
+class WatchdogConfig(DaemonConfig):
+    """``[watchdog]``: the supervisor is a daemon too (control socket, /metrics, heartbeat),
+    plus how it checks, restarts and alerts."""
+
+    metrics_port: int = Field(default=WATCHDOG_METRICS_PORT, ge=0, le=65535)
+    check_interval_s: float = Field(default=0.5, gt=0, le=60)
+    """How often every daemon is checked (psutil, gRPC health, heartbeat)."""
+    health_timeout_s: float = Field(default=1.0, gt=0, le=60)
+    """Deadline of one gRPC health check."""
+    heartbeat_timeout_s: float = Field(default=5.0, gt=0, le=3600)
+    """A heartbeat older than this means the daemon's main loop hangs."""
+    unhealthy_after: int = Field(default=3, ge=1, le=1000)
+    """Consecutive failed checks (health or heartbeat) before a live daemon is restarted."""
+    start_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    """How long a daemon may take from spawn to SERVING."""
+    kill_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    """Graceful stop: SIGTERM, then SIGKILL after this long."""
+    backoff_initial_s: float = Field(default=0.5, ge=0, le=600)
+    backoff_max_s: float = Field(default=30.0, ge=0, le=3600)
+    start_limit_burst: int = Field(default=5, ge=1, le=1000)
+    start_limit_interval_s: float = Field(default=60.0, gt=0, le=86400)
+    """``start_limit_burst`` failures within this window put the daemon in FATAL."""
+    max_rss_mb: dict[str, int] = Field(default_factory=dict)
+    """Per daemon name: resident memory above this restarts it (with an alert)."""
+    max_cpu_percent: dict[str, float] = Field(default_factory=dict)
+    """Per daemon name: CPU above this for ``unhealthy_after`` checks raises a warning."""
+    alert_journals: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]] = (
+        Field(default_factory=lambda: ["risk"]))
+    """Journals whose ALERT records (LOST orders, position mismatch, kill switch) are sent."""
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+
+    @field_validator("max_rss_mb", "max_cpu_percent")
+    @classmethod
+    def _known_daemons(cls, limits: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(limits) - set(DAEMON_NAMES))
+        if unknown:
+            raise ValueError(f"unknown daemon {', '.join(unknown)}; expected one of "
+                             f"{', '.join(DAEMON_NAMES)}")
+        if any(value <= 0 for value in limits.values()):
+            raise ValueError("limits must be above 0")
+        return limits
+
+
 class DaemonsConfig(_Strict):
     hft_md: DaemonConfig
     engine: DaemonConfig
@@ -207,6 +281,7 @@ class SuiteConfig(_Strict):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     daemons: DaemonsConfig = Field(default_factory=lambda: DaemonsConfig.model_validate({}))
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
     _source: Path | None = PrivateAttr(default=None)
 
     @property
@@ -231,6 +306,9 @@ class SuiteConfig(_Strict):
         return self.home / "journal"
 
     def daemon(self, name: str) -> DaemonConfig:
+        """A supervised daemon's table, or ``[watchdog]`` for the supervisor itself."""
+        if name == WATCHDOG:
+            return self.watchdog
         if name not in DAEMON_NAMES:
             raise KeyError(f"unknown daemon {name!r}; expected one of {', '.join(DAEMON_NAMES)}")
         config: DaemonConfig = getattr(self.daemons, name)
@@ -302,18 +380,19 @@ def _cross_check(config: SuiteConfig) -> Iterator[tuple[str, str]]:
     """What no single field can check: shared ports and sockets, socket path length."""
     ports: dict[int, str] = {}
     sockets: dict[Path, str] = {}
-    for name in DAEMON_NAMES:
+    for name in (*DAEMON_NAMES, WATCHDOG):
+        table = WATCHDOG if name == WATCHDOG else f"daemons.{name}"
         daemon = config.daemon(name)
         port = daemon.metrics_port
         if port and port in ports:
-            yield f"daemons.{name}.metrics_port", f"port {port} is also daemons.{ports[port]}'s"
-        ports.setdefault(port, name)
+            yield f"{table}.metrics_port", f"port {port} is also {ports[port]}'s"
+        ports.setdefault(port, table)
         socket = config.socket_path(name)
         if socket in sockets:
-            yield f"daemons.{name}.grpc_socket", f"{socket} is also daemons.{sockets[socket]}'s"
-        sockets.setdefault(socket, name)
+            yield f"{table}.grpc_socket", f"{socket} is also {sockets[socket]}'s"
+        sockets.setdefault(socket, table)
         if len(os.fsencode(socket)) > MAX_UNIX_SOCKET_PATH:
-            yield (f"daemons.{name}.grpc_socket",
+            yield (f"{table}.grpc_socket",
                    f"socket path {socket} is {len(os.fsencode(socket))} bytes, Unix sockets "
                    f"allow {MAX_UNIX_SOCKET_PATH}; shorten paths.home or set grpc_socket")
 
