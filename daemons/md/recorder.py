@@ -30,6 +30,7 @@ from hft.daemons.md.normalize import TickError, TickNormalizer
 from hft.daemons.refdata.instruments import InstrumentTable
 from hft.daemons.runtime.events import RECORD_SIZE, EventType, empty
 from hft.daemons.runtime.journal import JournalFull, JournalReader, JournalWriter
+from hft.daemons.runtime.latency import LatencySamples
 from hft.daemons.runtime.snapshot import SnapshotWriter
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class Recorder:
         self.gaps = 0
         self.last_lag_ns = 0
         """Receive time minus exchange time of the last tick (feed latency plus clock skew)."""
+        self.latency = LatencySamples()
+        """A snapshot in hand -> its record committed (normalize and write), ns."""
         self._snapshot_slots: dict[int, int] = {}
         self.full_refused = 0
         """Snapshots refused because the journal had no room on disk."""
@@ -74,6 +77,7 @@ class Recorder:
         """Record one snapshot received at ``received_ns`` (the source's
         clock: the wall clock for a live feed); False if it was dropped (a duplicate, stale,
         unreadable)."""
+        started = time.perf_counter_ns()
         writer, normalizer = self.writer, self.normalizer
         if self._full_retry_at and not self._room_again():
             self.full_refused += 1
@@ -100,6 +104,7 @@ class Recorder:
                 self.full_refused += 1
                 return False
         writer.commit()
+        self.latency.add(time.perf_counter_ns() - started)
         self.last_received_ns = received_ns
         self.last_lag_ns = received_ns - normalizer.last_exchange_ts
         if self.snapshot is not None:
@@ -154,6 +159,9 @@ class Recorder:
                                 "last tick (feed latency plus clock skew)", labels=["feed"])
         lag.add_metric(labels, self.last_lag_ns / 1e9)
         yield lag
+        yield self.latency.family("hft_md_tick_to_journal_seconds", "A snapshot in the "
+                                  "recorder's hands -> its record committed to the md journal",
+                                  ["feed"], labels)
         full = GaugeMetricFamily("hft_md_journal_full", "1 while the md journal has no disk "
                                  "space and snapshots are refused", labels=["feed"])
         full.add_metric(labels, 1.0 if self._full_retry_at else 0.0)

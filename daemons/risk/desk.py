@@ -46,6 +46,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from pydantic import BaseModel, ConfigDict, Field
 
 from hft.daemons.refdata.instruments import ProductTable
+from hft.daemons.risk.book_metrics import book_families
 from hft.daemons.risk.chain import Rejection, RiskChain
 from hft.daemons.risk.limits import RiskLimits
 from hft.daemons.runtime.events import (
@@ -65,6 +66,7 @@ from hft.daemons.runtime.journal import (
     if_there,
     seq_at_time,
 )
+from hft.daemons.runtime.latency import LatencySamples
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.waitmode import WaitMode
 from hft.daemons.trade.book import BookError
@@ -201,6 +203,10 @@ class OrderDesk(Plugin):
         """Refusals by reason code (the chain's codes, and ``stale``)."""
         self.working: dict[OrderKey, WorkingOrder] = {}
         """Orders sent and not finished, by key."""
+        self.decision_latency = LatencySamples()
+        """ORDER_REQ read -> its ORDER_SEND committed, ns."""
+        self.request_latency = LatencySamples()
+        """ORDER_REQ stamped by the engine -> its ORDER_SEND committed, ns."""
         self._writer: JournalWriter | None = None
         self._reader: JournalReader | None = None
         self._resume_seq = 0
@@ -277,6 +283,9 @@ class OrderDesk(Plugin):
         for resting in self.chain.cancel_first:  # self_trade = "cancel_resting"
             self._cancel_working(resting.account, resting.order_ref, origin_seq)
         record = self._decision(EventType.ORDER_SEND, order, origin_seq, now)
+        committed = time.time_ns()
+        self.decision_latency.add(committed - now)
+        self.request_latency.add(committed - requested)
         self.working[_KEY[EventType.ORDER_REQ].unpack_from(record)] = WorkingOrder(record.tobytes())
         self.sent += 1
         self.ctx.bus.publish(_ORDER_SEND, record)
@@ -546,7 +555,19 @@ class OrderDesk(Plugin):
         working.add_metric([], len(self.working))
         killed = GaugeMetricFamily("hft_risk_kill_switch", "1 while the kill switch is on")
         killed.add_metric([], int(self.chain.killed))
-        return [*families, rejects, working, killed]
+        lag = GaugeMetricFamily("hft_risk_request_lag_records", "Requests committed to the "
+                                "engine journal and not read yet", labels=["journal"])
+        if (reader := self._reader) is not None:
+            lag.add_metric([self.config.orders], reader.lag)
+        latencies = (
+            self.decision_latency.family("hft_risk_decision_latency_seconds",
+                                         "An ORDER_REQ read -> its ORDER_SEND committed"),
+            self.request_latency.family("hft_risk_request_to_send_seconds",
+                                        "An ORDER_REQ stamped by the engine -> its ORDER_SEND "
+                                        "committed here (the engine journal's transit, the "
+                                        "wait for the desk and the decision)"))
+        return [*families, rejects, working, killed, lag, *latencies,
+                *book_families(self.positions, self.chain.limits)]
 
 
 def _text(value: bytes) -> str:
