@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything hft needs on a fresh Debian machine (run as root from anywhere):
 # the zh_CN.GB18030 locale openctp-ctp needs at import, python3-venv where the Python lacks
-# venv, and the virtual environment .venv with hft and its Python dependencies.
+# venv, Prometheus (the tests check ops/prometheus with its promtool and server), and the
+# virtual environment .venv with hft and its Python dependencies.
 # Idempotent: a second run only checks.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,11 +13,13 @@ apt_packages=()
 locale -a 2>/dev/null | grep -qi '^zh_CN\.gb18030$' || apt_packages+=(locales)
 "$python" -c "import ensurepip, venv" 2>/dev/null || apt_packages+=(python3-venv)
 command -v openssl >/dev/null || apt_packages+=(openssl)  # the TLS /metrics tests make certificates
+command -v promtool >/dev/null || apt_packages+=(prometheus)  # ops/prometheus is tested with it
 if [ ${#apt_packages[@]} -gt 0 ]; then
     echo "setup: installing ${apt_packages[*]} (Debian packages)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+    # no recommends: prometheus's (node-exporter) would take the watchdog's port 9100
+    apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
 fi
 if ! locale -a 2>/dev/null | grep -qi '^zh_CN\.gb18030$'; then
     echo "setup: making the zh_CN.GB18030 locale (openctp-ctp aborts at import without it)"
