@@ -5,11 +5,13 @@ kept out of the logs and the metrics."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -17,6 +19,7 @@ from support.webhook_services import Alertmanager, DingTalk, Feishu, WebhookServ
 
 from hft.daemons.runtime.config import WebhookConfig
 from hft.daemons.runtime.events import AlertLevel
+from hft.daemons.runtime.logs import configure_logging
 from hft.daemons.runtime.secrets import mask
 from hft.watchdog.alerts import QUEUE_SIZE, RATE_WINDOW_S, Alert, AlertSender
 
@@ -297,6 +300,25 @@ def test_urls_tokens_and_secrets_stay_out_of_logs_errors_and_metrics(
     for value in (robot.url, DingTalk.TOKEN, DINGTALK_SECRET, dead_url, "dead0token0123456789"):
         assert value not in shown
         assert mask(value) == "***"  # and a log handler with the mask filter hides them
+
+
+def test_the_alert_log_line_keeps_the_watchdogs_own_fields(tmp_path: Path,
+                                                          sender_for: SenderFactory) -> None:
+    log_file = tmp_path / "watchdog.jsonl"
+    root = logging.getLogger()
+    level = root.level
+    handlers = configure_logging("watchdog", stderr=False, file=log_file)
+    try:
+        sender_for([]).send(alert())
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(level)
+    [line] = [json.loads(text) for text in log_file.read_text().splitlines()]
+    assert (line["message"], line["daemon"], line["level"]) == ("alert", "watchdog", "ERROR")
+    assert (line["alert_daemon"], line["alert_kind"], line["alert_level"]) \
+        == ("engine", "crash", "critical")
 
 
 def _wait_until(condition: object) -> None:

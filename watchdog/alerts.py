@@ -108,9 +108,10 @@ class AlertSender:
             channel.start()
 
     def send(self, alert: Alert) -> None:
+        # alert_*: the JSON log lines already carry this process's "daemon" and "level"
         log.log(_LOG_LEVELS[alert.level], "alert",
-                extra={"kind": alert.kind, "alert_level": alert.level.name.lower(),
-                       "daemon": alert.daemon, "summary": alert.summary})
+                extra={"alert_kind": alert.kind, "alert_level": alert.level.name.lower(),
+                       "alert_daemon": alert.daemon, "summary": alert.summary})
         for channel in self._channels:
             channel.offer(alert)
 
@@ -178,7 +179,7 @@ class _Channel:
         with self._lock:
             if self._finishing.is_set():
                 log.warning("alert after close: not sent", extra={"webhook": self.name,
-                                                                  "kind": alert.kind})
+                                                                  "alert_kind": alert.kind})
                 return
             now = self._clock()
             self._summarize_if_due(now)
@@ -234,7 +235,7 @@ class _Channel:
         except queue.Full:
             self.dropped["queue_full"] += 1
             log.warning("alert queue full: alert dropped",
-                        extra={"webhook": self.name, "kind": alert.kind})
+                        extra={"webhook": self.name, "alert_kind": alert.kind})
 
     def _run(self) -> None:
         while not self._abandoned.is_set():
@@ -259,7 +260,7 @@ class _Channel:
                 with self._lock:
                     self.errors += 1
                 log.warning("webhook attempt failed", extra={
-                    "webhook": self.name, "kind": alert.kind, "attempt": attempt,
+                    "webhook": self.name, "alert_kind": alert.kind, "attempt": attempt,
                     "error": str(exc)})
                 if exc.permanent or attempt > self._webhook.retries or self._abandoned.wait(
                         self._backoff_s(attempt)):
@@ -270,7 +271,7 @@ class _Channel:
                 return
         with self._lock:
             self.dropped["failed"] += 1
-        log.error("alert not delivered", extra={"webhook": self.name, "kind": alert.kind})
+        log.error("alert not delivered", extra={"webhook": self.name, "alert_kind": alert.kind})
 
     def _post(self, request: WebhookRequest) -> None:
         """One attempt; raises WebhookError (whose text never holds the url)."""
