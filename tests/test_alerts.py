@@ -177,6 +177,20 @@ def test_a_stalled_webhook_delays_neither_send_nor_another_webhook(
     assert len(stalled.requests) == 1  # still waiting on its first
 
 
+def test_an_attempt_ends_at_the_webhooks_timeout(
+        services: ExitStack, registry: CollectorRegistry, sender_for: SenderFactory,
+        caplog: pytest.LogCaptureFixture) -> None:
+    stalled = services.enter_context(WebhookService())
+    stalled.stall()  # answers only after the test: without a timeout the attempt never ends
+    sender = sender_for([webhook("generic", stalled.base_url, timeout_s=0.2, retries=1)])
+    sender.send(alert())
+    _wait_until(lambda: metric(registry, "hft_watchdog_alerts_dropped_total", webhook="0-generic",
+                               reason="failed") == 1)
+    assert len(stalled.requests) == 2
+    errors = [r.error for r in caplog.records if r.getMessage() == "webhook attempt failed"]  # type: ignore[attr-defined]
+    assert len(errors) == 2 and all("timed out" in error for error in errors)
+
+
 def test_a_full_queue_drops_and_counts(services: ExitStack, registry: CollectorRegistry,
                                        sender_for: SenderFactory) -> None:
     stalled = services.enter_context(WebhookService())
