@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from support.webhook_services import Alertmanager, DingTalk, Feishu, WebhookService, WeCom
 
 from hft.daemons.runtime.config import WebhookConfig
@@ -112,6 +112,28 @@ def test_every_kind_is_delivered_to_its_service(services: ExitStack, registry: C
     assert generic.requests[0].json()["host"] == socket.gethostname()
     sender.close()
     assert "hft_watchdog" not in generate_latest(registry).decode()  # close() unregistered
+
+
+def test_metrics_go_to_the_default_registry_or_to_the_callers_collector(
+        services: ExitStack) -> None:
+    service = services.enter_context(WebhookService())
+    config = [webhook("generic", service.base_url)]
+    on_default = AlertSender(config)
+    assert 'hft_watchdog_alerts_sent_total{webhook="0-generic"} 0.0' \
+        in generate_latest(REGISTRY).decode()
+    on_default.close()
+    assert "hft_watchdog_alerts_sent" not in generate_latest(REGISTRY).decode()
+    served_by_caller = AlertSender(config, registry=None)  # e.g. merged by the watchdog's host
+    served_by_caller.send(alert())
+    service.wait_for(1)
+
+    def sent() -> float:
+        [family] = [f for f in served_by_caller.collect() if f.name == "hft_watchdog_alerts_sent"]
+        return float(family.samples[0].value)
+
+    _wait_until(lambda: sent() == 1)
+    served_by_caller.close()
+    assert "hft_watchdog_alerts_sent" not in generate_latest(REGISTRY).decode()
 
 
 def test_an_error_code_in_a_200_reply_is_retried_until_accepted(

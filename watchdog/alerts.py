@@ -16,7 +16,8 @@ Webhooks are named ``<index>-<kind>`` in logs and metrics: their urls carry acce
 and the url, its tokens and the signing secret are registered with the secrets registry so
 no log line shows them.
 
-Metrics (read at scrape time from plain counters, on the registry given):
+Metrics (families built at scrape time from plain counters by :meth:`AlertSender.collect`,
+on the registry given, or served by the caller with ``registry=None``):
 ``hft_watchdog_alerts_sent_total{webhook}``,
 ``hft_watchdog_alerts_dropped_total{webhook,reason}`` (queue_full, rate_limit, failed: every
 attempt failed) and ``hft_watchdog_webhook_errors_total{webhook}`` (failed attempts, retries
@@ -86,12 +87,14 @@ class Alert:
 class AlertSender:
     """Delivers alerts to webhooks from background threads; ``send`` never blocks.
 
-    ``registry`` receives the alert metrics (one open sender per registry; ``close`` removes
-    them). ``clock`` (monotonic seconds) drives the rate limit.
+    It is a Prometheus collector: ``registry`` gets it (one open sender per registry;
+    ``close`` unregisters it), or with ``registry=None`` the caller serves :meth:`collect` in
+    its own (a daemon host merges it into its /metrics). ``clock`` (monotonic seconds) drives
+    the rate limit.
     """
 
     def __init__(self, webhooks: Sequence[WebhookConfig], *,
-                 registry: CollectorRegistry = REGISTRY,
+                 registry: CollectorRegistry | None = REGISTRY,
                  clock: Callable[[], float] = time.monotonic,
                  backoff_initial_s: float = BACKOFF_INITIAL_S) -> None:
         for webhook in webhooks:
@@ -101,9 +104,9 @@ class AlertSender:
         self._channels = tuple(_Channel(webhook_name(index, webhook), webhook, host=host,
                                         clock=clock, backoff_initial_s=backoff_initial_s)
                                for index, webhook in enumerate(webhooks))
-        self._metrics = _AlertMetrics(self._channels)
-        self._registry: CollectorRegistry | None = registry
-        registry.register(self._metrics)
+        self._registry = registry
+        if registry is not None:
+            registry.register(self)
         for channel in self._channels:
             channel.start()
 
@@ -126,8 +129,28 @@ class AlertSender:
         for channel in self._channels:
             channel.abandon()
         if self._registry is not None:
-            self._registry.unregister(self._metrics)
+            self._registry.unregister(self)
             self._registry = None
+
+    def collect(self) -> Iterator[Metric]:
+        """The alert metrics, per webhook, from the counters as they are now."""
+        sent = CounterMetricFamily("hft_watchdog_alerts_sent", "Alerts a webhook accepted",
+                                   labels=["webhook"])
+        dropped = CounterMetricFamily(
+            "hft_watchdog_alerts_dropped", "Alerts not delivered to a webhook, by reason "
+            "(queue_full, rate_limit, failed: every attempt failed)",
+            labels=["webhook", "reason"])
+        errors = CounterMetricFamily("hft_watchdog_webhook_errors",
+                                     "Failed delivery attempts (each retry counts)",
+                                     labels=["webhook"])
+        for channel in self._channels:
+            sent.add_metric([channel.name], channel.sent)
+            errors.add_metric([channel.name], channel.errors)
+            for reason, count in list(channel.dropped.items()):
+                dropped.add_metric([channel.name, reason], count)
+        yield sent
+        yield dropped
+        yield errors
 
 
 class _RateLimit:
@@ -294,28 +317,3 @@ class _Channel:
     def _backoff_s(self, attempt: int) -> float:
         return float(min(self._backoff_initial_s * 2 ** (attempt - 1), BACKOFF_MAX_S))
 
-
-class _AlertMetrics:
-    """The senders' counters as Prometheus families, built when scraped."""
-
-    def __init__(self, channels: Sequence[_Channel]) -> None:
-        self._channels = channels
-
-    def collect(self) -> Iterator[Metric]:
-        sent = CounterMetricFamily("hft_watchdog_alerts_sent", "Alerts a webhook accepted",
-                                   labels=["webhook"])
-        dropped = CounterMetricFamily(
-            "hft_watchdog_alerts_dropped", "Alerts not delivered to a webhook, by reason "
-            "(queue_full, rate_limit, failed: every attempt failed)",
-            labels=["webhook", "reason"])
-        errors = CounterMetricFamily("hft_watchdog_webhook_errors",
-                                     "Failed delivery attempts (each retry counts)",
-                                     labels=["webhook"])
-        for channel in self._channels:
-            sent.add_metric([channel.name], channel.sent)
-            errors.add_metric([channel.name], channel.errors)
-            for reason, count in list(channel.dropped.items()):
-                dropped.add_metric([channel.name, reason], count)
-        yield sent
-        yield dropped
-        yield errors
