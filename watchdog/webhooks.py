@@ -5,9 +5,11 @@ the formats are tested without a network and :mod:`hft.watchdog.alerts` only mov
 
 - ``generic``: one JSON object with every alert field, ``source`` and ``host``.
 - ``alertmanager``: Alertmanager's v2 API, ``POST <base>/api/v2/alerts`` with a JSON list of
-  one alert (labels ``alertname``, ``severity``, ``daemon``, ``kind``, ``source``,
-  ``instance``; annotations ``summary``, ``description``; ``startsAt``). No ``endsAt``: an
-  alert is one event, which Alertmanager resolves after its ``resolve_timeout``.
+  one alert (labels ``alertname`` = "Hft" + the kind in CamelCase, e.g. HftHeartbeatLost,
+  ``severity``, ``daemon``, ``kind``, ``source``, ``instance`` = the host; annotations
+  ``summary``, ``description``; ``startsAt``). No ``endsAt``: an alert is one event, which
+  Alertmanager resolves after its ``resolve_timeout`` (checked once by hand against
+  Alertmanager 0.25, Debian's package).
 - ``dingtalk``: the custom robot's markdown message; with a secret, ``timestamp`` (ms) and
   ``sign`` = base64(HMAC-SHA256(key=secret, timestamp + "\\n" + secret)) in the query.
 - ``feishu``: the custom bot's interactive card (header coloured by level); with a secret,
