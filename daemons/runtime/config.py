@@ -27,6 +27,7 @@ file are relative to the file's directory (``paths.home``) or to ``home`` (``grp
 from __future__ import annotations
 
 import os
+import re
 import reprlib
 import tomllib
 from collections.abc import Iterator
@@ -188,6 +189,8 @@ class DaemonConfig(_Strict):
         return self
 
 
+_WEBHOOK_URL = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?")
+_WEBHOOK_URL_MAX = 2048
 WebhookKind = Literal["generic", "alertmanager", "dingtalk", "feishu", "wecom"]
 AlertLevelName = Literal["info", "warning", "critical"]
 
@@ -196,7 +199,10 @@ class WebhookConfig(_Strict):
     """One ``[[watchdog.webhooks]]`` table: where alerts go and in which format."""
 
     kind: WebhookKind
-    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2048)]
+    url: Secret = Field(strict=False)
+    """http(s) only; a Secret because robot urls carry their access token (``***`` in reprs,
+    masked in logs, never echoed by a config error). alertmanager: the base url
+    (``http://am:9093``, with any route prefix) or the full ``.../api/v2/alerts`` path."""
     secret: Secret | None = Field(default=None, strict=False)
     """DingTalk and Feishu signing secret (the robot's "sign" security setting)."""
     min_level: AlertLevelName = "warning"
@@ -206,6 +212,14 @@ class WebhookConfig(_Strict):
     """Further attempts after a failed one, with exponential backoff."""
     max_per_minute: int = Field(default=20, ge=1, le=10_000)
     """Rate limit; alerts beyond it are dropped and counted, never queued without bound."""
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: Secret) -> Secret:
+        if len(url.reveal()) > _WEBHOOK_URL_MAX or not _WEBHOOK_URL.fullmatch(url.reveal()):
+            raise ValueError("must be an http:// or https:// url with a host, no spaces, at most "
+                             "2048 characters")
+        return url
 
     @model_validator(mode="after")
     def _secret_where_signed(self) -> WebhookConfig:
@@ -405,9 +419,14 @@ def _explain(error: Any) -> tuple[str, str]:
         return _key_path(loc), "unknown key" + (f"; expected one of: {', '.join(allowed)}"
                                                 if allowed else "")
     reason = error["msg"]
-    if error["type"] != "missing" and not any(is_secret_key(str(part)) for part in loc):
+    if error["type"] != "missing" and not _hides_input(loc):
         reason += f" (got {reprlib.repr(error['input'])})"
     return _key_path(loc), reason
+
+
+def _hides_input(loc: tuple[int | str, ...]) -> bool:
+    """Secret-looking keys and webhook urls (they carry access tokens) are never echoed."""
+    return any(is_secret_key(str(part)) for part in loc) or loc[-1:] == ("url",)
 
 
 def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
