@@ -231,6 +231,9 @@ class WatchdogConfig(DaemonConfig):
     """How long a daemon may take from spawn to SERVING."""
     kill_timeout_s: float = Field(default=10.0, gt=0, le=600)
     """Graceful stop: SIGTERM, then SIGKILL after this long."""
+    stop_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    """How long the watchdog's own stop may take; it stops every daemon first, so it must be
+    longer than kill_timeout_s."""
     backoff_initial_s: float = Field(default=0.5, ge=0, le=600)
     backoff_max_s: float = Field(default=30.0, ge=0, le=3600)
     start_limit_burst: int = Field(default=5, ge=1, le=1000)
@@ -244,6 +247,14 @@ class WatchdogConfig(DaemonConfig):
         Field(default_factory=lambda: ["risk"]))
     """Journals whose ALERT records (LOST orders, position mismatch, kill switch) are sent."""
     webhooks: list[WebhookConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _stop_outlasts_kill(self) -> WatchdogConfig:
+        if self.stop_timeout_s <= self.kill_timeout_s:
+            raise ValueError(f"stop_timeout_s ({self.stop_timeout_s:g}) must be longer than "
+                             f"kill_timeout_s ({self.kill_timeout_s:g}): the watchdog stops "
+                             "every daemon before it exits")
+        return self
 
     @field_validator("max_rss_mb", "max_cpu_percent")
     @classmethod
