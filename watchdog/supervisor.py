@@ -260,12 +260,21 @@ class Supervisor:
     def _run_commands(self) -> None:
         with self._commands_lock:
             commands, self._commands = self._commands, []
+        outcomes: list[tuple[Future[object], object, Exception | None]] = []
         for command, future in commands:
             if future.set_running_or_notify_cancel():
                 try:
-                    future.set_result(command())
+                    outcomes.append((future, command(), None))
                 except Exception as exc:
-                    future.set_exception(exc)
+                    outcomes.append((future, None, exc))
+        if commands:
+            self._advance(time.monotonic())  # spawn what was asked at once
+            self._publish()  # the callers answer from the snapshot: it must show the change
+        for future, result, error in outcomes:
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
 
     def _on_exit(self, daemon: Supervised, now: float) -> None:
         process = daemon.process
