@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import psutil
 import pytest
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 from support.daemons import spawn_daemon, wait_for
 from support.watchdog import (
+    FAST_WATCHDOG,
     daemon_status,
     daemon_table,
     hftctl,
@@ -25,6 +33,7 @@ from support.watchdog import (
     webhook,
 )
 
+from hft.ctl.client import CommandRejected, ControlError, DaemonClient, Unauthenticated, WatchdogClient
 from hft.daemons.runtime.config import load_config
 from hft.daemons.runtime.events import AlertLevel, EventType
 from hft.daemons.runtime.journal import JournalWriter
@@ -63,8 +72,6 @@ def suite(tmp_path: Path) -> Iterator[SuiteFactory]:
     configs: list[Path] = []
 
     def make(tables: str, extra: str = "") -> Path:
-        from support.watchdog import FAST_WATCHDOG
-
         config = suite_config(tmp_path, tables, FAST_WATCHDOG + extra)
         configs.append(config)
         return config
@@ -242,8 +249,6 @@ def test_a_strangers_daemon_is_never_touched(suite: SuiteFactory) -> None:
 
 
 def daemon_is_serving(config: Path) -> bool:
-    from hft.ctl.client import ControlError, DaemonClient
-
     try:
         with DaemonClient(load_config(config).socket_path("engine"), timeout_s=1) as client:
             return client.health() == "SERVING"
@@ -300,3 +305,48 @@ def test_the_state_file_is_replaced_whole(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600 and not (tmp_path / "watchdog.state.tmp").exists()
     path.write_text("{not json")
     assert statefile.load(path) == statefile.SavedState()
+
+
+def test_the_watchdogs_control_plane(tmp_path: Path, suite: SuiteFactory) -> None:
+    """Its own daemon runtime: Watchdog, Control, health and reflection on the socket, the
+    same behind the token on TCP, one watchdog per home, names checked."""
+    token_file = tmp_path / "watchdog.token"
+    token_file.write_text("t" * 32)
+    token_file.chmod(0o600)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = suite(daemon_table("hft_md") + ENGINE + OFF,
+                   f'control_tcp = "127.0.0.1:{port}"\ncontrol_token_file = "{token_file}"\n')
+    watchdog = subprocess.Popen([sys.executable, "-m", "hft.watchdog", "--no-autostart",
+                                 "--config", str(config)], stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: daemon_status_or_none(config), "the watchdog answering")
+        socket_path = load_config(config).socket_path("watchdog")
+        with grpc.insecure_channel(f"unix:{socket_path}") as channel:
+            services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+        assert {"hft.watchdog.v1.Watchdog", "hft.control.v1.Control",
+                "grpc.health.v1.Health"} <= services
+        assert {state(status) for status in daemon_status(config).values()} == {"stopped"}
+        with WatchdogClient(f"127.0.0.1:{port}", token="t" * 32) as remote:
+            assert [status.name for status in remote.daemons()][:2] == ["hft_md", "engine"]
+        with pytest.raises(Unauthenticated), WatchdogClient(f"127.0.0.1:{port}") as stranger:
+            stranger.daemons()
+        with watchdog_client(config) as client:
+            with pytest.raises(CommandRejected, match="unknown daemon 'nope'"):
+                client.start_daemons(["nope"])
+            with pytest.raises(CommandRejected, match="risk disabled"):
+                client.restart_daemon("risk")
+        second = subprocess.run([sys.executable, "-m", "hft.watchdog", "--config", str(config)],
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and "belongs to a running daemon" in second.stderr
+    finally:
+        watchdog.terminate()
+        assert watchdog.wait(timeout=30) == 0
+
+
+def daemon_status_or_none(config: Path) -> bool:
+    try:
+        return bool(daemon_status(config))
+    except ControlError:
+        return False
