@@ -34,7 +34,7 @@ from support.watchdog import (
 )
 
 from hft.ctl.client import CommandRejected, ControlError, DaemonClient, Unauthenticated, WatchdogClient
-from hft.daemons.runtime.config import load_config
+from hft.daemons.runtime.config import ConfigError, load_config
 from hft.daemons.runtime.events import AlertLevel, EventType
 from hft.daemons.runtime.journal import JournalWriter
 from hft.daemons.runtime.plugins import Plugin
@@ -350,3 +350,11 @@ def daemon_status_or_none(config: Path) -> bool:
         return bool(daemon_status(config))
     except ControlError:
         return False
+
+
+def test_a_heartbeat_timeout_shorter_than_a_heartbeat_is_refused(tmp_path: Path) -> None:
+    config = suite_config(tmp_path, daemon_table("engine", extra="heartbeat_interval_s = 2.0\n")
+                          .replace("heartbeat_interval_s = 0.1\n", ""))
+    with pytest.raises(ConfigError, match=r"watchdog.heartbeat_timeout_s: 1.5s must be longer "
+                                          r"than daemons.engine.heartbeat_interval_s \(2s\)"):
+        load_config(config)

@@ -388,7 +388,15 @@ def load_config(path: Path | None = None) -> SuiteConfig:
 
 
 def _cross_check(config: SuiteConfig) -> Iterator[tuple[str, str]]:
-    """What no single field can check: shared ports and sockets, socket path length."""
+    """What no single field can check: shared ports and sockets, socket path length, a
+    heartbeat the watchdog would find stale between two beats."""
+    for name in config.enabled_daemons():
+        interval = config.daemon(name).heartbeat_interval_s
+        if interval >= config.watchdog.heartbeat_timeout_s:
+            yield ("watchdog.heartbeat_timeout_s",
+                   f"{config.watchdog.heartbeat_timeout_s:g}s must be longer than "
+                   f"daemons.{name}.heartbeat_interval_s ({interval:g}s): the watchdog would "
+                   f"restart a healthy {name}")
     ports: dict[int, str] = {}
     sockets: dict[Path, str] = {}
     for name in (*DAEMON_NAMES, WATCHDOG):
