@@ -41,7 +41,7 @@ from hft.daemons.runtime.plugins import Plugin
 from hft.watchdog import statefile
 
 LOADED_MD = daemon_table("hft_md", extra='[daemons.hft_md.plugins.sim]\nspec = "sim_feed"\n'
-                                         'config = { interval_ms = 1, speed = 50.0 }\n')
+                                         'config = { interval_ms = 1 }\n')
 """hft_md under load: the simulated feed writing a snapshot per instrument every ms."""
 ENGINE = daemon_table("engine")
 OFF = daemon_table("risk", enabled=False) + daemon_table("monitor", enabled=False)
@@ -61,6 +61,16 @@ from {Plugin.__module__} import Plugin
 class DiesAtStart(Plugin):
     def start(self):
         os._exit(1)
+'''
+
+SPAWNER = f'''
+import pathlib, subprocess
+from {Plugin.__module__} import Plugin
+
+class Spawner(Plugin):
+    def start(self):  # a helper process that ignores SIGTERM, in the daemon's process group
+        child = subprocess.Popen(["sh", "-c", "trap '' TERM; while true; do sleep 1; done"])
+        pathlib.Path(self.ctx.config["pid_file"]).write_text(str(child.pid))
 '''
 
 SuiteFactory = Callable[..., Path]
@@ -163,12 +173,18 @@ def test_a_crash_loop_ends_in_fatal_with_one_alert(suite: SuiteFactory, tmp_path
         assert again.returncode == 1 and "engine: failed to start" in again.stderr
 
 
-def test_stop_leaves_no_process_behind(suite: SuiteFactory) -> None:
-    config = suite(LOADED_MD + ENGINE + OFF)
+def test_stop_leaves_no_process_behind(suite: SuiteFactory, tmp_path: Path) -> None:
+    (tmp_path / "spawner.py").write_text(SPAWNER)
+    config = suite(LOADED_MD + daemon_table(
+        "engine", extra=f'[daemons.engine.plugins.spawner]\nspec = "{tmp_path / "spawner.py"}"\n'
+                        f'config = {{ pid_file = "{tmp_path / "helper.pid"}" }}\n') + OFF)
     pids = started(config)
+    helper = psutil.Process(int((tmp_path / "helper.pid").read_text()))
     assert len(processes_of(config)) == 3  # the watchdog and two daemons
     one = hftctl(config, "stop", "engine")
     assert one.returncode == 0 and one.stdout.strip() == f"engine: stopped (pid {pids['engine']})"
+    wait_for(lambda: not helper.is_running() or helper.status() == psutil.STATUS_ZOMBIE,
+             "the helper that ignored SIGTERM killed with its daemon")
     time.sleep(0.5)
     assert state(daemon_status(config)["engine"]) == "stopped"  # and it stays so
     everything = hftctl(config, "stop")

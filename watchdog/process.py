@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -49,16 +50,12 @@ class DaemonProcess:
     child: subprocess.Popen[bytes] | None = None
 
     def exited(self) -> bool:
-        """Whether it has exited (a zombie has)."""
-        if self.child is not None:
-            return self.child.poll() is not None
-        try:
-            return self.psutil.status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
+        """Whether it has exited (its pidfd is readable); never reaps it, so its pid and
+        process group id stay ours until :meth:`close`."""
+        return bool(select.select([self.pidfd], [], [], 0)[0])
 
     def exit_status(self) -> str:
-        """How it ended, for the reason shown in status and alerts."""
+        """How it ended, for the reason shown in status and alerts (reaps our child)."""
         code = None if self.child is None else self.child.poll()
         if code is None:
             return "exited (status unknown: not this watchdog's child)"
@@ -67,14 +64,15 @@ class DaemonProcess:
         return f"exited with status {code}"
 
     def signal_group(self, signum: signal.Signals) -> None:
-        """Send ``signum`` to its process group (the daemon and anything it spawned); only
-        while the leader is not yet reaped, so the group id cannot belong to anyone else."""
+        """Send ``signum`` to its process group (the daemon and anything it spawned). The
+        supervisor does so only until it has seen the exit, and reaps its child only after
+        that, so the group id cannot belong to anyone else."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signum)
 
     def kill_leftovers(self) -> None:
-        """SIGKILL what is left of its process group once the daemon itself has exited:
-        members that started after it did (so none is a stranger that reused the id)."""
+        """SIGKILL what is left of its process group once the daemon itself has exited (call
+        before :meth:`exit_status` reaps it): members that started after it did."""
         for process in psutil.process_iter(["pid"]):
             with contextlib.suppress(psutil.Error, ProcessLookupError):
                 if (process.pid != self.pid and os.getpgid(process.pid) == self.pid

@@ -279,8 +279,8 @@ class Supervisor:
     def _on_exit(self, daemon: Supervised, now: float) -> None:
         process = daemon.process
         assert process is not None
+        process.kill_leftovers()  # while our child is still unreaped: its group id is ours
         how = process.exit_status()
-        process.kill_leftovers()
         self._detach(daemon)
         if self._shutting_down:
             self._set(daemon, State.STOPPED, f"the watchdog stopped ({how})")
@@ -354,7 +354,8 @@ class Supervisor:
         if daemon.usage is not None and self._over_limits(daemon, daemon.usage, now):
             return
         stale = daemon.heartbeat_age_s > self.config.heartbeat_timeout_s
-        daemon.failed_checks = daemon.failed_checks + 1 if stale or daemon.health != SERVING else 0
+        unhealthy = daemon.health not in (SERVING, "")  # "": no answer yet (just adopted)
+        daemon.failed_checks = daemon.failed_checks + 1 if stale or unhealthy else 0
         if daemon.failed_checks >= self.config.unhealthy_after:
             if stale:
                 why = (f"heartbeat {daemon.heartbeat_age_s:.1f}s old (heartbeat_timeout_s "
