@@ -34,11 +34,12 @@ from support.watchdog import (
 )
 
 from hft.ctl.client import CommandRejected, ControlError, DaemonClient, Unauthenticated, WatchdogClient
-from hft.daemons.runtime.config import ConfigError, load_config
+from hft.daemons.runtime.config import ConfigError, WatchdogConfig, load_config
 from hft.daemons.runtime.events import AlertLevel, EventType
 from hft.daemons.runtime.journal import JournalWriter
 from hft.daemons.runtime.plugins import Plugin
 from hft.watchdog import statefile
+from hft.watchdog.policy import RestartPolicy
 
 LOADED_MD = daemon_table("hft_md", extra='[daemons.hft_md.plugins.sim]\nspec = "sim_feed"\n'
                                          'config = { interval_ms = 1 }\n')
@@ -374,3 +375,29 @@ def test_a_heartbeat_timeout_shorter_than_a_heartbeat_is_refused(tmp_path: Path)
     with pytest.raises(ConfigError, match=r"watchdog.heartbeat_timeout_s: 1.5s must be longer "
                                           r"than daemons.engine.heartbeat_interval_s \(2s\)"):
         load_config(config)
+
+
+def test_cpu_above_the_limit_warns_once_per_episode(suite: SuiteFactory) -> None:
+    with webhook() as hook:
+        config = suite(daemon_table("hft_md", extra='wait_mode = "busy"\n')  # spins: a whole core
+                       + daemon_table("engine", enabled=False) + OFF,
+                       hook.toml() + "[watchdog.max_cpu_percent]\nhft_md = 10.0\n")
+        pid = started(config)["hft_md"]
+        wait_for(lambda: "cpu" in hook.kinds(), "the cpu alert")
+        time.sleep(1.0)  # still above the limit: the same episode
+        assert hook.kinds() == ["cpu"] and hook.alerts[0]["level"] == "warning"
+        assert daemon_status(config)["hft_md"].pid == pid  # a warning, not a restart
+
+
+def test_the_backoff_doubles_to_its_cap_and_the_start_limit_is_fatal() -> None:
+    config = WatchdogConfig(backoff_initial_s=0.5, backoff_max_s=3.0, start_limit_burst=5,
+                            start_limit_interval_s=60.0)
+    policy = RestartPolicy(config)
+    assert [policy.failed(now) for now in (0.0, 1.0, 2.0, 3.0)] == [0.5, 1.0, 2.0, 3.0]
+    assert policy.failed(4.0) is None  # the fifth failure within 60 s
+    policy.ran_since(started=10.0, now=69.0)  # not a whole window: the delay stays at its cap
+    assert policy.failed(69.5) == 3.0
+    policy.ran_since(started=70.0, now=130.0)  # a whole window up: a fresh start
+    assert policy.failed(131.0) == 0.5
+    spread = RestartPolicy(config)
+    assert all(spread.failed(now) is not None for now in (0.0, 61.0, 122.0, 183.0, 244.0, 305.0))

@@ -45,6 +45,7 @@ from hft.watchdog.checks import SERVING, HealthProbe, Usage, heartbeat_age_s, us
 from hft.watchdog.journal_alerts import JournalAlerts
 from hft.watchdog.policy import RestartPolicy, RestartReason, State
 from hft.watchdog.process import DaemonProcess, adopt, socket_holder, spawn
+from hft.watchdog.service import watchdog_service
 
 T = TypeVar("T")
 STARTING_PROBE_S = 0.1
@@ -115,8 +116,6 @@ class Supervisor:
 
     @property
     def services(self) -> Sequence[GrpcService]:
-        from hft.watchdog.service import watchdog_service
-
         return (watchdog_service(self),)
 
     def collect(self) -> Iterable[Metric]:
@@ -136,7 +135,7 @@ class Supervisor:
                 self._attach(daemon, process, now)
                 self._set(daemon, State.RUNNING, "adopted from the previous watchdog")
                 daemon.running_since, daemon.want_running = now, True
-                if not record.want_running:  # it was being stopped
+                if not (record.want_running and daemon.enabled):  # being stopped, or disabled
                     self.stop_daemons([daemon.name])
             elif daemon.enabled and self._autostart and (
                     record.want_running if daemon.name in saved.daemons else True):
