@@ -401,3 +401,20 @@ def test_the_backoff_doubles_to_its_cap_and_the_start_limit_is_fatal() -> None:
     assert policy.failed(131.0) == 0.5
     spread = RestartPolicy(config)
     assert all(spread.failed(now) is not None for now in (0.0, 61.0, 122.0, 183.0, 244.0, 305.0))
+
+
+def test_a_frozen_daemon_is_killed_and_restarted(suite: SuiteFactory) -> None:
+    """SIGSTOP: health calls time out (a hang), and SIGTERM cannot stop it: SIGKILL after
+    kill_timeout_s does."""
+    with webhook() as hook:
+        config = suite(daemon_table("hft_md") + ENGINE + OFF, hook.toml())
+        text = config.read_text()  # health alone decides: the heartbeat would see it too
+        config.write_text(text.replace("heartbeat_timeout_s = 1.5", "heartbeat_timeout_s = 60.0"))
+        pids = started(config)
+        os.kill(pids["engine"], signal.SIGSTOP)
+        wait_for(lambda: daemon_status(config)["engine"].pid not in (0, pids["engine"]),
+                 "a new engine", 30)
+        assert hook.kinds("engine")[0] == "hang"
+        assert "health timeout on 2 calls in a row" in hook.alerts[0]["summary"]
+        assert metric(config, 'hft_watchdog_restarts_total{daemon="engine",reason="hang"}') == 1
+        assert daemon_status(config)["hft_md"].pid == pids["hft_md"]

@@ -71,7 +71,10 @@ class Supervised:
     health: str = ""
     heartbeat_age_s: float = -1.0
     usage: Usage | None = None
-    failed_checks: int = 0
+    failed_health: int = 0
+    """Health answers in a row that were not SERVING (a timeout is one)."""
+    stale_beats: int = 0
+    """Checks in a row that found the heartbeat older than heartbeat_timeout_s."""
     hot_checks: int = 0
     cpu_alerted: bool = False
     deadline: float = math.inf
@@ -327,9 +330,10 @@ class Supervisor:
             if answer is None:
                 continue
             daemon.health = answer
+            daemon.failed_health = 0 if answer == SERVING else daemon.failed_health + 1
             if daemon.state is State.STARTING and answer == SERVING:
                 self._set(daemon, State.RUNNING, "")
-                daemon.running_since, daemon.failed_checks = now, 0
+                daemon.running_since, daemon.stale_beats = now, 0
                 if daemon.alert_when_running:
                     daemon.alert_when_running = False
                     assert daemon.process is not None
@@ -353,15 +357,15 @@ class Supervisor:
         if daemon.usage is not None and self._over_limits(daemon, daemon.usage, now):
             return
         stale = daemon.heartbeat_age_s > self.config.heartbeat_timeout_s
-        unhealthy = daemon.health not in (SERVING, "")  # "": no answer yet (just adopted)
-        daemon.failed_checks = daemon.failed_checks + 1 if stale or unhealthy else 0
-        if daemon.failed_checks >= self.config.unhealthy_after:
-            if stale:
+        daemon.stale_beats = daemon.stale_beats + 1 if stale else 0
+        limit = self.config.unhealthy_after
+        if daemon.stale_beats >= limit or daemon.failed_health >= limit:
+            if daemon.stale_beats >= limit:
                 why = (f"heartbeat {daemon.heartbeat_age_s:.1f}s old (heartbeat_timeout_s "
                        f"{self.config.heartbeat_timeout_s:g}): its main loop hangs")
                 kind, reason = "heartbeat_lost", RestartReason.HEARTBEAT
             else:
-                why = f"health {daemon.health} on {daemon.failed_checks} checks in a row"
+                why = f"health {daemon.health} on {daemon.failed_health} calls in a row"
                 kind, reason = "hang", RestartReason.HANG
             self._alert(kind, AlertLevel.CRITICAL, daemon, f"{daemon.name}: {why}; restarting",
                         {"pid": str(process.pid)})
@@ -453,7 +457,8 @@ class Supervisor:
     def _attach(self, daemon: Supervised, process: DaemonProcess, now: float) -> None:
         daemon.process = process
         daemon.probe = HealthProbe(self.suite.socket_path(daemon.name), self._wake)
-        daemon.health, daemon.failed_checks, daemon.next_probe = "", 0, now
+        daemon.health, daemon.next_probe = "", now
+        daemon.failed_health = daemon.stale_beats = 0
         self._dirty = True
 
     def _detach(self, daemon: Supervised) -> None:
