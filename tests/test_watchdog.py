@@ -273,6 +273,14 @@ def daemon_is_serving(config: Path) -> bool:
         return False
 
 
+def kill_the_watchdog(config: Path) -> None:
+    with watchdog_client(config) as client:
+        watchdog_pid = client.status().pid
+    os.kill(watchdog_pid, signal.SIGKILL)
+    wait_for(lambda: not psutil.pid_exists(watchdog_pid)
+             or psutil.Process(watchdog_pid).status() == psutil.STATUS_ZOMBIE, "the watchdog gone")
+
+
 def commit_alert(journal_dir: Path, code: bytes, message: bytes) -> None:
     with JournalWriter(journal_dir, "risk") as writer:
         record = writer.claim(EventType.ALERT)
@@ -288,15 +296,15 @@ def test_journal_alerts_are_sent_once_across_a_watchdog_restart(suite: SuiteFact
                        hook.toml())
         journal_dir = load_config(config).journal_dir
         started(config)  # the risk journal is not there yet: it is waited for
+        kill_the_watchdog(config)  # and a restarted watchdog goes on waiting for all of it
         commit_alert(journal_dir, b"order_lost", b"order 7 lost")
+        assert hftctl(config, "start").returncode == 0
         wait_for(lambda: "order_lost" in hook.kinds(), "the journal's alert")
         lost = next(alert for alert in hook.alerts if alert["kind"] == "order_lost")
         assert (lost["daemon"], lost["summary"], lost["level"]) == ("risk", "order 7 lost",
                                                                     "critical")
         assert lost["details"]["origin"] == "desk"
-        with watchdog_client(config) as client:
-            watchdog_pid = client.status().pid
-        os.kill(watchdog_pid, signal.SIGKILL)
+        kill_the_watchdog(config)
         commit_alert(journal_dir, b"kill_switch", b"kill switch on")  # while no watchdog runs
         assert hftctl(config, "start").returncode == 0
         wait_for(lambda: "kill_switch" in hook.kinds(), "the alert committed meanwhile")

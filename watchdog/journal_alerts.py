@@ -3,8 +3,8 @@ limit changes ...), turned into alerts.
 
 Each journal is followed from the seq the state file remembers, so a restarted watchdog
 neither repeats nor skips one. Without a remembered seq, a journal that already exists is
-followed from its end (its history is not news) and one that appears later from its
-beginning; a journal not there yet is looked for again on every poll.
+followed from its end (its history is not news); one not there yet is looked for again on
+every poll and read from its beginning once it appears (remembered as such).
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from hft.daemons.runtime.journal import JournalError, JournalReader, if_there
 from hft.watchdog.alerts import Alert
 
 _ALERT = int(EventType.ALERT)
+FROM_THE_BEGINNING = 0
+"""The position of a journal that did not exist yet: all of it is news (saved as such, so a
+restarted watchdog reads it from the beginning too)."""
 MAX_PER_POLL = 1000
 """Records read per journal per poll, so a long backlog never stalls the supervisor."""
 log = logging.getLogger("hft.watchdog.journals")
@@ -36,7 +39,8 @@ class JournalAlerts:
         self._next_seq = {name: saved[name] for name in names if name in saved}
         self._readers: dict[str, JournalReader | None] = {name: None for name in names}
         for name in names:
-            self._open(name, self._next_seq.get(name, "end"))
+            if self._open(name) is None:
+                self._next_seq.setdefault(name, FROM_THE_BEGINNING)
 
     @property
     def positions(self) -> dict[str, int]:
@@ -47,7 +51,7 @@ class JournalAlerts:
         alerts: list[Alert] = []
         for name, reader in self._readers.items():
             if reader is None:
-                reader = self._open(name, self._next_seq.get(name, "begin"))
+                reader = self._open(name)
                 if reader is None:
                     continue
             try:
@@ -65,7 +69,10 @@ class JournalAlerts:
             if reader is not None:
                 reader.close()
 
-    def _open(self, name: str, start: int | str) -> JournalReader | None:
+    def _open(self, name: str) -> JournalReader | None:
+        """A reader from the remembered seq; without one, from the journal's end."""
+        seq = self._next_seq.get(name)
+        start = "end" if seq is None else "begin" if seq == FROM_THE_BEGINNING else seq
         reader = if_there(lambda: JournalReader(self._directory, name, start=start), log)
         self._readers[name] = reader
         if reader is not None:

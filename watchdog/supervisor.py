@@ -497,10 +497,10 @@ class Supervisor:
     def _poll_journals(self) -> None:
         if self._journals is None:
             return
-        before = self._journals.positions
-        for alert in self._journals.poll():
+        alerts = self._journals.poll()
+        for alert in alerts:
             self._send(alert)
-        if self._journals.positions != before:
+        if alerts:  # saved then (not after every record): a restart rereads no alert
             self._dirty = True
 
     def _publish(self) -> None:
