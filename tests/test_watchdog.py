@@ -413,16 +413,22 @@ def test_the_backoff_doubles_to_its_cap_and_the_start_limit_is_fatal() -> None:
 
 def test_a_frozen_daemon_is_killed_and_restarted(suite: SuiteFactory) -> None:
     """SIGSTOP: health calls time out (a hang), and SIGTERM cannot stop it: SIGKILL after
-    kill_timeout_s does."""
+    kill_timeout_s does. Meanwhile the other daemons are supervised as usual."""
     with webhook() as hook:
         config = suite(daemon_table("hft_md") + ENGINE + OFF, hook.toml())
-        text = config.read_text()  # health alone decides: the heartbeat would see it too
-        config.write_text(text.replace("heartbeat_timeout_s = 1.5", "heartbeat_timeout_s = 60.0"))
-        pids = started(config)
+        text = config.read_text()  # health alone decides (the heartbeat would see it too),
+        config.write_text(text.replace("heartbeat_timeout_s = 1.5", "heartbeat_timeout_s = 60.0")
+                          .replace("health_timeout_s = 1.0", "health_timeout_s = 4.0"))
+        pids = started(config)  # and its calls wait long: 2 of them, 8 s to tell
         os.kill(pids["engine"], signal.SIGSTOP)
+        os.kill(pids["hft_md"], signal.SIGKILL)
+        wait_for(lambda: daemon_status(config)["hft_md"].pid not in (0, pids["hft_md"]),
+                 "a new hft_md while the engine's health calls are out")
+        engine = daemon_status(config)["engine"]
+        assert (engine.pid, state(engine)) == (pids["engine"], "running")  # not yet told
         wait_for(lambda: daemon_status(config)["engine"].pid not in (0, pids["engine"]),
-                 "a new engine", 30)
+                 "a new engine", 60)
         assert hook.kinds("engine")[0] == "hang"
-        assert "health timeout on 2 calls in a row" in hook.alerts[0]["summary"]
+        hang = next(alert for alert in hook.alerts if alert["kind"] == "hang")
+        assert "health timeout on 2 calls in a row" in hang["summary"]
         assert metric(config, 'hft_watchdog_restarts_total{daemon="engine",reason="hang"}') == 1
-        assert daemon_status(config)["hft_md"].pid == pids["hft_md"]
