@@ -9,10 +9,11 @@ self-pipe that commands, signals and ``request_stop`` write to (or on the journa
 follow, ``wake_on``, all at once), bounded by the next timer and, while pollers exist, by
 ``idle_block_s``.
 
-Start: claim the socket, heartbeat, signal handlers, /metrics, gRPC, the config's plugins,
-then health SERVING. Stop (SIGTERM, SIGINT or Control.Stop): health NOT_SERVING, refuse
-new commands, stop plugins in reverse load order, stop gRPC, stop /metrics, remove the
-socket, write the final heartbeat (STOPPED); ``run`` then returns 0.
+Start: claim the socket, heartbeat, signal handlers, /metrics, gRPC, the program's
+extension if it has one (the watchdog's supervisor), the config's plugins, then health
+SERVING. Stop (SIGTERM, SIGINT or Control.Stop): health NOT_SERVING, refuse new commands,
+stop the extension, stop plugins in reverse load order, stop gRPC, stop /metrics, remove
+the socket, write the final heartbeat (STOPPED); ``run`` then returns 0.
 
 A stop is bounded: plugin code that never returns (a handler in an endless loop) would
 otherwise keep the daemon alive forever. Once a stop is requested a guard thread gives the
