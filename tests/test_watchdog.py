@@ -40,6 +40,7 @@ from hft.daemons.runtime.journal import JournalWriter
 from hft.daemons.runtime.plugins import Plugin
 from hft.watchdog import statefile
 from hft.watchdog.policy import RestartPolicy
+from hft.watchdog.process import adopt
 
 LOADED_MD = daemon_table("hft_md", extra='[daemons.hft_md.plugins.sim]\nspec = "sim_feed"\n'
                                          'config = { interval_ms = 1 }\n')
@@ -432,3 +433,37 @@ def test_a_frozen_daemon_is_killed_and_restarted(suite: SuiteFactory) -> None:
         hang = next(alert for alert in hook.alerts if alert["kind"] == "hang")
         assert "health timeout on 2 calls in a row" in hang["summary"]
         assert metric(config, 'hft_watchdog_restarts_total{daemon="engine",reason="hang"}') == 1
+
+
+def test_only_the_very_process_it_started_is_adopted(suite: SuiteFactory) -> None:
+    """The state file's pid must still be that process (create time) running that daemon
+    (command line) as its group leader; a pid now used by another process is left alone."""
+    config = suite(daemon_table("hft_md") + daemon_table("engine", enabled=False) + OFF)
+    stranger = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    try:
+        born = psutil.Process(stranger.pid).create_time()
+        assert adopted("hft_md", stranger.pid, born) is False  # not an hft daemon
+        run_dir = load_config(config).run_dir
+        run_dir.mkdir(parents=True)
+        statefile.save(statefile.state_path(run_dir), statefile.SavedState(
+            {"hft_md": statefile.DaemonRecord(stranger.pid, born, True, 0)}))
+        pid = started(config)["hft_md"]
+        assert pid != stranger.pid
+        with watchdog_client(config) as client:
+            watchdog_pid = client.status().pid
+        assert adopted("hft_md", pid, psutil.Process(pid).create_time())
+        assert adopted("hft_md", pid, psutil.Process(pid).create_time() - 1) is False  # pid reuse
+        assert adopted("engine", pid, psutil.Process(pid).create_time()) is False
+        assert adopted("hft_md", watchdog_pid, psutil.Process(watchdog_pid).create_time()) is False
+        assert hftctl(config, "stop").returncode == 0
+        assert stranger.poll() is None  # never signalled
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def adopted(name: str, pid: int, create_time: float) -> bool:
+    process = adopt(name, pid, create_time)
+    if process is not None:
+        process.close()
+    return process is not None
