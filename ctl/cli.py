@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 import click
 
-from hft.ctl import data, launcher, pnl, protogen, riskcheck, trading
+from hft.ctl import data, launcher, pnl, protogen, report, riskcheck, trading
 from hft.ctl.client import ControlError, DaemonClient
-from hft.ctl.report import format_table, plugin_dict, suite_status
+from hft.ctl.report import format_table, plugin_dict
 from hft.daemons.runtime.config import (
     CONTROL_TCP_PATTERN,
     DAEMON_NAMES,
@@ -106,62 +106,96 @@ def main() -> None:
     """Control the hft daemon suite: hft_md, engine, risk and monitor."""
 
 
+class WatchdogNotRunning(click.ClickException):
+    """``hftctl status`` when the watchdog does not answer: one line, exit status 4."""
+
+    exit_code = report.EXIT_NO_WATCHDOG
+
+
 @main.command()
 @config_option
-@click.option("--timeout", default=15.0, show_default=True, metavar="SECONDS",
-              help="How long each daemon may take to report SERVING.")
+@click.option("--timeout", default=60.0, show_default=True, metavar="SECONDS",
+              help="How long the daemons may take to run healthy.")
 @click.argument("names", nargs=-1, type=DAEMON)
 def start(config_file: Path | None, timeout: float, names: tuple[str, ...]) -> None:
-    """Start daemons in the background (default: every enabled one).
+    """Start daemons through the watchdog (default: every enabled one).
 
-    Each runs detached with its output in <home>/log/NAME.log; a daemon counts as started
-    once its gRPC health is SERVING. One that is already running is left alone. Exits 1 if
-    any daemon failed to start, after showing the end of its log.
+    Starts the watchdog first if it is not running (detached, its output in
+    <home>/log/watchdog.log); it starts the daemons in order, each with its output in
+    <home>/log/NAME.log, and restarts them when they fail. Returns once every one runs and
+    answers SERVING. One that is already running is left alone. Exits 1 if one failed,
+    naming the reason and showing the end of its log.
     """
     suite = load_config(config_file)
-    outcomes: list[launcher.Outcome] = []
-    spawned = []
-    for name in _names(suite, names):
-        pid = launcher.running_pid(suite.socket_path(name))
-        if pid is None:
-            spawned.append((name, launcher.spawn(suite, name, config_file)))
-        else:
-            outcomes.append(launcher.Outcome(name, True, f"already running (pid {pid})"))
-    outcomes += [launcher.wait_serving(suite, name, process, timeout)
-                 for name, process in spawned]
-    _report(outcomes)
+    wanted = _names(suite, names)
+    watchdog = launcher.ensure_watchdog(suite, suite.watchdog.start_timeout_s)
+    if watchdog is not None:
+        _report([watchdog])
+    _report(launcher.start(suite, [] if not names else wanted, timeout))
 
 
 @main.command()
 @config_option
-@click.option("--timeout", default=15.0, show_default=True, metavar="SECONDS",
-              help="How long each daemon may take to exit after Control.Stop.")
+@click.option("--timeout", type=float, default=None, metavar="SECONDS",
+              help="How long the processes may take to exit [default: watchdog.stop_timeout_s].")
 @click.argument("names", nargs=-1, type=DAEMON)
-def stop(config_file: Path | None, timeout: float, names: tuple[str, ...]) -> None:
-    """Stop daemons gracefully (default: all) and wait for their processes to exit.
+def stop(config_file: Path | None, timeout: float | None, names: tuple[str, ...]) -> None:
+    """Stop daemons gracefully and wait for their processes to exit.
 
-    A daemon that is not running is reported, not an error. Exits 1 if one does not exit
-    in time.
+    With names, those daemons stay stopped (the watchdog goes on) until started again.
+    Without, every daemon and then the watchdog stop. A daemon that is not running is
+    reported, not an error. Exits 1 if a process does not exit in time.
     """
     suite = load_config(config_file)
-    _report(launcher.stop(suite, names or DAEMON_NAMES, timeout))
+    timeout_s = suite.watchdog.stop_timeout_s if timeout is None else timeout
+    if launcher.watchdog_pid(suite) is None and launcher.orphans(suite):
+        # a killed watchdog left daemons behind: a new one adopts them, then stops them
+        started = launcher.ensure_watchdog(suite, suite.watchdog.start_timeout_s)
+        _report([started] if started is not None else [])
+    _report(launcher.stop(suite, list(dict.fromkeys(names)), timeout_s))
+
+
+@main.command()
+@config_option
+@click.option("--timeout", default=60.0, show_default=True, metavar="SECONDS",
+              help="How long the daemon may take to run healthy again.")
+@click.argument("name", type=DAEMON)
+def restart(config_file: Path | None, timeout: float, name: str) -> None:
+    """Stop daemon NAME (if it runs) and start it again through the watchdog.
+
+    Also takes a daemon out of FATAL. Exits 1 if it does not run healthy again.
+    """
+    suite = load_config(config_file)
+    _names(suite, (name,))
+    watchdog = launcher.ensure_watchdog(suite, suite.watchdog.start_timeout_s)
+    if watchdog is not None:
+        _report([watchdog])
+    _report(launcher.restart(suite, name, timeout))
 
 
 @main.command()
 @config_option
 @json_option
 def status(config_file: Path | None, as_json: bool) -> None:
-    """Show every daemon: running or not, pid, state, uptime, heartbeat age, plugins.
+    """Show the watchdog and every daemon: state, pid, uptime, restarts, health, heartbeat
+    age, and why one is not running.
 
-    States: starting, running, stopping; stopped (not running); unresponsive (its process
-    lives but gRPC does not answer); dead (it exited without a clean stop).
+    States: stopped, starting, running, backoff (failed, started again after a delay),
+    stopping, fatal (failed too often; hftctl start NAME tries again), foreign (a process
+    the watchdog did not start serves its socket). Exit status 0 when every enabled daemon
+    runs and is healthy, 3 when one does not, 4 when the watchdog is not running.
     """
     suite = load_config(config_file)
-    rows = suite_status(suite)
-    if not as_json:
-        for row in rows:
-            del row["socket"]
-    _print_rows(rows, as_json)
+    try:
+        with launcher.watchdog(suite) as client:
+            watchdog, daemons = client.status(), client.daemons()
+    except ControlError as exc:
+        raise WatchdogNotRunning(
+            f"the watchdog is not running (nothing answers on {exc.target}: {exc.code}); "
+            "hftctl start starts it") from None
+    rows = report.status_rows(watchdog, daemons)
+    _print_rows(rows if as_json else report.table_rows(rows), as_json)
+    raise SystemExit(report.exit_code(daemons))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hft.daemons.runtime.token import METADATA_KEY, bearer
-from hft.protos import control_pb2, control_pb2_grpc
+from hft.protos import control_pb2, control_pb2_grpc, watchdog_pb2, watchdog_pb2_grpc
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -31,6 +31,7 @@ class ControlError(Exception):
     """A control call failed; ``code`` is the gRPC status name, e.g. ``NOT_FOUND``."""
 
     def __init__(self, target: Path | str, code: str, details: str) -> None:
+        self.target = target
         self.code = code
         self.details = details
         super().__init__(f"{target}: {code}: {details}")
@@ -138,10 +139,40 @@ class DaemonClient:
                                                         control_pb2.StopRequest())
         return response.pid
 
-    def _call(self, method: Callable[..., Any], request: Any) -> Any:
+    def _call(self, method: Callable[..., Any], request: Any, timeout_s: float | None = None) -> Any:
         try:
-            return method(request, timeout=self.timeout_s, metadata=self._metadata)
+            return method(request, timeout=timeout_s or self.timeout_s, metadata=self._metadata)
         except grpc.RpcError as exc:
             code = exc.code()
             error = _ERRORS.get(code, ControlError)
             raise error(self.target, code.name, exc.details() or "") from None
+
+
+class WatchdogClient(DaemonClient):
+    """The watchdog's control plane: Control and health like any daemon's, plus
+    hft.watchdog.v1.Watchdog (start, stop, restart and status of the supervised daemons)."""
+
+    def __init__(self, target: Path | str, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 token: bytes | str | None = None) -> None:
+        super().__init__(target, timeout_s, token)
+        self._watchdog = watchdog_pb2_grpc.WatchdogStub(self._channel)  # type: ignore[no-untyped-call]
+
+    def daemons(self) -> list[watchdog_pb2.DaemonStatus]:
+        """Every supervised daemon's status, in start order."""
+        return self._daemons(self._watchdog.Status, watchdog_pb2.StatusRequest())
+
+    def start_daemons(self, names: list[str]) -> list[watchdog_pb2.DaemonStatus]:
+        """Have the watchdog start ``names`` (all enabled if empty); returns at once."""
+        return self._daemons(self._watchdog.Start, watchdog_pb2.StartRequest(names=names))
+
+    def stop_daemons(self, names: list[str], timeout_s: float) -> list[watchdog_pb2.DaemonStatus]:
+        """Have the watchdog stop ``names`` (all if empty); returns once they have exited."""
+        return self._daemons(self._watchdog.Stop, watchdog_pb2.StopRequest(names=names), timeout_s)
+
+    def restart_daemon(self, name: str) -> list[watchdog_pb2.DaemonStatus]:
+        return self._daemons(self._watchdog.Restart, watchdog_pb2.RestartRequest(name=name))
+
+    def _daemons(self, method: Callable[..., Any], request: Any,
+                 timeout_s: float | None = None) -> list[watchdog_pb2.DaemonStatus]:
+        response: watchdog_pb2.DaemonsResponse = self._call(method, request, timeout_s)
+        return list(response.daemons)

@@ -1,65 +1,59 @@
-"""What ``hftctl status`` shows: per daemon, its control plane's answer and its heartbeat.
-
-The heartbeat file tells what gRPC cannot once a daemon is gone: whether it stopped cleanly
-(last state STOPPED) or died (``dead``: its last state was not STOPPED and the pid is gone),
-and a daemon whose pid lives but does not answer is ``unresponsive``.
-"""
+"""What ``hftctl status`` shows: the watchdog's view of every daemon, one row each, like
+supervisorctl's (state, pid, uptime, restarts, health, heartbeat age, and why when it is not
+running), after a row for the watchdog itself; and the status's exit code."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import psutil
+from hft.daemons.runtime.config import WATCHDOG
+from hft.protos import control_pb2, watchdog_pb2
+from hft.watchdog.metrics import is_up, state_name
 
-from hft.ctl.client import ControlError, DaemonClient
-from hft.daemons.runtime.config import DAEMON_NAMES, SuiteConfig
-from hft.daemons.runtime.heartbeat import (
-    DaemonState,
-    Heartbeat,
-    HeartbeatError,
-    read_heartbeat,
-)
-from hft.daemons.runtime.socketlock import PROBE_TIMEOUT_S
-from hft.protos import control_pb2
+EXIT_ALL_UP = 0
+EXIT_NOT_ALL_UP = 3
+"""An enabled daemon is not running healthy (stopped, starting, backoff, FATAL ...)."""
+EXIT_NO_WATCHDOG = 4
 
 
-def daemon_status(suite: SuiteConfig, name: str) -> dict[str, Any]:
-    """One daemon's status as plain data (JSON-ready); works whether it runs or not."""
-    row: dict[str, Any] = {
-        "daemon": name, "enabled": suite.daemon(name).enabled, "running": False, "pid": None,
-        "state": "stopped", "uptime_s": None, "heartbeat_age_s": None, "metrics_port": None,
-        "plugins": [], "socket": str(suite.socket_path(name)),
-    }
-    heartbeat = _heartbeat(suite, name)
-    if heartbeat is not None:
-        row["heartbeat_age_s"] = round(heartbeat.age_s(), 3)
-    try:
-        with DaemonClient(suite.socket_path(name), timeout_s=PROBE_TIMEOUT_S) as client:
-            status = client.status()
-    except ControlError:
-        if heartbeat is not None and heartbeat.state is not DaemonState.STOPPED:
-            alive = psutil.pid_exists(heartbeat.pid)
-            row.update(state="unresponsive" if alive else "dead",
-                       pid=heartbeat.pid if alive else None)
-        return row
-    row.update(
-        running=True, pid=status.pid,
-        state=control_pb2.DaemonState.Name(status.state).removeprefix("DAEMON_STATE_").lower(),
-        uptime_s=round(status.uptime_s, 3), metrics_port=status.metrics_port,
-        plugins=[plugin_dict(p) for p in status.plugins])
-    return row
+def status_rows(watchdog: control_pb2.StatusResponse,
+                daemons: Sequence[watchdog_pb2.DaemonStatus]) -> list[dict[str, Any]]:
+    """The watchdog's row, then each daemon's, as plain data (JSON-ready)."""
+    rows: list[dict[str, Any]] = [{
+        "daemon": WATCHDOG, "enabled": True, "state": "running", "pid": watchdog.pid,
+        "uptime_s": round(watchdog.uptime_s, 3), "restarts": None, "health": "SERVING",
+        "heartbeat_age_s": None, "reason": ""}]
+    for status in daemons:
+        rows.append({
+            "daemon": status.name, "enabled": status.enabled, "state": state_name(status.state),
+            "pid": status.pid or None, "uptime_s": round(status.uptime_s, 3) if status.pid else None,
+            "restarts": status.restarts, "health": status.health or None,
+            "heartbeat_age_s": round(status.heartbeat_age_s, 3)
+            if status.heartbeat_age_s >= 0 else None,
+            "reason": status.reason if status.enabled else "disabled in the config"})
+    return rows
 
 
-def _heartbeat(suite: SuiteConfig, name: str) -> Heartbeat | None:
-    try:
-        return read_heartbeat(suite.heartbeat_path(name))
-    except HeartbeatError:
-        return None
+def exit_code(daemons: Sequence[watchdog_pb2.DaemonStatus]) -> int:
+    """0 when every enabled daemon runs and is healthy, else 3."""
+    return EXIT_ALL_UP if all(is_up(status) for status in daemons if status.enabled) \
+        else EXIT_NOT_ALL_UP
 
 
-def suite_status(suite: SuiteConfig) -> list[dict[str, Any]]:
-    return [daemon_status(suite, name) for name in DAEMON_NAMES]
+def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as the table shows them: uptime as H:MM:SS, ages in seconds."""
+    return [{"daemon": row["daemon"], "state": row["state"], "pid": row["pid"],
+             "uptime": None if row["uptime_s"] is None else _clock(row["uptime_s"]),
+             "restarts": row["restarts"], "health": row["health"],
+             "heartbeat": None if row["heartbeat_age_s"] is None
+             else f"{row['heartbeat_age_s']:.1f}s", "reason": row["reason"] or None}
+            for row in rows]
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 def plugin_dict(info: control_pb2.PluginInfo) -> dict[str, str]:
@@ -94,4 +88,3 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict) and "name" in value and "state" in value:
         return f"{value['name']}:{value['state']}"
     return str(value)
-

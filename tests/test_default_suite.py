@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 from support.daemons import wait_for
+from support.watchdog import kill_all, processes_of
 
 from hft.ctl import launcher
-from hft.daemons.runtime.config import DAEMON_NAMES, load_config
+from hft.daemons.runtime.config import load_config
 
 
 @pytest.fixture
@@ -28,7 +29,8 @@ def suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     path = tmp_path / "default.toml"
     path.write_text(re.sub(r"metrics_port = \d+", "metrics_port = 0", shipped))
     yield path
-    launcher.stop(load_config(path), DAEMON_NAMES, timeout_s=15)
+    launcher.stop(load_config(path), [], timeout_s=30)
+    kill_all(path)
 
 
 def hftctl(config: Path, *args: str) -> list[dict[str, Any]]:
@@ -52,3 +54,10 @@ def test_the_built_in_suite_trades_both_simulated_accounts(suite: Path) -> None:
     positions = hftctl(suite, "positions", "--json")
     assert {row["account"] for row in positions} == {"sim-a", "sim-b"}
     assert all(row["position"] >= 0 for row in positions)
+    status = subprocess.run([sys.executable, "-m", "hft.ctl", "status", "--config", str(suite)],
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stdout  # every daemon runs healthy
+    stopped = subprocess.run([sys.executable, "-m", "hft.ctl", "stop", "--config", str(suite)],
+                             capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    assert processes_of(suite) == []

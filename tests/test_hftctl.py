@@ -13,10 +13,12 @@ import psutil
 import pytest
 from click.testing import CliRunner, Result
 from support.daemons import wait_for
+from support.watchdog import kill_all
 
 from hft.ctl import launcher
 from hft.ctl.cli import main
 from hft.daemons.runtime.config import DAEMON_NAMES, load_config
+from hft.daemons.runtime.heartbeat import DaemonState, read_heartbeat
 
 TWO_DAEMONS = """
 [daemons.hft_md]
@@ -27,6 +29,10 @@ metrics_port = 0
 enabled = false
 [daemons.monitor]
 enabled = false
+[watchdog]
+metrics_port = 0
+check_interval_s = 0.1
+backoff_initial_s = 0.1
 """
 
 TICKER = """
@@ -45,16 +51,17 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     path = tmp_path / "suite.toml"
     path.write_text(TWO_DAEMONS)
     yield path
-    launcher.stop(load_config(path), DAEMON_NAMES, timeout_s=10)
+    launcher.stop(load_config(path), [], timeout_s=20)
+    kill_all(path)
 
 
 def hftctl(*args: str) -> Result:
     return CliRunner().invoke(main, list(args))
 
 
-def status_rows(config: Path) -> dict[str, dict[str, object]]:
+def status_rows(config: Path, exit_code: int = 0) -> dict[str, dict[str, object]]:
     result = hftctl("status", "--json", "--config", str(config))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == exit_code, result.output
     return {row["daemon"]: row for row in map(json.loads, result.output.splitlines())}
 
 
@@ -66,23 +73,21 @@ def exited(pid: int) -> bool:
 
 
 def test_status_when_nothing_runs(config: Path) -> None:
-    rows = status_rows(config)
-    assert list(rows) == list(DAEMON_NAMES)
-    assert {(r["running"], r["state"], r["pid"]) for r in rows.values()} == {(False, "stopped",
-                                                                              None)}
-    table = hftctl("status", "--config", str(config))
-    assert table.exit_code == 0 and table.output.splitlines()[0].split()[:3] == [
-        "daemon", "enabled", "running"]
+    result = hftctl("status", "--json", "--config", str(config))
+    assert result.exit_code == 4
+    assert result.output.startswith("Error: the watchdog is not running (nothing answers on ")
 
 
 def test_start_status_plugins_stop(config: Path, tmp_path: Path) -> None:
     started = hftctl("start", "--config", str(config))
     assert started.exit_code == 0, started.output
-    assert [line.split(":")[0] for line in started.output.splitlines()] == ["hft_md", "engine"]
+    assert [line.split(":")[0] for line in started.output.splitlines()] == [
+        "watchdog", "hft_md", "engine"]
     rows = status_rows(config)
-    assert rows["hft_md"]["running"] and rows["engine"]["running"]
-    assert not rows["risk"]["running"] and not rows["risk"]["enabled"]
-    pids = {name: rows[name]["pid"] for name in ("hft_md", "engine")}
+    assert list(rows) == ["watchdog", *DAEMON_NAMES]
+    assert rows["hft_md"]["state"] == rows["engine"]["state"] == "running"
+    assert rows["risk"]["state"] == "stopped" and not rows["risk"]["enabled"]
+    pids = {name: rows[name]["pid"] for name in ("watchdog", "hft_md", "engine")}
     assert all(isinstance(pid, int) and psutil.pid_exists(pid) for pid in pids.values())
     home = tmp_path / "home"
     assert (home / "log" / "engine.log").is_file()
@@ -98,8 +103,7 @@ def test_start_status_plugins_stop(config: Path, tmp_path: Path) -> None:
     assert loaded.exit_code == 0, loaded.output
     assert loaded.output.strip() == "engine: plugin tick running"
     listed = hftctl("plugins", "list", "--json", "--config", str(config), "engine")
-    assert [json.loads(line)["name"] for line in listed.output.splitlines()] == ["tick"]
-    assert status_rows(config)["engine"]["plugins"] == [
+    assert [json.loads(line) for line in listed.output.splitlines()] == [
         {"name": "tick", "spec": str(tmp_path / "ticker.py"), "state": "running", "error": ""}]
     assert hftctl("plugins", "reload", "--config", str(config), "engine", "tick").exit_code == 0
     assert hftctl("plugins", "unload", "--config", str(config), "engine", "tick").exit_code == 0
@@ -110,11 +114,10 @@ def test_start_status_plugins_stop(config: Path, tmp_path: Path) -> None:
     assert stopped.exit_code == 0, stopped.output
     assert stopped.output.splitlines() == [
         f"hft_md: stopped (pid {pids['hft_md']})", f"engine: stopped (pid {pids['engine']})",
-        "risk: not running", "monitor: not running"]
+        "risk: not running", "monitor: not running", f"watchdog: stopped (pid {pids['watchdog']})"]
     assert all(exited(pid) for pid in pids.values())
-    rows = status_rows(config)
-    assert {rows[n]["state"] for n in DAEMON_NAMES} == {"stopped"}
-    assert rows["engine"]["heartbeat_age_s"] is not None
+    assert hftctl("status", "--config", str(config)).exit_code == 4
+    assert read_heartbeat(home / "run" / "engine.hb").state is DaemonState.STOPPED
 
 
 def test_a_daemon_that_cannot_start_is_reported_with_its_log(config: Path) -> None:
@@ -127,7 +130,7 @@ def test_a_daemon_that_cannot_start_is_reported_with_its_log(config: Path) -> No
         result = hftctl("start", "--config", str(config))
     assert result.exit_code == 1
     assert "hft_md: started" in result.output
-    assert "engine: failed to start: exited with status 1" in result.output
+    assert "engine: failed to start: backoff: exited with status 1 while starting" in result.output
     assert f"cannot serve /metrics on 127.0.0.1:{port}" in result.output
 
 
@@ -162,7 +165,8 @@ def test_events_and_help() -> None:
     top = subprocess.run([str(console_script), "--help"], capture_output=True, text=True,
                          timeout=30)
     assert top.returncode == 0
-    for command in ("start", "stop", "status", "plugins", "events", "gen-protos", "bench"):
+    for command in ("start", "stop", "restart", "status", "plugins", "events", "gen-protos",
+                    "bench"):
         assert command in top.stdout
     assert "--plugin-config" in hftctl("plugins", "load", "--help").output
 
@@ -187,7 +191,18 @@ def test_bench_without_its_peers_says_what_to_install(peer: str) -> None:
 
 def test_stop_waits_for_the_process(config: Path) -> None:
     assert hftctl("start", "--config", str(config), "hft_md").exit_code == 0
-    pid = status_rows(config)["hft_md"]["pid"]
+    pid = status_rows(config, exit_code=3)["hft_md"]["pid"]  # engine is not running
     assert isinstance(pid, int)
     assert hftctl("stop", "--config", str(config), "hft_md").exit_code == 0
     wait_for(lambda: exited(pid), "hft_md to exit", timeout=0.5)
+    assert status_rows(config, exit_code=3)["hft_md"]["state"] == "stopped"
+
+
+def test_restart_replaces_the_process(config: Path) -> None:
+    assert hftctl("start", "--config", str(config), "hft_md").exit_code == 0
+    pid = status_rows(config, exit_code=3)["hft_md"]["pid"]
+    restarted = hftctl("restart", "--config", str(config), "hft_md")
+    assert restarted.exit_code == 0, restarted.output
+    row = status_rows(config, exit_code=3)["hft_md"]
+    assert restarted.output.strip() == f"hft_md: started (pid {row['pid']})"
+    assert row["pid"] != pid and row["restarts"] == 1 and exited(pid)

@@ -54,6 +54,8 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
                           "daemons.engine.metrics_port: "),
     "stop, bad config": (lambda t: ["stop", "--config", bad_config(t)], "; daemons.engine.spin_us"),
     "status, bad config": (lambda t: ["status", "--config", bad_config(t)], "invalid config"),
+    "restart, bad config": (lambda t: ["restart", "--config", bad_config(t), "engine"],
+                            "daemons.engine.metrics_port: "),
     "start, home is a file": (lambda t: ["start", "--config", home_is_a_file(t), "engine"],
                               "file"),
     "plugins list": (lambda t: ["plugins", "list", "--config", suite(t), "engine"],

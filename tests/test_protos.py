@@ -13,7 +13,8 @@ from hft.ctl.cli import main
 def test_committed_generated_code_is_fresh(tmp_path: Path) -> None:
     written = protogen.generate(tmp_path)
     assert sorted(p.name for p in written) == [
-        "control_pb2.py", "control_pb2.pyi", "control_pb2_grpc.py"]
+        "control_pb2.py", "control_pb2.pyi", "control_pb2_grpc.py",
+        "watchdog_pb2.py", "watchdog_pb2.pyi", "watchdog_pb2_grpc.py"]
     for fresh in written:
         committed = protogen.SOURCE_ROOT / fresh.relative_to(tmp_path)
         assert committed.read_bytes() == fresh.read_bytes(), (

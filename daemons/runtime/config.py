@@ -245,6 +245,9 @@ class WatchdogConfig(DaemonConfig):
     """How long a daemon may take from spawn to SERVING."""
     kill_timeout_s: float = Field(default=10.0, gt=0, le=600)
     """Graceful stop: SIGTERM, then SIGKILL after this long."""
+    stop_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    """How long the watchdog's own stop may take; it stops every daemon first, so it must be
+    longer than kill_timeout_s."""
     backoff_initial_s: float = Field(default=0.5, ge=0, le=600)
     backoff_max_s: float = Field(default=30.0, ge=0, le=3600)
     start_limit_burst: int = Field(default=5, ge=1, le=1000)
@@ -258,6 +261,14 @@ class WatchdogConfig(DaemonConfig):
         Field(default_factory=lambda: ["risk"]))
     """Journals whose ALERT records (LOST orders, position mismatch, kill switch) are sent."""
     webhooks: list[WebhookConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _stop_outlasts_kill(self) -> WatchdogConfig:
+        if self.stop_timeout_s <= self.kill_timeout_s:
+            raise ValueError(f"stop_timeout_s ({self.stop_timeout_s:g}) must be longer than "
+                             f"kill_timeout_s ({self.kill_timeout_s:g}): the watchdog stops "
+                             "every daemon before it exits")
+        return self
 
     @field_validator("max_rss_mb", "max_cpu_percent")
     @classmethod
@@ -391,7 +402,15 @@ def load_config(path: Path | None = None) -> SuiteConfig:
 
 
 def _cross_check(config: SuiteConfig) -> Iterator[tuple[str, str]]:
-    """What no single field can check: shared ports and sockets, socket path length."""
+    """What no single field can check: shared ports and sockets, socket path length, a
+    heartbeat the watchdog would find stale between two beats."""
+    for name in config.enabled_daemons():
+        interval = config.daemon(name).heartbeat_interval_s
+        if interval >= config.watchdog.heartbeat_timeout_s:
+            yield ("watchdog.heartbeat_timeout_s",
+                   f"{config.watchdog.heartbeat_timeout_s:g}s must be longer than "
+                   f"daemons.{name}.heartbeat_interval_s ({interval:g}s): the watchdog would "
+                   f"restart a healthy {name}")
     ports: dict[int, str] = {}
     sockets: dict[Path, str] = {}
     for name in (*DAEMON_NAMES, WATCHDOG):

@@ -22,8 +22,9 @@ import json
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -81,6 +82,15 @@ _PLUGIN_STATES = {
     PluginState.DEGRADED: control_pb2.PLUGIN_STATE_DEGRADED,
 }
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class GrpcService:
+    """A further service a program serves beside Control (the watchdog's own): its full
+    name (for health and reflection) and the generated ``add_..._to_server`` call for it."""
+
+    name: str
+    add_to: Callable[[grpc.Server], None]
 
 
 class HostStoppingError(Exception):
@@ -217,8 +227,9 @@ class ControlServer:
     """The gRPC server of one daemon: on its Unix socket, and on TCP with a token if asked."""
 
     def __init__(self, host: DaemonHost, socket_path: Path, tcp_address: str | None = None,
-                 token: bytes | None = None) -> None:
+                 token: bytes | None = None, services: Sequence[GrpcService] = ()) -> None:
         self.socket_path = socket_path
+        self._services = tuple(services)
         self.tcp_address = tcp_address
         self.tcp_port = 0
         """The bound TCP port (``tcp_address`` may ask for port 0: any free one)."""
@@ -240,9 +251,12 @@ class ControlServer:
                              interceptors=interceptors, options=options,
                              maximum_concurrent_rpcs=maximum_concurrent_rpcs)
         control_pb2_grpc.add_ControlServicer_to_server(control, server)  # type: ignore[no-untyped-call]
+        for service in self._services:
+            service.add_to(server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
-            (CONTROL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+            (CONTROL_SERVICE, *(service.name for service in self._services),
+             health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         return server
 
     def start(self) -> None:
@@ -269,7 +283,7 @@ class ControlServer:
     def set_serving(self, serving: bool) -> None:
         status = (health_pb2.HealthCheckResponse.SERVING if serving
                   else health_pb2.HealthCheckResponse.NOT_SERVING)
-        for service in ("", CONTROL_SERVICE):
+        for service in ("", CONTROL_SERVICE, *(service.name for service in self._services)):
             self._health.set(service, status)
 
     def begin_shutdown(self) -> None:

@@ -9,10 +9,11 @@ self-pipe that commands, signals and ``request_stop`` write to (or on the journa
 follow, ``wake_on``, all at once), bounded by the next timer and, while pollers exist, by
 ``idle_block_s``.
 
-Start: claim the socket, heartbeat, signal handlers, /metrics, gRPC, the config's plugins,
-then health SERVING. Stop (SIGTERM, SIGINT or Control.Stop): health NOT_SERVING, refuse
-new commands, stop plugins in reverse load order, stop gRPC, stop /metrics, remove the
-socket, write the final heartbeat (STOPPED); ``run`` then returns 0.
+Start: claim the socket, heartbeat, signal handlers, /metrics, gRPC, the program's
+extension if it has one (the watchdog's supervisor), the config's plugins, then health
+SERVING. Stop (SIGTERM, SIGINT or Control.Stop): health NOT_SERVING, refuse new commands,
+stop the extension, stop plugins in reverse load order, stop gRPC, stop /metrics, remove
+the socket, write the final heartbeat (STOPPED); ``run`` then returns 0.
 
 A stop is bounded: plugin code that never returns (a handler in an endless loop) would
 otherwise keep the daemon alive forever. Once a stop is requested a guard thread gives the
@@ -34,15 +35,17 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+
+from prometheus_client.core import Metric
 
 from hft.daemons.runtime.bus import EventBus, handler_name
 from hft.daemons.runtime.config import SuiteConfig
-from hft.daemons.runtime.control import ControlServer, HostStoppingError
+from hft.daemons.runtime.control import ControlServer, GrpcService, HostStoppingError
 from hft.daemons.runtime.heartbeat import DaemonState, HeartbeatWriter
 from hft.daemons.runtime.homedir import prepare_home
 from hft.daemons.runtime.journal import JournalReader, wait_any
@@ -79,6 +82,22 @@ class StartupError(Exception):
     """The daemon cannot start: its socket is taken, its port is in use, ..."""
 
 
+class HostExtension(Protocol):
+    """A program's own part of its host beside the config's plugins (the watchdog's
+    supervisor): gRPC services served with Control, metric families on /metrics (collected on
+    the metrics thread), and work started once the socket is claimed and stopped right after
+    the host reports NOT_SERVING."""
+
+    @property
+    def services(self) -> Sequence[GrpcService]: ...
+
+    def collect(self) -> Iterable[Metric]: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class DaemonHost:
     """A plugin host with a main loop, a control server, /metrics and a heartbeat.
 
@@ -86,9 +105,11 @@ class DaemonHost:
     plugin code, are for the main thread only.
     """
 
-    def __init__(self, name: str, suite: SuiteConfig) -> None:
+    def __init__(self, name: str, suite: SuiteConfig,
+                 extension: HostExtension | None = None) -> None:
         self.name = name
         self.suite = suite
+        self.extension = extension
         self.config = suite.daemon(name)
         self.log = logging.getLogger(f"hft.daemon.{name}")
         self.bus = EventBus(failing_after=self.config.failing_after)
@@ -274,6 +295,9 @@ class DaemonHost:
                                f": {exc}") from None
         cleanup.callback(control.stop, GRPC_GRACE_S)
         cleanup.callback(self.plugins.stop_all)
+        if self.extension is not None:
+            self.extension.start()
+            cleanup.callback(self.extension.stop)
         cleanup.callback(self._begin_shutdown, control)
 
         self.call_every(self.config.heartbeat_interval_s, self._beat)
@@ -292,14 +316,15 @@ class DaemonHost:
 
     def _control_server(self, socket_path: Path) -> ControlServer:
         """The gRPC server; with the TCP listener and its token when configured."""
+        services = () if self.extension is None else self.extension.services
         token_path = self.suite.token_path(self.name)
         if token_path is None:
-            return ControlServer(self, socket_path)
+            return ControlServer(self, socket_path, services=services)
         try:
             token = read_token(token_path)
         except TokenError as exc:
             raise StartupError(f"{exc} (daemons.{self.name}.control_token_file)") from None
-        return ControlServer(self, socket_path, self.config.control_tcp, token)
+        return ControlServer(self, socket_path, self.config.control_tcp, token, services)
 
     def _loop(self) -> None:
         mode = self.config.wait_mode

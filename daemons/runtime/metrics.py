@@ -113,6 +113,8 @@ class MetricsServer:
     def __init__(self, host: DaemonHost) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(HostCollector(host))
+        if host.extension is not None:
+            self.registry.register(host.extension)
         ProcessCollector(registry=self.registry)
         config, suite = host.config, host.suite
         app = make_wsgi_app(self.registry)
