@@ -16,20 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.daemons import wait_for
 from support.suite import running_suite
 
-from hft.daemons.runtime.config import DAEMON_NAMES
-
 OPS = Path(__file__).resolve().parents[1] / "ops"
 DASHBOARDS = sorted((OPS / "grafana" / "dashboards").glob("*.json"))
 RULE_FILES = sorted((OPS / "prometheus" / "rules").glob("*.yml"))
 
-WATCHDOG_SERIES_UNTIL_MERGED = frozenset({
-    "hft_watchdog_daemon_state", "hft_watchdog_daemon_up", "hft_watchdog_restarts_total",
-    "hft_watchdog_heartbeat_age_seconds", "hft_watchdog_daemon_rss_bytes",
-    "hft_watchdog_daemon_cpu_percent", "hft_watchdog_alerts_total",
-    "hft_watchdog_alerts_sent_total", "hft_watchdog_alerts_dropped_total",
-    "hft_watchdog_webhook_errors_total"})
-"""The watchdog's /metrics names as agreed for watchdog/ (built on another branch, not on
-this one yet). To be replaced by a scrape of the real watchdog once it is merged."""
 PROMETHEUS_SERIES = frozenset({"up"})
 """Series Prometheus makes itself for every target."""
 _SERIES_OF_TYPE = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"),
@@ -142,18 +132,21 @@ def test_metric_names_are_read_from_promql() -> None:
 
 @pytest.fixture(scope="module")
 def suite_series(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    """Every series name the four daemons of the built-in suite export, once each plugin
-    reports (the default plugins all running)."""
-    with running_suite(tmp_path_factory.mktemp("suite")) as suite:
+    """Every series name the four daemons of the built-in suite and a watchdog beside them
+    export, once each plugin reports (the default plugins all running)."""
+    with running_suite(tmp_path_factory.mktemp("suite"), watchdog=True) as suite:
         def everything() -> set[str]:
-            series = set().union(*(exported_series(suite.scrape(name)) for name in DAEMON_NAMES))
+            series = set().union(*(exported_series(suite.scrape(name))
+                                   for name in suite.metrics_ports))
             return series if {"hft_md_ticks_total", "hft_risk_pnl", "hft_strategy_pnl",
-                              "hft_replay_lag_records", "hft_kline_bars_total"} <= series else set()
+                              "hft_replay_lag_records", "hft_kline_bars_total",
+                              "hft_watchdog_daemon_state", "hft_watchdog_alerts_sent_total",
+                              } <= series else set()
         return wait_for(everything, "every plugin's metrics", 30)
 
 
 def test_every_expression_names_only_exported_metrics(suite_series: set[str]) -> None:
-    known = suite_series | WATCHDOG_SERIES_UNTIL_MERGED | PROMETHEUS_SERIES
+    known = suite_series | PROMETHEUS_SERIES
     expressions = dashboard_expressions() + rule_expressions()
     assert len(expressions) > 50
     unknown = [(where, name) for where, expression in expressions

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     configure_logging(WATCHDOG, level=suite.logging.level, stderr=suite.logging.stderr,
                       file=suite.json_log_path(WATCHDOG) if suite.logging.file else None)
-    supervisor = Supervisor(suite, AlertSender(suite.watchdog.webhooks), args.autostart)
+    alerts = AlertSender(suite.watchdog.webhooks, registry=None)  # served by the supervisor
+    supervisor = Supervisor(suite, alerts, args.autostart)
     try:
         return DaemonHost(WATCHDOG, suite, supervisor).run()
     except StartupError as exc:

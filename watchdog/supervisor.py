@@ -122,7 +122,8 @@ class Supervisor:
         return (watchdog_service(self),)
 
     def collect(self) -> Iterable[Metric]:
-        return metrics.families(self)
+        yield from metrics.families(self)
+        yield from self._alerts.collect()
 
     def start(self) -> None:
         """Adopt what the last watchdog left running, then supervise (its own thread)."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hft.ctl.client import ControlError, DaemonClient
-from hft.daemons.runtime.config import SuiteConfig, load_config
+from hft.daemons.runtime.config import WATCHDOG, SuiteConfig, load_config
 
 T = TypeVar("T")
 START_TIMEOUT_S = 20.0
@@ -74,13 +74,16 @@ class Daemon:
 
 
 def spawn_daemon(name: str, config_path: Path, stderr_path: Path | None = None) -> Daemon:
-    """Start ``python -m hft.daemons NAME --config FILE``, without waiting."""
+    """Start ``python -m hft.daemons NAME --config FILE``, without waiting; for the name
+    ``watchdog``, ``python -m hft.watchdog --config FILE --no-autostart`` (it starts
+    nothing, and only looks at daemons it did not start)."""
     suite = load_config(config_path)
     stderr_path = stderr_path or config_path.parent / f"{name}.stderr"
+    command = ([sys.executable, "-m", "hft.watchdog", "--no-autostart"] if name == WATCHDOG
+               else [sys.executable, "-m", "hft.daemons", name])
     with stderr_path.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "hft.daemons", name, "--config", str(config_path)],
-            stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
+        process = subprocess.Popen([*command, "--config", str(config_path)],
+                                   stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
     return Daemon(name, process, suite, stderr_path)
 
 

@@ -13,7 +13,7 @@ from functools import partial
 from importlib import resources
 from pathlib import Path
 
-from hft.daemons.runtime.config import DAEMON_NAMES
+from hft.daemons.runtime.config import DAEMON_NAMES, WATCHDOG
 from support.daemons import START_TIMEOUT_S, Daemon, serving, spawn_daemon, wait_for
 
 
@@ -37,31 +37,47 @@ class Suite:
             return str(response.read().decode())
 
 
-def default_config(directory: Path, ports: dict[str, int]) -> Path:
-    """daemons/default.toml with its home in ``directory`` and each daemon's metrics_port
-    from ``ports``."""
+def default_config(directory: Path, ports: dict[str, int], extra: str = "") -> Path:
+    """daemons/default.toml with its home in ``directory``, each daemon's (and the
+    watchdog's) metrics_port from ``ports``, and ``extra`` TOML at the end."""
     text = resources.files("hft.daemons").joinpath("default.toml").read_text("utf-8")
     text = text.replace('home = "~/.hft"', f'home = "{directory / "home"}"', 1)
     for name, port in ports.items():
-        text, count = re.subn(rf"(\[daemons\.{name}\]\n(?:[^\[].*\n)*?metrics_port = )\d+",
-                              rf"\g<1>{port}", text)
+        text, count = re.subn(
+            rf"(\[(?:daemons\.)?{name}\]\n(?:[^\[].*\n)*?metrics_port = )\d+",
+            rf"\g<1>{port}", text)
         assert count == 1, f"no metrics_port for {name} in default.toml"
     path = directory / "hft.toml"
-    path.write_text(text)
+    path.write_text(text + extra)
     return path
 
 
+WATCHED_WEBHOOK = """
+[[watchdog.webhooks]]
+kind = "generic"
+url = "http://127.0.0.1:9/never-called"
+"""
+"""A webhook for the watchdog of ``running_suite(watchdog=True)``, so the per-webhook
+series exist (nothing is sent: the watchdog only looks at daemons it did not start)."""
+
+
 @contextmanager
-def running_suite(directory: Path) -> Iterator[Suite]:
-    """Every daemon of the built-in suite started and SERVING; all stopped at the end."""
-    ports = {name: free_port() for name in DAEMON_NAMES}
-    config = default_config(directory, ports)
+def running_suite(directory: Path, *, watchdog: bool = False) -> Iterator[Suite]:
+    """Every daemon of the built-in suite started and SERVING; all stopped at the end. With
+    ``watchdog``, a real watchdog (--no-autostart) beside them, serving its /metrics too."""
+    names = (*DAEMON_NAMES, WATCHDOG) if watchdog else DAEMON_NAMES
+    ports = {name: free_port() for name in names}
+    config = default_config(directory, ports, WATCHED_WEBHOOK if watchdog else "")
     daemons: dict[str, Daemon] = {}
     try:
         for name in DAEMON_NAMES:
             daemons[name] = spawn_daemon(name, config, directory / f"{name}.stderr")
         for name, daemon in daemons.items():
             wait_for(partial(serving, daemon), f"{name} to be SERVING", START_TIMEOUT_S)
+        if watchdog:
+            daemons[WATCHDOG] = spawn_daemon(WATCHDOG, config, directory / "watchdog.stderr")
+            wait_for(partial(serving, daemons[WATCHDOG]), "the watchdog to be SERVING",
+                     START_TIMEOUT_S)
         yield Suite(daemons, ports)
     finally:
         for daemon in daemons.values():
