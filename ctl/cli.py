@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from hft.ctl import data, launcher, logs, pnl, protogen, riskcheck, trading
+from hft.ctl import configcmd, data, launcher, logs, pnl, protogen, riskcheck, trading
 from hft.ctl.client import ControlError, DaemonClient
 from hft.ctl.options import config_option
 from hft.ctl.report import format_table, plugin_dict, suite_status
@@ -478,3 +478,4 @@ def risk_set(config_file: Path | None, account: str, key: str, value: str) -> No
 
 
 main.add_command(logs.logs_command)
+main.add_command(configcmd.config_group)

@@ -405,7 +405,9 @@ def _explain(error: Any) -> tuple[str, str]:
         return _key_path(loc), "unknown key" + (f"; expected one of: {', '.join(allowed)}"
                                                 if allowed else "")
     reason = error["msg"]
-    if error["type"] != "missing" and not any(is_secret_key(str(part)) for part in loc):
+    # A table's or a list's value is not echoed: it may hold secrets under any key.
+    if error["type"] != "missing" and not isinstance(error["input"], dict | list) and not any(
+            is_secret_key(str(part)) for part in loc):
         reason += f" (got {reprlib.repr(error['input'])})"
     return _key_path(loc), reason
 
