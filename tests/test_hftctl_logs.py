@@ -5,16 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from support.daemons import wait_for
+from support.follow import Follow
 
 from hft.ctl.cli import main
 from hft.daemons.runtime.logs import configure_logging
@@ -105,42 +101,12 @@ def test_a_missing_log_is_one_line_naming_its_path(home: Path) -> None:
     assert unknown.exit_code == 2 and "'nothing' is not one of" in unknown.output
 
 
-class Follow:
-    """``hftctl logs NAME -f`` in a real process, its output lines collected as they come."""
-
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "hft.ctl", "logs", "-f", *args], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def shows(self, line: str) -> None:
-        wait_for(lambda: line in self.lines, f"hftctl logs -f to show {line!r} "
-                                             f"(shown: {self.lines})")
-
-    def interrupt(self) -> tuple[int, str]:
-        """Ctrl-C: the exit status and what went to stderr."""
-        self.process.send_signal(signal.SIGINT)
-        _, stderr = self.process.communicate(timeout=10)
-        self._reader.join(timeout=10)
-        return self.process.returncode, stderr
-
-
 @pytest.fixture
 def follow() -> Iterator[list[Follow]]:
     started: list[Follow] = []
     yield started
     for running in started:
-        if running.process.poll() is None:
-            running.process.kill()
-            running.process.wait()
+        running.kill()
 
 
 def append(path: Path, text: str) -> None:
