@@ -3,7 +3,7 @@
 ``check`` validates exactly as the daemons do (``load_config``: every problem, by key path)
 and then warns about what is valid but probably a mistake: alerts sent over plain http
 across the network, a control listener reachable beyond this machine without TLS, and
-secrets in a file others can read.
+secrets in a file every user can read.
 """
 
 from __future__ import annotations
@@ -70,11 +70,11 @@ def warnings(suite: SuiteConfig, file: Path) -> Iterator[str]:
             yield (f"{table}.control_tcp: {address} is reachable beyond this machine over "
                    "plain TCP (no TLS): bind it to a private network or tunnel it")
     mode = file.stat().st_mode & 0o777
-    if mode & 0o077:
+    if mode & 0o007:  # the group may read it: root:hft 0640 is how the service reads it
         secrets = sorted(_secret_keys(tomllib.loads(file.read_text(encoding="utf-8")), ""))
         if secrets:
-            yield (f"{', '.join(secrets)}: secrets in a file of mode {mode:04o}, readable by "
-                   f"others: chmod 600 {file}")
+            yield (f"{', '.join(secrets)}: secrets in a file every user can read (mode "
+                   f"{mode:04o}): chmod o-rwx {file}")
 
 
 def _is_local(host: str | None) -> bool:

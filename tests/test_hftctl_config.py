@@ -117,7 +117,7 @@ url = "http://localhost:9000/alerts"
         f"{path}: warning: watchdog.control_tcp: 0.0.0.0:7000 is reachable beyond this "
         "machine over plain TCP (no TLS): bind it to a private network or tunnel it",
         f"{path}: warning: watchdog.webhooks.0.secret, watchdog.webhooks.0.url: secrets in a "
-        f"file of mode 0644, readable by others: chmod 600 {path}",
+        f"file every user can read (mode 0644): chmod o-rwx {path}",
         f"{path}: ok",
     ]
     assert WEBHOOK_TOKEN not in checked.output and SIGNING_SECRET not in checked.output
@@ -132,6 +132,6 @@ control_token_file = "engine.token"
 kind = "feishu"
 url = "https://open.feishu.cn/open-apis/bot/v2/hook/{WEBHOOK_TOKEN}"
 secret = "{SIGNING_SECRET}"
-""")
+""", mode=0o640)  # root:hft 0640: the service's group reads it
     checked = hftctl("check", str(path))
     assert (checked.exit_code, checked.output) == (0, f"{path}: ok\n")
