@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import stat
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from openctp_ctp import tdapi
 from support import ctp_td_emulator
 from support.ctp_td_emulator import EmulatedCounter, tick
 from support.daemons import serving, spawn_daemon, wait_for, write_config
+from support.pagecache import file_page_is_dirty
 
 from hft.daemons.runtime.config import SuiteConfig
 from hft.daemons.runtime.events import EventType, Offset, OrderStatus, empty
@@ -478,6 +480,44 @@ query_interval_s = 0.05
     finally:
         daemon.stop()
     assert PASSWORD not in (tmp_path / "risk.stderr").read_text()
+
+
+# --- durable OrderRef mappings -------------------------------------------------------------
+
+@pytest.fixture
+def disk_home(tmp_path: Path) -> Iterator[Path]:
+    """A home on a disk filesystem (tmpfs pages are never written out)."""
+    home = Path("/var/tmp") / f"hft-ctp-{os.getpid()}-{tmp_path.name}"
+    home.mkdir(mode=0o700)
+    yield home
+    shutil.rmtree(home)
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_durable_gateways_order_ref_is_on_the_disk_when_the_order_leaves(
+        counter: EmulatedCounter, risks: list[Risk], disk_home: Path,
+        monkeypatch: pytest.MonkeyPatch, durable: bool) -> None:
+    """With ``durable = true`` the mapping line's page is clean (written out) at the moment
+    the counter receives the order, and so is the compacted file before it; without it both
+    are still dirty in the page cache, lost to a power failure."""
+    risk = start(risks, disk_home, durable=durable)
+    refs = risk.gateway.refs
+    compacted_dirty = file_page_is_dirty(refs.path, 0)
+    risk.ready()
+    at_the_counter: list[bool] = []
+    insert = counter.insert
+
+    def observed(api: Any, field: Any) -> int:
+        at_the_counter.append(file_page_is_dirty(refs.path, refs.path.stat().st_size - 1))
+        return insert(api, field)
+
+    monkeypatch.setattr(counter, "insert", observed)
+    for ref in (1, 2):
+        request(disk_home, ref)
+        risk.until(lambda ref=ref: OrderStatus.ALL_TRADED in statuses(risk, ref), "the fill")
+    assert len(at_the_counter) == 2
+    written_out = [not compacted_dirty, *(not dirty for dirty in at_the_counter)]
+    assert all(written_out) if durable else not all(written_out)
 
 
 # --- a real front -------------------------------------------------------------------------------

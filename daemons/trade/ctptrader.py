@@ -130,6 +130,10 @@ class CtpTraderConfig(BaseModel):
     login_retry_s: float = Field(default=1.0, gt=0)
     """First delay before a login refused for a reason other than the credentials is retried
     (doubling up to a minute)."""
+    durable: bool = False
+    """Write each order's OrderRef mapping to the disk before the order leaves (fdatasync,
+    a wait for the disk per order), so it survives a power loss; set it with the order
+    desk's ``durable`` on a live account."""
 
 
 class CtpTrader(Plugin):
@@ -189,7 +193,8 @@ class CtpTrader(Plugin):
         self._insert_field = self._order_template()
         self._handlers: dict[str, Callable[[Any, Any, bool], None]] = {
             kind: getattr(self, f"_on_{kind}") for kind in CALLBACK_KINDS}
-        self.refs = OrderRefFile(Path(ctx.host.run_dir) / f"{ctx.name}.orders")
+        self.refs = OrderRefFile(Path(ctx.host.run_dir) / f"{ctx.name}.orders",
+                                 durable=settings.durable)
         ctx.subscribe(EventType.ORDER_SEND, self.on_order)
         ctx.subscribe(EventType.CANCEL_REQ, self.on_cancel)
         ctx.subscribe(EventType.POS_UPDATE, self._on_position_published)
