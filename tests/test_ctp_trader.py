@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,14 +21,17 @@ from support.ctp_td_emulator import EmulatedCounter, tick
 from support.daemons import serving, spawn_daemon, wait_for, write_config
 from support.pagecache import file_page_is_dirty
 
+from hft.daemons.runtime import host as host_module
 from hft.daemons.runtime.config import SuiteConfig
 from hft.daemons.runtime.events import EventType, Offset, OrderStatus, empty
 from hft.daemons.runtime.host import DaemonHost
 from hft.daemons.runtime.journal import JournalReader, JournalWriter
+from hft.daemons.runtime.timers import NEVER
 
 BROKER, USER, PASSWORD = "9999", "218001", "s3cr3t-TD-4711"
 WRONG = "wr0ng-TD-0815"
 ENGINE = Path(__file__).parent
+FUTEX_WAITV = 449  # x86_64 and aarch64
 
 
 class Risk:
@@ -309,6 +313,47 @@ def test_instrument_status_is_followed(counter: EmulatedCounter, risks: list[Ris
     risk.ready()
     counter.api.instrument_status("IF2603", "CFFEX", "6")  # closed
     risk.until(lambda: risk.gateway.instrument_status.get(b"IF2603") == "6", "the status")
+
+
+def blocked_in(thread_id: int) -> int | None:
+    """The system call a thread of this process is blocked in (/proc's ``syscall``), None
+    while it runs."""
+    fields = Path(f"/proc/self/task/{thread_id}/syscall").read_text().split()
+    return int(fields[0]) if fields[0] not in ("running", "-1") else None
+
+
+@pytest.mark.timeout(60)  # a loop nothing wakes would sleep for days: fail in a minute
+def test_a_counters_callback_wakes_the_risk_daemon_asleep_on_its_journals(
+        counter: EmulatedCounter, risks: list[Risk], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A return from the counter, queued on the API's thread, ends the host's sleep: with the
+    sleep's bounds lifted and no timer set, the loop, seen blocked in futex_waitv on the
+    engine journal (the desk follows it) and its wake word, handles the callback, which
+    nothing but the callback's wake-up could have made it do."""
+    risk = start(risks, tmp_path)
+    risk.ready()
+    monkeypatch.setattr(host_module, "MAX_BLOCK_NS", 10**15)  # days
+    monkeypatch.setattr(host_module, "MAX_WAITER_BLOCK_NS", 10**15)
+    assert risk.host.timers.next_due_ns == NEVER
+    loop_thread = threading.get_native_id()
+    failures: list[BaseException] = []
+
+    def counter_side() -> None:
+        try:
+            wait_for(lambda: blocked_in(loop_thread) == FUTEX_WAITV, "the loop asleep")
+            counter.api.instrument_status("IF2603", "CFFEX", "6")  # on the API's thread
+            wait_for(lambda: risk.gateway.instrument_status.get(b"IF2603") == "6",
+                     "the callback handled by the sleeping loop")
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            risk.host.request_stop("test over")
+
+    feeder = threading.Thread(target=counter_side)
+    feeder.start()
+    risk.host._loop()  # the daemon's main loop, on this (the main) thread, until the stop
+    feeder.join()
+    assert failures == []
 
 
 def test_a_restart_answers_recovered_orders_and_never_reuses_an_order_ref(

@@ -79,6 +79,9 @@ class HostServices(Protocol):
 
     def stop_waking_on(self, reader: JournalReader) -> None: ...
 
+    def wake(self) -> None:
+        """Thread-safe: end the host's idle sleep, so its pollers run now."""
+
 
 class PluginError(Exception):
     """A plugin spec that cannot be resolved to a Plugin class."""
@@ -181,6 +184,13 @@ class PluginContext:
         host sleeps on every journal its plugins follow at once."""
         self.host.wake_on(reader)
         self._wake_readers.append(reader)
+
+    def wake(self) -> None:
+        """Thread-safe: make the host's loop run its pollers now, out of its idle sleep. A
+        poller that another thread feeds (an API's callbacks on a queue) needs it after each
+        item queued; otherwise the item waits for the sleep's bound (5 ms while the host
+        sleeps on journals)."""
+        self.host.wake()
 
     def failing(self) -> bool:
         """Whether one of this plugin's bus handlers is failing (see EventBus.failing)."""

@@ -14,8 +14,9 @@ trades by ExchangeID + TradeID + Direction). A refused login (credentials, authe
 is not retried: brokers lock accounts after wrong passwords.
 
 Threads: CTP callbacks are copied into plain values on the API's thread and queued
-(``ctpspi``); a poller on the main thread drains the queue, so the bus and the journal stay
-main-thread only. Requests are made from the main thread.
+(``ctpspi``), each waking the daemon's loop (``ctx.wake``: it may sleep on its journals); a
+poller on the main thread drains the queue, so the bus and the journal stay main-thread
+only. Requests are made from the main thread.
 
 Ids: orders are keyed by FrontID + SessionID + OrderRef; OrderRefs come from ``ctporders``
 (above MaxOrderRef and never reused, across restarts). At start the gateway reads the risk
@@ -208,7 +209,7 @@ class CtpTrader(Plugin):
         flow = Path(self.ctx.host.run_dir) / "ctp" / self.ctx.name
         flow.mkdir(mode=0o700, parents=True, exist_ok=True)
         api = type(self).api_factory(f"{flow}{os.sep}")
-        self._spi = TraderSpi(self._inbox)
+        self._spi = TraderSpi(self._inbox, self.ctx.wake)
         api.RegisterSpi(self._spi)
         for front in self.settings.fronts:
             api.RegisterFront(front)
