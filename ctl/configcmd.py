@@ -1,9 +1,11 @@
 """``hftctl config``: print the built-in suite config; check a config file before using it.
 
-``check`` validates exactly as the daemons do (``load_config``: every problem, by key path)
-and then warns about what is valid but probably a mistake: alerts sent over plain http
-across the network, a control listener reachable beyond this machine without TLS, and
-secrets in a file every user can read.
+``check`` validates as the daemons do: the suite (``load_config``: every problem, by key
+path), then each enabled daemon's plugin configs against their plugins' ``Config`` models,
+as the daemon checks them when it loads each plugin (a plugin given as a .py file is not
+imported here). Then it warns about what is valid but probably a mistake: alerts sent over
+plain http across the network, a control listener reachable beyond this machine without
+TLS, and secrets in a file every user can read.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import click
+from pydantic import ValidationError
 
 from hft.daemons.runtime.config import (
     DAEMON_NAMES,
@@ -25,6 +28,7 @@ from hft.daemons.runtime.config import (
     default_config_path,
     load_config,
 )
+from hft.daemons.runtime.plugins import exception_text, is_file_spec, named_plugin
 from hft.daemons.runtime.secrets import is_secret_key
 
 
@@ -47,13 +51,43 @@ def config_check(file: Path) -> None:
     ``FILE: ok`` (exit 0), after a line per warning (valid, but probably a mistake)."""
     try:
         suite = load_config(file)
+        problems = list(plugin_problems(suite))
     except ConfigError as exc:
-        for key, reason in exc.problems:
+        problems = exc.problems
+    if problems:
+        for key, reason in problems:
             click.echo(f"{file}: {key}: {reason}" if key else f"{file}: {reason}")
-        raise SystemExit(1) from None
+        raise SystemExit(1)
     for warning in warnings(suite, file):
         click.echo(f"{file}: warning: {warning}")
     click.echo(f"{file}: ok")
+
+
+def plugin_problems(suite: SuiteConfig) -> Iterator[tuple[str, str]]:
+    """(key path, reason) for each plugin of an enabled daemon that cannot be loaded or whose
+    ``config`` its ``Config`` model refuses; never the value (it may be a secret)."""
+    for name in (*DAEMON_NAMES, WATCHDOG):
+        daemon = suite.daemon(name)
+        if not daemon.enabled:
+            continue
+        table = WATCHDOG if name == WATCHDOG else f"daemons.{name}"
+        for plugin_name, plugin in daemon.plugins.items():
+            key = f"{table}.plugins.{plugin_name}"
+            if is_file_spec(plugin.spec):
+                continue
+            try:
+                model = named_plugin(plugin.spec).Config
+            except Exception as exc:  # no such entry point or module, or an import error
+                yield f"{key}.spec", f"cannot load {plugin.spec!r}: {exception_text(exc)}"
+                continue
+            if model is None:
+                continue
+            try:
+                model.model_validate(plugin.config)
+            except ValidationError as exc:
+                for error in exc.errors(include_url=False, include_input=False,
+                                        include_context=False):
+                    yield ".".join((f"{key}.config", *map(str, error["loc"]))), error["msg"]
 
 
 def warnings(suite: SuiteConfig, file: Path) -> Iterator[str]:

@@ -135,3 +135,45 @@ secret = "{SIGNING_SECRET}"
 """, mode=0o640)  # root:hft 0640: the service's group reads it
     checked = hftctl("check", str(path))
     assert (checked.exit_code, checked.output) == (0, f"{path}: ok\n")
+
+
+def test_check_names_every_bad_key_of_the_plugins_configs(tmp_path: Path) -> None:
+    """Plugin configs are checked against their plugins' models, as each daemon does when it
+    loads them: a typo is found before the start, not by a plugin FAILED at it."""
+    (tmp_path / "mine.py").write_text("raise SystemExit('a plugin file is not run by check')\n")
+    path = config_file(tmp_path, f"""
+[daemons.engine.plugins.kline]
+spec = "kline"
+config = {{ periods = ["1m", "7x"], pariods = 1 }}
+[daemons.engine.plugins.typo]
+spec = "klien"
+[daemons.engine.plugins.mine]
+spec = "{tmp_path / 'mine.py'}"
+[daemons.risk]
+enabled = false
+[daemons.risk.plugins.never]
+spec = "not_checked_while_disabled"
+""")
+    checked = hftctl("check", str(path))
+    assert checked.exit_code == 1
+    assert checked.output.splitlines() == [
+        f"{path}: daemons.engine.plugins.kline.config.periods: Value error, bad period '7x': "
+        "expected N followed by m (minutes), h (hours) or d (days), e.g. 1m, 5m, 15m, 30m, "
+        "1h, 1d",
+        f"{path}: daemons.engine.plugins.kline.config.pariods: Extra inputs are not permitted",
+        f"{path}: daemons.engine.plugins.typo.spec: cannot load 'klien': PluginError: no entry "
+        "point 'klien' in group 'hft.plugins'; use 'module:Class'",
+    ]
+
+
+def test_a_plugins_refused_secret_is_not_echoed(tmp_path: Path) -> None:
+    path = config_file(tmp_path, f"""
+[daemons.risk.plugins.td]
+spec = "ctp_trader"
+config = {{ password = ["{SIGNING_SECRET}"], user_id = 218001 }}
+""")
+    checked = hftctl("check", str(path))
+    assert checked.exit_code == 1
+    assert [line.split(": ")[1] for line in checked.output.splitlines()] == [
+        "daemons.risk.plugins.td.config.user_id", "daemons.risk.plugins.td.config.password"]
+    assert SIGNING_SECRET not in checked.output
