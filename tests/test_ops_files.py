@@ -127,7 +127,9 @@ class Beat(Plugin):
 
 
 def beats(text: str) -> list[int]:
-    records = (json.loads(line) for line in text.splitlines() if line.startswith("{"))
+    """The beat numbers of a log's complete lines (the last may be half written)."""
+    lines = text.split("\n")[:-1]
+    records = (json.loads(line) for line in lines if line.startswith("{"))
     return [record["beat"] for record in records if record.get("message") == "beat"]
 
 
