@@ -28,10 +28,11 @@ LOGROTATE = OPS / "logrotate" / "hft"
 INSTALLED_HOME = "/var/lib/hft"
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 RUNTIME_SYSCALLS = ("mmap", "munmap", "msync", "madvise", "futex", "futex_waitv", "fsync",
-                    "fdatasync", "ftruncate", "fallocate", "pipe2", "epoll_wait", "eventfd2",
-                    "sched_setaffinity", "prctl", "clock_nanosleep", "socket", "bind")
-"""What the daemons do to share journals and wait on them (mmap, futex, futex_waitv), keep
-them durable (msync, fsync), serve gRPC and /metrics, and pin threads."""
+                    "fdatasync", "ftruncate", "fallocate", "pipe2", "select", "sched_yield",
+                    "epoll_wait", "socket", "bind", "listen", "accept4", "clock_nanosleep")
+"""What the daemons do to share journals and wait on them (mmap, futex, futex_waitv, the
+self-pipe's select, the yield mode's sched_yield), keep them durable (msync, fsync), reserve
+their blocks (fallocate) and serve gRPC and /metrics."""
 
 
 def unit_service() -> configparser.SectionProxy:
