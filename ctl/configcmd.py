@@ -70,9 +70,8 @@ def plugin_problems(suite: SuiteConfig) -> Iterator[tuple[str, str]]:
         daemon = suite.daemon(name)
         if not daemon.enabled:
             continue
-        table = WATCHDOG if name == WATCHDOG else f"daemons.{name}"
         for plugin_name, plugin in daemon.plugins.items():
-            key = f"{table}.plugins.{plugin_name}"
+            key = f"{_table(name)}.plugins.{plugin_name}"
             if is_file_spec(plugin.spec):
                 continue
             try:
@@ -100,8 +99,7 @@ def warnings(suite: SuiteConfig, file: Path) -> Iterator[str]:
     for name in (*DAEMON_NAMES, WATCHDOG):
         address = suite.daemon(name).control_tcp
         if address is not None and not _is_local(address.rpartition(":")[0].strip("[]")):
-            table = WATCHDOG if name == WATCHDOG else f"daemons.{name}"
-            yield (f"{table}.control_tcp: {address} is reachable beyond this machine over "
+            yield (f"{_table(name)}.control_tcp: {address} is reachable beyond this machine over "
                    "plain TCP (no TLS): bind it to a private network or tunnel it")
     mode = file.stat().st_mode & 0o777
     if mode & 0o007:  # the group may read it: root:hft 0640 is how the service reads it
@@ -109,6 +107,11 @@ def warnings(suite: SuiteConfig, file: Path) -> Iterator[str]:
         if secrets:
             yield (f"{', '.join(secrets)}: secrets in a file every user can read (mode "
                    f"{mode:04o}): chmod o-rwx {file}")
+
+
+def _table(name: str) -> str:
+    """A daemon's table in the config: ``daemons.NAME``, or ``watchdog``."""
+    return WATCHDOG if name == WATCHDOG else f"daemons.{name}"
 
 
 def _is_local(host: str | None) -> bool:

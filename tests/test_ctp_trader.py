@@ -4,10 +4,13 @@ through the real SPI with real openctp-ctp structs on the API's own thread."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
 import stat
+import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -351,9 +354,14 @@ def test_a_counters_callback_wakes_the_risk_daemon_asleep_on_its_journals(
 
     feeder = threading.Thread(target=counter_side)
     feeder.start()
-    risk.host._loop()  # the daemon's main loop, on this (the main) thread, until the stop
+    with risk.host._stop_on_signals():  # the self-pipe and signal handlers, as in run()
+        risk.host._loop()  # the daemon's main loop, on this (the main) thread, until the stop
+        pipe = risk.host._wake_fds
+        assert pipe is not None
+        unread = fcntl.ioctl(pipe[0], termios.FIONREAD, bytes(4))
     feeder.join()
     assert failures == []
+    assert int.from_bytes(unread, sys.byteorder) == 0  # the wake-ups' bytes drained too
 
 
 def test_a_restart_answers_recovered_orders_and_never_reuses_an_order_ref(

@@ -360,15 +360,20 @@ class DaemonHost:
                 return True
             wait_any(self._wake_readers, min(timeout_ns, MAX_WAITER_BLOCK_NS) / 1e9,
                      also=((self._wake_word, seen),))
+            if self._wake_word.value != seen:
+                self._drain_wake_pipe()  # the same wake-ups wrote to it: do not let it fill
             return False
         if self._pollers:
             timeout_ns = min(timeout_ns, round(self.config.idle_block_s * 1e9))
-        if timeout_ns > 0 and self._wake_fds is not None:
-            read_fd = self._wake_fds[0]
-            if select.select([read_fd], [], [], timeout_ns / 1e9)[0]:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(read_fd, 4096)
+        if (timeout_ns > 0 and self._wake_fds is not None
+                and select.select([self._wake_fds[0]], [], [], timeout_ns / 1e9)[0]):
+            self._drain_wake_pipe()
         return False
+
+    def _drain_wake_pipe(self) -> None:
+        if self._wake_fds is not None:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_fds[0], 4096)
 
     def _run_commands(self) -> None:
         while self._commands:
@@ -429,7 +434,6 @@ class DaemonHost:
                 signal.signal(signum, handler)
             os.close(read_fd)
             os.close(write_fd)
-
 
     def _callback_failed(self, kind: str, callback: Callable[[], object]) -> None:
         name = handler_name(callback)
