@@ -39,16 +39,22 @@ def config_group() -> None:
 
 @config_group.command("default")
 def config_default() -> None:
-    """Print the built-in suite config (daemons/default.toml): every key with its default,
-    a starting point for your own file."""
+    """Print the built-in suite config (daemons/default.toml).
+
+    Every key with its default: a starting point for your own file.
+    """
     click.echo(default_config_path().read_text(encoding="utf-8"), nl=False)
 
 
 @config_group.command("check")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def config_check(file: Path) -> None:
-    """Validate FILE as the daemons would and print one line per problem (exit 1), or
-    ``FILE: ok`` (exit 0), after a line per warning (valid, but probably a mistake)."""
+    """Check FILE as the daemons would, its plugins' configs included.
+
+    One line per problem (exit 1), or "FILE: ok" (exit 0) after a line per warning: valid
+    but probably a mistake (a webhook over plain http to another host, a control listener
+    beyond loopback, secrets in a file every user can read).
+    """
     try:
         suite = load_config(file)
         problems = list(plugin_problems(suite))
