@@ -5,9 +5,12 @@ By default each is shown as one readable line, ``time level logger[pid]: message
 with a traceback indented below it; ``--raw`` prints the JSON as it is, for ``jq``. A line
 that is not a JSON object (a crash before logging was set up) is shown as it is.
 
-Following survives log rotation (ops/logrotate/hft): after a copytruncate the file is shorter
-than what was read, so it is read again from its start; after a rename the path names a new
-file, so the old one is read to its end first and the new one from its start.
+Following survives log rotation (ops/logrotate/hft). After a copytruncate the file is
+shorter than what was read, or no longer holds the bytes last read: what was written after
+the last read and before the truncation is taken from logrotate's copy (``NAME.log.1``, left
+uncompressed by ``delaycompress``; known by the bytes before that point being the ones read
+here), then the file is read again from its start. After a rename the path names a new
+file: the old one is read to its end first, then the new one from its start.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from hft.daemons.runtime.config import DAEMON_NAMES, WATCHDOG, load_config
 FOLLOW_POLL_S = 0.1
 """How often ``-f`` looks for new lines (and for a rotation)."""
 _BLOCK = 64 * 1024
+_FINGERPRINT = 256
+"""How many of the last bytes read identify the file in logrotate's copy of it."""
 _NEWLINE = b"\n"
 _HEAD_FIELDS = ("time", "level", "logger", "pid", "message")
 _TRACE_FIELDS = ("exc_info", "stack_info")
@@ -68,6 +73,10 @@ class Follower:
         self.file = file
         self.pending = pending
         """Text read after the last newline: the start of a line still being written."""
+        position = file.tell()
+        file.seek(max(0, position - _FINGERPRINT))
+        self.recent = file.read(position - file.tell())
+        """The last bytes read (up to _FINGERPRINT), to recognise them in a rotated copy."""
 
     def poll(self) -> list[bytes]:
         """The complete lines written since the last call (a rotated file's last ones
@@ -83,9 +92,10 @@ class Follower:
             self.file.close()
             self.file = self.path.open("rb")
             lines += self._read()
-        elif reading.st_size < self.file.tell():  # truncated in place (copytruncate)
-            lines += self._flush_pending()
+        elif self._truncated(reading.st_size):  # in place (copytruncate)
+            lines += self._from_copy(self.file.tell()) + self._flush_pending()
             self.file.seek(0)
+            self.recent = b""
             lines += self._read()
         return lines
 
@@ -93,8 +103,34 @@ class Follower:
         self.file.close()
 
     def _read(self) -> list[bytes]:
-        *lines, self.pending = (self.pending + self.file.read()).split(_NEWLINE)
+        return self._lines(self.file.read())
+
+    def _lines(self, data: bytes) -> list[bytes]:
+        """The complete lines ``data`` ends (the pending start of one first)."""
+        if data:
+            self.recent = (self.recent + data)[-_FINGERPRINT:]
+        *lines, self.pending = (self.pending + data).split(_NEWLINE)
         return lines
+
+    def _truncated(self, size: int) -> bool:
+        """Shorter than what was read, or no longer holding the bytes last read before the
+        position (truncated, then written past it between two polls)."""
+        position = self.file.tell()
+        return size < position or os.pread(self.file.fileno(), len(self.recent),
+                                           position - len(self.recent)) != self.recent
+
+    def _from_copy(self, position: int) -> list[bytes]:
+        """The lines written after ``position`` and before a truncation, from the copy
+        logrotate made first, if there is one whose bytes before ``position`` are the ones
+        read here (else they are lost to this view, as to ``tail -F``)."""
+        try:
+            with self.path.with_name(self.path.name + ".1").open("rb") as copy:
+                copy.seek(position - len(self.recent))
+                if copy.read(len(self.recent)) != self.recent:
+                    return []
+                return self._lines(copy.read())
+        except OSError:  # no copy (compressed at once, or another naming), or unreadable
+            return []
 
     def _flush_pending(self) -> list[bytes]:
         """The unterminated end of a file given up on, as a line of its own."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def append(path: Path, text: str) -> None:
         file.write(text)
 
 
-def test_follow_goes_on_through_truncation_and_rename(home: Path,
+def test_follow_goes_on_through_copytruncate_and_rename(home: Path,
                                                       follow: list[Follow]) -> None:
     log = home / "log" / "engine.log"
     log.write_text("old-1\nold-2\nold-3\n")
@@ -126,7 +127,9 @@ def test_follow_goes_on_through_truncation_and_rename(home: Path,
     append(log, "a-2 part")
     append(log, "ial\n")
     follower.shows("a-2 partial")
-    os.truncate(log, 0)  # logrotate's copytruncate
+    append(log, "b-0\n")  # just before logrotate's copytruncate: its copy keeps it
+    shutil.copyfile(log, log.with_name("engine.log.1"))
+    os.truncate(log, 0)
     append(log, "b-1\n")
     follower.shows("b-1")
     append(log, "c-1\n")
@@ -136,5 +139,20 @@ def test_follow_goes_on_through_truncation_and_rename(home: Path,
     follower.shows("d-1")
     status, stderr = follower.interrupt()
     assert (status, stderr) == (0, "")
-    assert follower.lines == ["old-2", "old-3", "a-1", "a-2 partial", "b-1", "c-1", "c-2",
-                              "d-1"]
+    assert follower.lines == ["old-2", "old-3", "a-1", "a-2 partial", "b-0", "b-1", "c-1",
+                              "c-2", "d-1"]
+
+
+def test_follow_takes_no_line_from_a_copy_that_is_not_its_files(home: Path,
+                                                                 follow: list[Follow]) -> None:
+    log = home / "log" / "engine.log"
+    log.write_text("mine-1\n")
+    follower = Follow("engine", "--raw")
+    follow.append(follower)
+    follower.shows("mine-1")
+    log.with_name("engine.log.1").write_text("other-1\nother-2\nother-3\n")
+    os.truncate(log, 0)  # a bare truncation, beside a copy of something else
+    append(log, "mine-2\n")
+    follower.shows("mine-2")
+    assert follower.interrupt() == (0, "")
+    assert follower.lines == ["mine-1", "mine-2"]
