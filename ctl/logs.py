@@ -76,7 +76,8 @@ class Follower:
         position = file.tell()
         file.seek(max(0, position - _FINGERPRINT))
         self.recent = file.read(position - file.tell())
-        """The last bytes read (up to _FINGERPRINT), to recognise them in a rotated copy."""
+        """The last bytes read of this file (up to _FINGERPRINT, never more than its
+        position): to see a truncation, and to recognise them in the rotated copy."""
 
     def poll(self) -> list[bytes]:
         """The complete lines written since the last call (a rotated file's last ones
@@ -91,6 +92,7 @@ class Follower:
             lines += self._read() + self._flush_pending()
             self.file.close()
             self.file = self.path.open("rb")
+            self.recent = b""
             lines += self._read()
         elif self._truncated(reading.st_size):  # in place (copytruncate)
             lines += self._from_copy(self.file.tell()) + self._flush_pending()

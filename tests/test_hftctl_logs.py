@@ -137,10 +137,12 @@ def test_follow_goes_on_through_copytruncate_and_rename(home: Path,
     append(log.with_name("engine.log.1"), "c-2\n")  # the writer still holds the old file
     log.write_text("d-1\n")
     follower.shows("d-1")
+    append(log, "d-2\n")
+    follower.shows("d-2")
     status, stderr = follower.interrupt()
     assert (status, stderr) == (0, "")
     assert follower.lines == ["old-2", "old-3", "a-1", "a-2 partial", "b-0", "b-1", "c-1",
-                              "c-2", "d-1"]
+                              "c-2", "d-1", "d-2"]
 
 
 def test_follow_takes_no_line_from_a_copy_that_is_not_its_files(home: Path,
