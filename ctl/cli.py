@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 
 import click
 
-from hft.ctl import data, launcher, pnl, protogen, report, riskcheck, trading
+from hft.ctl import configcmd, data, launcher, logs, pnl, protogen, report, riskcheck, trading
 from hft.ctl.client import ControlError, DaemonClient
+from hft.ctl.options import config_option
 from hft.ctl.report import format_table, plugin_dict
 from hft.daemons.runtime.config import (
     CONTROL_TCP_PATTERN,
@@ -30,15 +31,6 @@ from hft.protos import control_pb2
 
 F = TypeVar("F", bound=Callable[..., Any])
 DAEMON = click.Choice(DAEMON_NAMES)
-
-
-def config_option(command: F) -> F:
-    """``--config FILE`` (or $HFT_CONFIG): the suite config; the built-in default if unset."""
-    return click.option(
-        "--config", "config_file", metavar="FILE", envvar="HFT_CONFIG",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="Suite config (TOML) [env HFT_CONFIG; default: the built-in daemons/default.toml].",
-    )(command)
 
 
 def json_option(command: F) -> F:
@@ -517,3 +509,7 @@ def risk_set(config_file: Path | None, account: str, key: str, value: str) -> No
     table = _desk_command(config_file, "set", {"account": account, "key": key,
                                                "value": None if value == "none" else value})
     click.echo(f"{account}: {json.dumps(table)}")
+
+
+main.add_command(logs.logs_command)
+main.add_command(configcmd.config_group)

@@ -4,9 +4,14 @@ through the real SPI with real openctp-ctp structs on the API's own thread."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import shutil
 import stat
+import sys
+import termios
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,15 +22,19 @@ from openctp_ctp import tdapi
 from support import ctp_td_emulator
 from support.ctp_td_emulator import EmulatedCounter, tick
 from support.daemons import serving, spawn_daemon, wait_for, write_config
+from support.pagecache import file_page_is_dirty
 
+from hft.daemons.runtime import host as host_module
 from hft.daemons.runtime.config import SuiteConfig
 from hft.daemons.runtime.events import EventType, Offset, OrderStatus, empty
 from hft.daemons.runtime.host import DaemonHost
 from hft.daemons.runtime.journal import JournalReader, JournalWriter
+from hft.daemons.runtime.timers import NEVER
 
 BROKER, USER, PASSWORD = "9999", "218001", "s3cr3t-TD-4711"
 WRONG = "wr0ng-TD-0815"
 ENGINE = Path(__file__).parent
+FUTEX_WAITV = 449  # x86_64 and aarch64
 
 
 class Risk:
@@ -309,6 +318,52 @@ def test_instrument_status_is_followed(counter: EmulatedCounter, risks: list[Ris
     risk.until(lambda: risk.gateway.instrument_status.get(b"IF2603") == "6", "the status")
 
 
+def blocked_in(thread_id: int) -> int | None:
+    """The system call a thread of this process is blocked in (/proc's ``syscall``), None
+    while it runs."""
+    fields = Path(f"/proc/self/task/{thread_id}/syscall").read_text().split()
+    return int(fields[0]) if fields[0] not in ("running", "-1") else None
+
+
+@pytest.mark.timeout(60)  # a loop nothing wakes would sleep for days: fail in a minute
+def test_a_counters_callback_wakes_the_risk_daemon_asleep_on_its_journals(
+        counter: EmulatedCounter, risks: list[Risk], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A return from the counter, queued on the API's thread, ends the host's sleep: with the
+    sleep's bounds lifted and no timer set, the loop, seen blocked in futex_waitv on the
+    engine journal (the desk follows it) and its wake word, handles the callback, which
+    nothing but the callback's wake-up could have made it do."""
+    risk = start(risks, tmp_path)
+    risk.ready()
+    monkeypatch.setattr(host_module, "MAX_BLOCK_NS", 10**15)  # days
+    monkeypatch.setattr(host_module, "MAX_WAITER_BLOCK_NS", 10**15)
+    assert risk.host.timers.next_due_ns == NEVER
+    loop_thread = threading.get_native_id()
+    failures: list[BaseException] = []
+
+    def counter_side() -> None:
+        try:
+            wait_for(lambda: blocked_in(loop_thread) == FUTEX_WAITV, "the loop asleep")
+            counter.api.instrument_status("IF2603", "CFFEX", "6")  # on the API's thread
+            wait_for(lambda: risk.gateway.instrument_status.get(b"IF2603") == "6",
+                     "the callback handled by the sleeping loop")
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            risk.host.request_stop("test over")
+
+    feeder = threading.Thread(target=counter_side)
+    feeder.start()
+    with risk.host._stop_on_signals():  # the self-pipe and signal handlers, as in run()
+        risk.host._loop()  # the daemon's main loop, on this (the main) thread, until the stop
+        pipe = risk.host._wake_fds
+        assert pipe is not None
+        unread = fcntl.ioctl(pipe[0], termios.FIONREAD, bytes(4))
+    feeder.join()
+    assert failures == []
+    assert int.from_bytes(unread, sys.byteorder) == 0  # the wake-ups' bytes drained too
+
+
 def test_a_restart_answers_recovered_orders_and_never_reuses_an_order_ref(
         counter: EmulatedCounter, risks: list[Risk], tmp_path: Path) -> None:
     risk = start(risks, tmp_path)
@@ -478,6 +533,44 @@ query_interval_s = 0.05
     finally:
         daemon.stop()
     assert PASSWORD not in (tmp_path / "risk.stderr").read_text()
+
+
+# --- durable OrderRef mappings -------------------------------------------------------------
+
+@pytest.fixture
+def disk_home(tmp_path: Path) -> Iterator[Path]:
+    """A home on a disk filesystem (tmpfs pages are never written out)."""
+    home = Path("/var/tmp") / f"hft-ctp-{os.getpid()}-{tmp_path.name}"
+    home.mkdir(mode=0o700)
+    yield home
+    shutil.rmtree(home)
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_durable_gateways_order_ref_is_on_the_disk_when_the_order_leaves(
+        counter: EmulatedCounter, risks: list[Risk], disk_home: Path,
+        monkeypatch: pytest.MonkeyPatch, durable: bool) -> None:
+    """With ``durable = true`` the mapping line's page is clean (written out) at the moment
+    the counter receives the order, and so is the compacted file before it; without it both
+    are still dirty in the page cache, lost to a power failure."""
+    risk = start(risks, disk_home, durable=durable)
+    refs = risk.gateway.refs
+    compacted_dirty = file_page_is_dirty(refs.path, 0)
+    risk.ready()
+    at_the_counter: list[bool] = []
+    insert = counter.insert
+
+    def observed(api: Any, field: Any) -> int:
+        at_the_counter.append(file_page_is_dirty(refs.path, refs.path.stat().st_size - 1))
+        return insert(api, field)
+
+    monkeypatch.setattr(counter, "insert", observed)
+    for ref in (1, 2):
+        request(disk_home, ref)
+        risk.until(lambda ref=ref: OrderStatus.ALL_TRADED in statuses(risk, ref), "the fill")
+    assert len(at_the_counter) == 2
+    written_out = [not compacted_dirty, *(not dirty for dirty in at_the_counter)]
+    assert all(written_out) if durable else not all(written_out)
 
 
 # --- a real front -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.pagecache import page_is_dirty
 
 from hft.daemons.runtime.events import RECORD_SIZE, EventType, empty
 from hft.daemons.runtime.journal import (
@@ -171,21 +172,6 @@ def test_a_slot_filled_within_the_wait_is_no_hole(tmp_path: Path) -> None:
 
 
 # --- durable=True: each commit written out before it is announced -------------------------
-
-def page_is_dirty(mapping: mmap.mmap, offset: int) -> bool:
-    """Whether the page cache still holds unwritten changes of the mapped page at ``offset``
-    (the kernel's PG_dirty flag, read through /proc/self/pagemap and /proc/kpageflags)."""
-    address = np.frombuffer(mapping, np.uint8).ctypes.data + offset
-    mapping[offset]  # fault the page in, so pagemap has its frame
-    with open("/proc/self/pagemap", "rb") as pagemap:
-        pagemap.seek(address // PAGE * 8)
-        entry = int.from_bytes(pagemap.read(8), "little")
-    assert entry >> 63, "page not present"
-    frame = entry & ((1 << 55) - 1)
-    with open("/proc/kpageflags", "rb") as flags:
-        flags.seek(frame * 8)
-        return bool(int.from_bytes(flags.read(8), "little") >> 4 & 1)
-
 
 @pytest.mark.parametrize("durable", [True, False])
 def test_durable_commits_are_written_out_before_append_returns(

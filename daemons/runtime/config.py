@@ -438,7 +438,9 @@ def _explain(error: Any) -> tuple[str, str]:
         return _key_path(loc), "unknown key" + (f"; expected one of: {', '.join(allowed)}"
                                                 if allowed else "")
     reason = error["msg"]
-    if error["type"] != "missing" and not _hides_input(loc):
+    # nor a table's or a list's value: it may hold secrets under any key
+    if error["type"] != "missing" and not isinstance(error["input"], dict | list) \
+            and not _hides_input(loc):
         reason += f" (got {reprlib.repr(error['input'])})"
     return _key_path(loc), reason
 

@@ -25,6 +25,15 @@ class NoSpace(OSError):
                                        f"({path.name})")
 
 
+def sync_directory(directory: Path) -> None:
+    """Make a rename or a creation in ``directory`` durable (fsync of the directory)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def allocate(fd: int, path: Path, offset: int, length: int) -> None:
     """Give ``length`` bytes from ``offset`` real blocks now (``posix_fallocate``): a store
     through a mapping into a hole the filesystem cannot fill kills the process with SIGBUS,

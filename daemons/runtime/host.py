@@ -5,9 +5,11 @@ and pollers, in that order, once per loop iteration. Other threads (gRPC handler
 metrics server) never call plugin code; they hand commands over with :meth:`submit` and
 read plain counters. When no poller had work for ``spin_us`` the loop yields or, in block
 mode once ``yield_us`` have passed, sleeps (``waitmode.idle_step``); a sleep waits on a
-self-pipe that commands, signals and ``request_stop`` write to (or on the journals plugins
-follow, ``wake_on``, all at once), bounded by the next timer and, while pollers exist, by
-``idle_block_s``.
+self-pipe that commands, signals, ``request_stop`` and ``wake`` write to (or on the journals
+plugins follow, ``wake_on``, all at once, and on the host's wake word that the same
+``wake`` bumps), bounded by the next timer and, while pollers exist, by ``idle_block_s``.
+A plugin whose poller is fed by another thread (the CTP API's callbacks) calls ``wake``
+after queuing, so its item is handled now, not at the end of the sleep.
 
 Start: claim the socket, heartbeat, signal handlers, /metrics, gRPC, the program's
 extension if it has one (the watchdog's supervisor), the config's plugins, then health
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 import resource
 import select
@@ -49,6 +52,7 @@ from hft.daemons.runtime.control import ControlServer, GrpcService, HostStopping
 from hft.daemons.runtime.heartbeat import DaemonState, HeartbeatWriter
 from hft.daemons.runtime.homedir import prepare_home
 from hft.daemons.runtime.journal import JournalReader, wait_any
+from hft.daemons.runtime.journal.futex import FutexWord
 from hft.daemons.runtime.metrics import MetricsServer
 from hft.daemons.runtime.plugins import PluginManager, Poller, exception_text
 from hft.daemons.runtime.socketlock import SocketClaim, SocketInUseError
@@ -131,6 +135,8 @@ class DaemonHost:
         self._stop_reason = ""
         self._wake_fds: tuple[int, int] | None = None
         """(read end, write end) of the self-pipe the idle loop blocks on."""
+        self._wake_word = FutexWord(mmap.mmap(-1, 4), 0)
+        """Bumped by :meth:`wake`; the sleep on the followed journals waits on it too."""
         self._heartbeat: HeartbeatWriter | None = None
         self._last_error_log_ns: dict[str, int] = {}
         self._stop_requested = threading.Event()
@@ -186,14 +192,22 @@ class DaemonHost:
             if not self._accepting_commands:
                 raise HostStoppingError(f"daemon {self.name} is stopping")
             self._commands.append((command, future))
-        self._wake()
+        self.wake()
         return future
+
+    def wake(self) -> None:
+        """End the main loop's idle sleep (or the next one), so its pollers run now: for a
+        plugin whose poller another thread feeds, called after queuing."""
+        if self._wake_fds is not None:
+            with contextlib.suppress(BlockingIOError):  # full pipe: a wake-up is pending anyway
+                os.write(self._wake_fds[1], b"\0")
+        self._wake_word.bump()
 
     def request_stop(self, reason: str) -> None:
         """Ask the main loop to shut down gracefully (also safe from a signal handler)."""
         if not self._stop_reason:
             self._stop_reason = reason
-            self._wake()
+            self.wake()
             self._stop_requested.set()
 
     def uptime_s(self) -> float:
@@ -339,35 +353,52 @@ class DaemonHost:
                 self._run_commands()
             if now_ns >= timers.next_due_ns:
                 timers.run_due(now_ns)
-            work = 0
-            for poller in self._pollers:
-                try:
-                    work += poller()
-                except BaseException:  # one bad poller (even one calling exit) must not stop us
-                    self._callback_failed("poller", poller)
-            if work:
+            if self._poll():
                 last_work_ns = now_ns
                 continue
             step = idle_step(mode, now_ns - last_work_ns, spin_ns, yield_ns)
             if step is IdleStep.YIELD:
                 os.sched_yield()
-            elif step is IdleStep.SLEEP:
-                self._sleep()
+            elif step is IdleStep.SLEEP and self._sleep():
+                last_work_ns = now_ns
 
-    def _sleep(self) -> None:
+    def _poll(self) -> int:
+        """Call every poller once; how many events they handled."""
+        work = 0
+        for poller in self._pollers:
+            try:
+                work += poller()
+            except BaseException:  # one bad poller (even one calling exit) must not stop us
+                self._callback_failed("poller", poller)
+        return work
+
+    def _sleep(self) -> bool:
+        """Sleep until woken, the next timer or the bound; True, without sleeping, when a
+        last look finds work after all (a command queued, or a poller that had something)."""
         timeout_ns = min(self.timers.next_due_ns - time.monotonic_ns(), MAX_BLOCK_NS)
         if self._wake_readers:
-            # a commit to a journal this daemon follows wakes us; commands and signals wait at
-            # most MAX_WAITER_BLOCK_NS
-            wait_any(self._wake_readers, min(timeout_ns, MAX_WAITER_BLOCK_NS) / 1e9)
-            return
+            # a commit to a journal this daemon follows, or a wake(), ends the sleep; a signal
+            # caught by another thread waits at most MAX_WAITER_BLOCK_NS. The word is read
+            # before a last look at the pollers: a wake() after the look changes it.
+            seen = self._wake_word.value
+            if self._commands or self._poll():
+                return True
+            wait_any(self._wake_readers, min(timeout_ns, MAX_WAITER_BLOCK_NS) / 1e9,
+                     also=((self._wake_word, seen),))
+            if self._wake_word.value != seen:
+                self._drain_wake_pipe()  # the same wake-ups wrote to it: do not let it fill
+            return False
         if self._pollers:
             timeout_ns = min(timeout_ns, round(self.config.idle_block_s * 1e9))
-        if timeout_ns > 0 and self._wake_fds is not None:
-            read_fd = self._wake_fds[0]
-            if select.select([read_fd], [], [], timeout_ns / 1e9)[0]:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(read_fd, 4096)
+        if (timeout_ns > 0 and self._wake_fds is not None
+                and select.select([self._wake_fds[0]], [], [], timeout_ns / 1e9)[0]):
+            self._drain_wake_pipe()
+        return False
+
+    def _drain_wake_pipe(self) -> None:
+        if self._wake_fds is not None:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_fds[0], 4096)
 
     def _run_commands(self) -> None:
         while self._commands:
@@ -428,11 +459,6 @@ class DaemonHost:
                 signal.signal(signum, handler)
             os.close(read_fd)
             os.close(write_fd)
-
-    def _wake(self) -> None:
-        if self._wake_fds is not None:
-            with contextlib.suppress(BlockingIOError):  # full pipe: a wake-up is pending anyway
-                os.write(self._wake_fds[1], b"\0")
 
     def _callback_failed(self, kind: str, callback: Callable[[], object]) -> None:
         name = handler_name(callback)

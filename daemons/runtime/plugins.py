@@ -79,6 +79,9 @@ class HostServices(Protocol):
 
     def stop_waking_on(self, reader: JournalReader) -> None: ...
 
+    def wake(self) -> None:
+        """Thread-safe: end the host's idle sleep, so its pollers run now."""
+
 
 class PluginError(Exception):
     """A plugin spec that cannot be resolved to a Plugin class."""
@@ -181,6 +184,13 @@ class PluginContext:
         host sleeps on every journal its plugins follow at once."""
         self.host.wake_on(reader)
         self._wake_readers.append(reader)
+
+    def wake(self) -> None:
+        """Thread-safe: make the host's loop run its pollers now, out of its idle sleep. A
+        poller that another thread feeds (an API's callbacks on a queue) needs it after each
+        item queued; otherwise the item waits for the sleep's bound (5 ms while the host
+        sleeps on journals)."""
+        self.host.wake()
 
     def failing(self) -> bool:
         """Whether one of this plugin's bus handlers is failing (see EventBus.failing)."""
@@ -366,15 +376,10 @@ class PluginManager:
                                **details})
 
     def _resolve(self, spec: str, *, reload: bool) -> type[Plugin]:
-        path, _, attr = spec.partition(":") if not _is_file_spec(spec) else _split_file_spec(spec)
-        if _is_file_spec(spec):
-            module = self._import_file(Path(path))
-        elif attr:
-            module = _import_module(path, reload=reload)
-        else:
-            path, attr = entry_point(spec)
-            module = _import_module(path, reload=reload)
-        return _plugin_class(module, attr, spec)
+        if not is_file_spec(spec):
+            return named_plugin(spec, reload=reload)
+        path, _, attr = _split_file_spec(spec)
+        return _plugin_class(self._import_file(Path(path)), attr, spec)
 
     def _import_file(self, path: Path) -> ModuleType:
         if not path.is_file():
@@ -404,7 +409,17 @@ class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
         raise OSError("the bytecode cache is bypassed for plugin files")
 
 
-def _is_file_spec(spec: str) -> bool:
+def named_plugin(spec: str, *, reload: bool = False) -> type[Plugin]:
+    """The class an entry point name or a ``module:Class`` spec names (a file spec is the
+    manager's to import: it names each file's module)."""
+    module, _, attr = spec.partition(":")
+    if not attr:
+        module, attr = entry_point(spec)
+    return _plugin_class(_import_module(module, reload=reload), attr, spec)
+
+
+def is_file_spec(spec: str) -> bool:
+    """Whether ``spec`` names a .py file rather than an entry point or a module."""
     return "/" in spec or spec.partition(":")[0].endswith(".py")
 
 

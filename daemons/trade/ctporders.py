@@ -8,6 +8,13 @@ appended to ``<run>/<gateway>.orders`` (one JSON object a line, written before t
 leaves), and the highest OrderRef in the file is where a restarted gateway continues. A
 restart keeps only the latest trading day's lines (the counter forgets older orders) and the
 highest OrderRef.
+
+Durable (``durable = true`` in the gateway's config, with the order desk's): each mapping is
+written to the disk (fdatasync) before the order leaves, and the compacted file (fsync, then
+the rename, then an fsync of the directory) before the first order is appended to it, so a
+power loss cannot take back an OrderRef the counter has seen or the mapping that ties its
+returns to the engine's order. Without it a mapping survives a crash of the process (it is
+in the page cache once written) but not of the machine.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from hft.daemons.runtime.events import OrderStatus
+from hft.daemons.runtime.files import sync_directory
 
 EngineKey = tuple[int, int, bytes]
 """(source, order_ref, account) as ORDER_SEND carries them."""
@@ -103,8 +111,9 @@ class CtpOrder:
 class OrderRefFile:
     """The append-only mapping file (0600); see the module docstring."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, durable: bool = False) -> None:
         self.path = path
+        self.durable = durable
         self.max_order_ref = 0
         self.mappings: list[tuple[EngineKey, CtpKey, int]] = []
         """(engine key, CTP key, trading day) of the latest trading day in the file."""
@@ -142,7 +151,12 @@ class OrderRefFile:
             out.write(json.dumps({"max_order_ref": self.max_order_ref}) + "\n")
             for engine, ctp, day in self.mappings:
                 out.write(_line(engine, ctp, day))
+            if self.durable:
+                out.flush()
+                os.fsync(out.fileno())
         os.replace(temporary, self.path)
+        if self.durable:
+            sync_directory(self.path.parent)
         return open(self.path, "a", encoding="utf-8")  # kept open: one append per order
 
     def next_ref(self, floor: int) -> int:
@@ -151,9 +165,12 @@ class OrderRefFile:
         return self.max_order_ref
 
     def record(self, engine: EngineKey, ctp: CtpKey, day: int) -> None:
-        """Append one mapping and flush it to the kernel before the order is sent."""
+        """Append one mapping and flush it to the kernel (durable: to the disk) before the
+        order is sent."""
         self._file.write(_line(engine, ctp, day))
         self._file.flush()
+        if self.durable:
+            os.fdatasync(self._file.fileno())
         self.mappings.append((engine, ctp, day))
 
     def close(self) -> None:

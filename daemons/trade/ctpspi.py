@@ -4,14 +4,15 @@
 openctp-ctp calls the SPI from the API's own thread, and a struct it passes is valid only
 during the call. The gateway's state, the bus and the risk journal belong to the daemon's
 main thread, so each callback here reads the fields the gateway needs into a tuple and puts
-``(kind, values, error, is_last)`` on a thread-safe queue; the gateway's poller drains it.
-Nothing else happens on the API's thread.
+``(kind, values, error, is_last)`` on a thread-safe queue and wakes the daemon's loop (which
+may be asleep on its journals); the gateway's poller drains the queue. Nothing else happens
+on the API's thread.
 """
 
 from __future__ import annotations
 
 import queue
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from openctp_ctp import tdapi
@@ -52,9 +53,14 @@ def _error(info: Any) -> tuple[int, str] | None:
 class TraderSpi(tdapi.CThostFtdcTraderSpi):  # type: ignore[misc]  # openctp-ctp is untyped
     """Queues every callback the gateway handles (see the module docstring)."""
 
-    def __init__(self, inbox: queue.SimpleQueue[Callback]) -> None:
+    def __init__(self, inbox: queue.SimpleQueue[Callback], wake: Callable[[], None]) -> None:
         super().__init__()
-        self._put = inbox.put
+        self._queue = inbox.put
+        self._wake = wake
+
+    def _put(self, callback: Callback) -> None:
+        self._queue(callback)
+        self._wake()  # after the put: the loop's last look before its sleep then sees it
 
     def OnFrontConnected(self) -> None:
         self._put(("connected", None, None, True))

@@ -14,8 +14,9 @@ trades by ExchangeID + TradeID + Direction). A refused login (credentials, authe
 is not retried: brokers lock accounts after wrong passwords.
 
 Threads: CTP callbacks are copied into plain values on the API's thread and queued
-(``ctpspi``); a poller on the main thread drains the queue, so the bus and the journal stay
-main-thread only. Requests are made from the main thread.
+(``ctpspi``), each waking the daemon's loop (``ctx.wake``: it may sleep on its journals); a
+poller on the main thread drains the queue, so the bus and the journal stay main-thread
+only. Requests are made from the main thread.
 
 Ids: orders are keyed by FrontID + SessionID + OrderRef; OrderRefs come from ``ctporders``
 (above MaxOrderRef and never reused, across restarts). At start the gateway reads the risk
@@ -130,6 +131,10 @@ class CtpTraderConfig(BaseModel):
     login_retry_s: float = Field(default=1.0, gt=0)
     """First delay before a login refused for a reason other than the credentials is retried
     (doubling up to a minute)."""
+    durable: bool = False
+    """Write each order's OrderRef mapping to the disk before the order leaves (fdatasync,
+    a wait for the disk per order), so it survives a power loss; set it with the order
+    desk's ``durable`` on a live account."""
 
 
 class CtpTrader(Plugin):
@@ -189,7 +194,8 @@ class CtpTrader(Plugin):
         self._insert_field = self._order_template()
         self._handlers: dict[str, Callable[[Any, Any, bool], None]] = {
             kind: getattr(self, f"_on_{kind}") for kind in CALLBACK_KINDS}
-        self.refs = OrderRefFile(Path(ctx.host.run_dir) / f"{ctx.name}.orders")
+        self.refs = OrderRefFile(Path(ctx.host.run_dir) / f"{ctx.name}.orders",
+                                 durable=settings.durable)
         ctx.subscribe(EventType.ORDER_SEND, self.on_order)
         ctx.subscribe(EventType.CANCEL_REQ, self.on_cancel)
         ctx.subscribe(EventType.POS_UPDATE, self._on_position_published)
@@ -203,7 +209,7 @@ class CtpTrader(Plugin):
         flow = Path(self.ctx.host.run_dir) / "ctp" / self.ctx.name
         flow.mkdir(mode=0o700, parents=True, exist_ok=True)
         api = type(self).api_factory(f"{flow}{os.sep}")
-        self._spi = TraderSpi(self._inbox)
+        self._spi = TraderSpi(self._inbox, self.ctx.wake)
         api.RegisterSpi(self._spi)
         for front in self.settings.fronts:
             api.RegisterFront(front)

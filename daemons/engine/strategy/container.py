@@ -368,6 +368,9 @@ class _ChildHost(StrategyHost):
     def stop_waking_on(self, reader: JournalReader) -> None:
         self._host.stop_waking_on(reader)
 
+    def wake(self) -> None:
+        self._host.wake()
+
     def party(self, name: str) -> Party:
         return self._container.parties[name]
 

@@ -67,6 +67,16 @@ class FutexWord:
     def wake_all(self) -> None:
         _libc.syscall(_SYS_FUTEX, self._address, _FUTEX_WAKE, _WAKE_ALL, None, None, 0)
 
+    @property
+    def value(self) -> int:
+        return int(self._word.value)
+
+    def bump(self) -> None:
+        """Change the word and wake its sleepers. Two threads bumping at once may both store
+        the same value: still not the one a sleeper saw, which is all a wake-up needs."""
+        self._word.value = (self._word.value + 1) & 0xFFFFFFFF
+        self.wake_all()
+
     def release(self) -> None:
         """Drop the reference into the mmap so it can be closed."""
         del self._word

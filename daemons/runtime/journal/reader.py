@@ -395,11 +395,14 @@ def if_there(opener: Callable[[], T], log: logging.Logger) -> T | None:
     return None
 
 
-def wait_any(readers: Sequence[JournalReader], timeout_s: float) -> bool:
+def wait_any(readers: Sequence[JournalReader], timeout_s: float,
+             also: Sequence[tuple[FutexWord, int]] = ()) -> bool:
     """Sleep until one of ``readers`` has a record to read, at most ``timeout_s``: the block
     wait over several journals at once (one ``futex_waitv``), for a daemon that follows more
     than one (the risk daemon: the engine's and hft_md's; the engine: hft_md's and risk's).
-    The same protocol as one reader's wait: flags up, a fence, a last look, then the sleep."""
+    The same protocol as one reader's wait: flags up, a fence, a last look, then the sleep.
+    ``also``: further (word, value seen) pairs whose change ends the sleep too (the host's
+    wake word: a command or a plugin's thread)."""
     if any(reader.lag for reader in readers):
         return True
     seen = [reader._raise_sleeper_flag() for reader in readers]
@@ -407,7 +410,7 @@ def wait_any(readers: Sequence[JournalReader], timeout_s: float) -> bool:
     try:
         if not any(reader.lag for reader in readers):
             wait_any_word([(reader._wake, value) for reader, value in zip(readers, seen, strict=True)
-                           if reader._wake is not None], timeout_s)
+                           if reader._wake is not None] + list(also), timeout_s)
         return any(reader.lag for reader in readers)
     finally:
         for reader in readers:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from hft.daemons.runtime.events import DTYPES, RECORD_SIZE, EventType
-from hft.daemons.runtime.files import NoSpace, allocate
+from hft.daemons.runtime.files import NoSpace, allocate, sync_directory
 from hft.daemons.runtime.journal.format import (
     MAX_BLOCKING_READERS,
     PAGE,
@@ -354,7 +354,7 @@ class JournalWriter:
         os.rename(spare, path)
         self._spare_ready = False
         if self.durable:
-            _sync_directory(self.directory)
+            sync_directory(self.directory)
         return MappedSegment(path, writable=True)
 
     def _roll_segment(self, trading_day: int) -> None:
@@ -375,14 +375,6 @@ class JournalWriter:
             if stale <= index - self.keep_segments:
                 segment_path(self.directory, self.name, stale).unlink(missing_ok=True)
 
-
-def _sync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_continuity(segment: MappedSegment, expected_first: int) -> None:
