@@ -98,7 +98,7 @@ def plugin_problems(suite: SuiteConfig) -> Iterator[tuple[str, str]]:
 def warnings(suite: SuiteConfig, file: Path) -> Iterator[str]:
     """What a valid config may still get wrong, each as ``key: what and why``."""
     for index, webhook in enumerate(suite.watchdog.webhooks):
-        url = urlsplit(webhook.url)
+        url = urlsplit(webhook.url.reveal())
         if url.scheme == "http" and not _is_local(url.hostname):
             yield (f"watchdog.webhooks.{index}.url: plain http to {url.hostname}: alerts (and "
                    "any token in the url) cross the network unencrypted; use https")
