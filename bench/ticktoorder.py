@@ -19,8 +19,8 @@ tick to the strategy's handler (BarGenerator and the decision), one hop inside o
 
 Two results: ``tick-to-order`` with the daemons where the kernel puts them (the default), and
 ``tick-to-order.pinned`` with each daemon on a CPU of its own (``cpu_affinity``: the engine
-on the second-to-last CPU, the risk daemon on the last; this process, the feed, is not
-pinned). ``params.cpu_affinity`` says which ran.
+on the second-to-last CPU this process may use, the risk daemon on the last; this process,
+the feed, is not pinned). ``params.cpu_affinity`` says which ran.
 """
 
 from __future__ import annotations
@@ -52,10 +52,11 @@ Pinning = dict[str, list[int]]
 
 def pinnings() -> dict[str, Pinning]:
     """Result name -> the daemons' CPUs: unpinned, and the engine and the risk daemon each
-    on a CPU of its own (one CPU for both on a one-CPU machine)."""
-    last = (os.cpu_count() or 1) - 1
-    return {"tick-to-order": {},
-            "tick-to-order.pinned": {"engine": [max(last - 1, 0)], "risk": [last]}}
+    on a CPU of its own, the last two this process may use (one CPU for both where it may
+    use only one)."""
+    usable = sorted(os.sched_getaffinity(0))
+    engine, risk = usable[-2:] if len(usable) > 1 else usable * 2
+    return {"tick-to-order": {}, "tick-to-order.pinned": {"engine": [engine], "risk": [risk]}}
 
 
 def run(quick: bool) -> list[Result]:

@@ -16,9 +16,9 @@ from support.daemons import Daemon, write_config
 from hft.daemons.runtime.config import ConfigError, load_config
 
 StartDaemon = Callable[[str, Path], Daemon]
-LAST_CPU = (os.cpu_count() or 1) - 1
-"""Pinned to the last CPU: a set that differs from the default (all of them) wherever
-the machine has two or more."""
+LAST_CPU = max(os.sched_getaffinity(0))
+"""Pinned to the last CPU this process may use: a set that differs from the default (all
+of them) wherever it may use two or more."""
 
 
 def test_a_pinned_daemon_runs_on_its_cpus_only(start_daemon: StartDaemon,
