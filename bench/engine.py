@@ -94,15 +94,17 @@ def tick_stream(quick: bool) -> TickStream:
     return TickStream(ticks, n, warmup, interval_ns, peer)
 
 
-def risk_section(directory: Path, gateway_samples: Path, mode: WaitMode) -> str:
+def risk_section(directory: Path, gateway_samples: Path, mode: WaitMode, *,
+                 cpus: list[int] | None = None) -> str:
     """A risk daemon's config table: the order desk, and the gateway probe in the gateway's
-    place (it stamps each ORDER_SEND's arrival in ``gateway_samples`` and fills it)."""
+    place (it stamps each ORDER_SEND's arrival in ``gateway_samples`` and fills it); on
+    ``cpus`` when given."""
     return f"""
 [daemons.risk]
 metrics_port = 0
 grpc_socket = "{directory / 'risk.sock'}"
 wait_mode = "{mode.value}"
-
+{_affinity(cpus)}
 [daemons.risk.plugins.desk]
 spec = "order_desk"
 
@@ -246,15 +248,15 @@ home = "{directory / 'home'}"
 
 
 def engine_section(directory: Path, socket_path: Path, mode: WaitMode, samples_path: Path, *,
-                   fill: bool) -> str:
+                   fill: bool, cpus: list[int] | None = None) -> str:
     """The engine daemon's config table: the probe first, then the default engine's plugins
-    on ``directory``'s md journal and the flip strategy's container."""
+    on ``directory``'s md journal and the flip strategy's container; on ``cpus`` when given."""
     return f"""
 [daemons.engine]
 metrics_port = 0
 grpc_socket = "{socket_path}"
 wait_mode = "{mode.value}"
-
+{_affinity(cpus)}
 [daemons.engine.plugins.probe]
 spec = "hft.bench.engine_plugins:OrderProbe"
 config = {{ samples_path = "{samples_path}", fill = {str(fill).lower()} }}
@@ -279,6 +281,11 @@ config = {{ factors = [
 spec = "strategy_container"
 config = {{ account = "bench", children = {{ flip = {{ spec = "hft.bench.engine_plugins:FlipStrategy" }} }} }}
 """
+
+
+def _affinity(cpus: list[int] | None) -> str:
+    """A daemon table's ``cpu_affinity`` line, or nothing: where the kernel puts it."""
+    return "" if cpus is None else f"cpu_affinity = {cpus}\n"
 
 
 # --- the peer: vn.py in one process -----------------------------------------------------------

@@ -16,18 +16,26 @@ mode (block: spin, yield ``yield_us``, then sleep).
 The peer is vn.py's in-process path as ``bench engine`` measures it: ``EventEngine.put`` of the
 tick to the strategy's handler (BarGenerator and the decision), one hop inside one process.
 ``ratio`` is the peer's p99 over ours: above 1, our three-process p99 is below its one-hop p99.
+
+Two results: ``tick-to-order`` with the daemons where the kernel puts them (the default), and
+``tick-to-order.pinned`` with each daemon on a CPU of its own (``cpu_affinity``: the engine
+on the second-to-last CPU this process may use, the risk daemon on the last; this process,
+the feed, is not pinned). ``params.cpu_affinity`` says which ran.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from hft.bench.common import BenchError, Result, percentiles, result, temp_dir
 from hft.bench.engine import (
     JOURNAL,
     PEER,
+    TickStream,
     check_orders,
     daemon_process,
     engine_section,
@@ -38,19 +46,36 @@ from hft.bench.engine import (
 from hft.daemons.runtime.journal import JournalWriter, WaitMode
 
 MODE = WaitMode.BLOCK
+Pinning = dict[str, list[int]]
+"""daemon name -> its cpu_affinity; a daemon not named runs where the kernel puts it."""
+
+
+def pinnings() -> dict[str, Pinning]:
+    """Result name -> the daemons' CPUs: unpinned, and the engine and the risk daemon each
+    on a CPU of its own, the last two this process may use (one CPU for both where it may
+    use only one)."""
+    usable = sorted(os.sched_getaffinity(0))
+    engine, risk = usable[-2:] if len(usable) > 1 else usable * 2
+    return {"tick-to-order": {}, "tick-to-order.pinned": {"engine": [engine], "risk": [risk]}}
 
 
 def run(quick: bool) -> list[Result]:
-    ticks, n, warmup, interval_ns, peer = tick_stream(quick)
-    with temp_dir("tick-to-order") as directory:
-        total, seen, cpu_pct = _round_trip(directory, ticks, interval_ns)
+    stream = tick_stream(quick)
+    return [_measure(name, pinning, stream, quick) for name, pinning in pinnings().items()]
+
+
+def _measure(name: str, pinning: Pinning, stream: TickStream, quick: bool) -> Result:
+    ticks, n, warmup, interval_ns, peer = stream
+    with temp_dir(name) as directory:
+        total, seen, cpu_pct = _round_trip(directory, ticks, interval_ns, pinning)
     total, seen = total[warmup:], seen[warmup:]
     figures = {**percentiles(total), "daemons_cpu_pct": cpu_pct,
                **percentiles(seen, prefix="engine_"),
                **percentiles(total - seen, prefix="risk_")}
-    return [result(
-        "tick-to-order", figures, quick=quick,
+    return result(
+        name, figures, quick=quick,
         params={"n": n, "orders": len(total), "warmup_dropped": warmup, "mode": MODE.value,
+                "cpu_affinity": pinning or "none (where the kernel puts them)",
                 "interval_us": interval_ns / 1000,
                 "input": "IF2101 2021-01-04 (real CTP snapshots)",
                 "path": "md journal -> engine (replay, kline, factors, container, order_link) "
@@ -62,22 +87,23 @@ def run(quick: bool) -> list[Result]:
         baseline=(PEER, peer),
         ratio=peer["p99_us"] / figures["p99_us"],
         target={"p50_us_max": 40.0, "ratio_min": 1.0},
-    )]
+    )
 
 
-def _round_trip(directory: Path, ticks: np.ndarray,
-                interval_ns: int) -> tuple[np.ndarray, np.ndarray, float]:
+def _round_trip(directory: Path, ticks: np.ndarray, interval_ns: int,
+                pinning: Pinning) -> tuple[np.ndarray, np.ndarray, float]:
     """Per order that reached the gateway: ns from its tick's commit to the gateway call, and
     to the ORDER_REQ in the engine; and both daemons' CPU % meanwhile."""
     engine_samples, gateway_samples = directory / "orders.npy", directory / "gateway.npy"
     config_path = directory / "hft.toml"
-    config_path.write_text(_config(directory, engine_samples, gateway_samples))
+    config_path.write_text(_config(directory, engine_samples, gateway_samples, pinning))
     trading_day = int(ticks["trading_day"][0])
     with JournalWriter(directory, JOURNAL, trading_day=trading_day) as writer, \
             daemon_process("risk", config_path, directory / "risk.sock",
                            [gateway_samples]) as risk, \
             daemon_process("engine", config_path, directory / "engine.sock",
                            [engine_samples]) as engine:
+        _check_pinning({"engine": engine, "risk": risk}, pinning)
         committed, cpu_pct = paced_commits(writer, ticks, interval_ns, [engine, risk])
     orders = np.load(engine_samples)  # (tick seq, tick ns, order ns, order_ref)
     check_orders(orders, len(ticks), share=0.2)
@@ -93,11 +119,22 @@ def _round_trip(directory: Path, ticks: np.ndarray,
     return at_gateway - commits, orders[:, 2] - commits, cpu_pct
 
 
-def _config(directory: Path, engine_samples: Path, gateway_samples: Path) -> str:
+def _check_pinning(daemons: dict[str, psutil.Process], pinning: Pinning) -> None:
+    """The params must say where the daemons really ran."""
+    for name, process in daemons.items():
+        expected = pinning.get(name, sorted(os.sched_getaffinity(0)))
+        if process.cpu_affinity() != expected:
+            raise BenchError(f"the {name} daemon runs on CPUs {process.cpu_affinity()}, "
+                             f"not {expected}")
+
+
+def _config(directory: Path, engine_samples: Path, gateway_samples: Path,
+            pinning: Pinning) -> str:
     return f"""
 [paths]
 home = "{directory / 'home'}"
-{engine_section(directory, directory / 'engine.sock', MODE, engine_samples, fill=False)}
+{engine_section(directory, directory / 'engine.sock', MODE, engine_samples, fill=False,
+                cpus=pinning.get("engine"))}
 [daemons.engine.plugins.link]
 spec = "order_link"
-{risk_section(directory, gateway_samples, MODE)}"""
+{risk_section(directory, gateway_samples, MODE, cpus=pinning.get("risk"))}"""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import os
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,16 @@ def test_tick_to_order_goes_through_real_engine_and_risk_daemons(
     assert result["engine_p50_us"] < result["p50_us"]  # the engine's part is a part of it
     assert result["p50_us"] <= result["p99_us"] <= result["p999_us"]
     assert "vn.py" in result["baseline"]["what"] and result["ratio"] > 0
+
+
+def test_tick_to_order_reports_a_pinned_variant(results: list[dict[str, Any]]) -> None:
+    by_name = {r["name"]: r for r in results if r["name"].startswith("tick-to-order")}
+    assert set(by_name) == {"tick-to-order", "tick-to-order.pinned"}
+    assert by_name["tick-to-order"]["params"]["cpu_affinity"].startswith("none")
+    usable = sorted(os.sched_getaffinity(0))
+    assert by_name["tick-to-order.pinned"]["params"]["cpu_affinity"] == {  # checked by the bench
+        "engine": [usable[-2] if len(usable) > 1 else usable[0]], "risk": [usable[-1]]}
+    assert by_name["tick-to-order.pinned"]["params"]["orders"] > 0
 
 
 def test_the_engine_probe_fills_between_ticks_read_in_one_poll(tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ from hft.daemons.risk.chain import Rejection, RiskChain
 from hft.daemons.risk.limits import RiskLimits
 from hft.daemons.runtime.events import (
     DTYPES,
+    RECORD_SIZE,
     AlertLevel,
     EventType,
     OrderFlag,
@@ -77,7 +78,7 @@ _ORDER_REQ, _CANCEL_REQ = int(EventType.ORDER_REQ), int(EventType.CANCEL_REQ)
 _ORDER_SEND, _REJECT = int(EventType.ORDER_SEND), int(EventType.RISK_REJECT)
 _RTN_ORDER, _RTN_TRADE = int(EventType.RTN_ORDER), int(EventType.RTN_TRADE)
 _POS_UPDATE, _ALERT_TYPE = int(EventType.POS_UPDATE), int(EventType.ALERT)
-_HEAD = struct.Struct("<QqH")  # seq, ts_ns, type: the first three header fields
+_TS_TYPE = struct.Struct("<qH")  # ts_ns, type: the header fields after the seq
 _SEQ = struct.Struct("<Q")
 _TS = fields_struct(DTYPES[EventType.ORDER_REQ], ("ts_ns",)).unpack_from
 """A request's ts_ns (the header's, the same in every type)."""
@@ -319,14 +320,19 @@ class OrderDesk(Plugin):
 
     def _decision(self, event_type: EventType, request: Any, origin_seq: int,
                   now_ns: int) -> Any:
-        """The accepted request as ``event_type``, committed; returns the desk's copy."""
+        """The accepted request as ``event_type``, packed straight into the risk journal's
+        next slot (one copy of the request, not two) and committed; returns the desk's copy
+        of it, for the bus: a gateway never holds the journal's slot, so nothing it does can
+        change a committed record."""
         assert self._writer is not None
-        out, raw = self._out[event_type], self._out_bytes[event_type]
-        raw[:] = request.tobytes()
-        _HEAD.pack_into(raw, 0, 0, now_ns, int(event_type))
-        struct.pack_into("<Q", raw, _ORIGIN[event_type], origin_seq)
-        _SEQ.pack_into(raw, 0, self._writer.append(out))
-        return out
+        buffer, start = self._writer.next_slot()
+        end = start + RECORD_SIZE
+        buffer[start + 8:end] = request.tobytes()[8:]  # the seq is the commit's to write
+        _TS_TYPE.pack_into(buffer, start + 8, now_ns, event_type)
+        _SEQ.pack_into(buffer, start + _ORIGIN[event_type], origin_seq)
+        self._writer.commit()
+        self._out_bytes[event_type][:] = buffer[start:end]
+        return self._out[event_type]
 
     def _reject(self, kind: EventType, request: Any, origin_seq: int, rejection: Rejection,
                 now_ns: int) -> None:

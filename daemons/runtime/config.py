@@ -167,7 +167,24 @@ class DaemonConfig(_Strict):
     """A bus handler that raised on this many calls in a row makes its plugin DEGRADED."""
     stop_timeout_s: float = Field(default=5.0, gt=0, le=600)
     """How long a stop may take; past it the daemon exits with status 3 (a plugin is stuck)."""
+    cpu_affinity: list[int] | None = Field(default=None, min_length=1)
+    """The CPUs the daemon's threads may run on (``os.sched_setaffinity`` at start), e.g.
+    ``[1]`` to give a busy daemon a core of its own; unset: wherever the kernel puts it."""
     plugins: dict[PluginName, PluginConfig] = Field(default_factory=dict)
+
+    @field_validator("cpu_affinity")
+    @classmethod
+    def _cpus_of_this_machine(cls, cpus: list[int] | None) -> list[int] | None:
+        if cpus is None:
+            return None
+        count = os.cpu_count() or 1
+        unknown = sorted({cpu for cpu in cpus if not 0 <= cpu < count})
+        if unknown:
+            raise ValueError(f"CPU {', '.join(map(str, unknown))} is not one of this machine's "
+                             f"{count} CPUs (0 to {count - 1})")
+        if len(set(cpus)) != len(cpus):
+            raise ValueError("a CPU is listed twice")
+        return cpus
 
     @field_validator("grpc_socket", "control_token_file")
     @classmethod

@@ -225,6 +225,7 @@ class DaemonHost:
 
         Raises StartupError when the daemon cannot start; what was started is undone.
         """
+        self._pin_cpus()  # first: every thread started later inherits it
         threading.Thread(target=self._bound_the_stop, name="stop-guard", daemon=True).start()
         try:
             with contextlib.ExitStack() as cleanup:
@@ -325,8 +326,19 @@ class DaemonHost:
             "socket": str(socket_path), "metrics_port": self.metrics_port,
             "control_tcp": f"{control.tcp_address} (port {control.tcp_port}, token required)"
             if control.tcp_address else "off", "metrics_scheme": metrics.scheme,
-            "fd_limit": fd_limit,
+            "fd_limit": fd_limit, "cpu_affinity": sorted(os.sched_getaffinity(0)),
             "plugins": [p.name for p in self.plugins], "config": str(self.suite.source)})
+
+    def _pin_cpus(self) -> None:
+        """Keep the process on the CPUs of daemons.NAME.cpu_affinity, when set: every thread
+        it has (imports start native ones), and so every one started later."""
+        if self.config.cpu_affinity is not None:
+            try:
+                for thread in os.listdir("/proc/self/task"):
+                    os.sched_setaffinity(int(thread), self.config.cpu_affinity)
+            except OSError as exc:  # e.g. a cpuset (container) that excludes them
+                raise StartupError(f"cannot run on CPUs {self.config.cpu_affinity} "
+                                   f"(daemons.{self.name}.cpu_affinity): {exc}") from None
 
     def _control_server(self, socket_path: Path) -> ControlServer:
         """The gRPC server; with the TCP listener and its token when configured."""

@@ -103,6 +103,7 @@ _OFFSET_FLAG = {Offset.OPEN: "0", Offset.CLOSE: "1", Offset.CLOSE_TODAY: "3",
 _OFFSET_OF_FLAG = {"0": Offset.OPEN, "1": Offset.CLOSE, "2": Offset.CLOSE, "3": Offset.CLOSE_TODAY,
                    "4": Offset.CLOSE_YESTERDAY, "5": Offset.CLOSE, "6": Offset.CLOSE}
 _POS_DIRECTION = {"2": PosDirection.LONG, "3": PosDirection.SHORT}
+_RECOVERED = int(OrderFlag.RECOVERED)  # int & IntFlag would run enum's Python __and__
 _ORDER = fields_struct(DTYPES[EventType.ORDER_SEND],
                        ("flags", "trading_day", "instrument_index", "source", "instrument",
                         "exchange", "order_ref", "price", "volume", "direction", "offset",
@@ -473,7 +474,7 @@ class CtpTrader(Plugin):
         """Bus handler: an ORDER_SEND (or a RECOVERED one, answered once reconciled)."""
         (flags, day, index, source, instrument, exchange, ref, price, volume, direction, offset,
          price_type, account) = _ORDER(record)
-        if flags & OrderFlag.RECOVERED:
+        if flags & _RECOVERED:
             self._recovered.append(record.copy())
             if self.state == "ready":
                 self._answer_recovered()

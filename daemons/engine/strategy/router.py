@@ -64,6 +64,8 @@ _ADOPT = field_reader(ORDER_DTYPE, "flags", "source", "instrument", "order_ref",
                       "direction")
 _CLOCK = field_reader(TIMER_DTYPE, "ts_ns")
 _CANCEL_REQ = int(EventType.CANCEL_REQ)
+_RECOVERED = int(OrderFlag.RECOVERED)
+"""A plain int: ``int & IntFlag`` runs enum's Python ``__and__`` (0.7 µs) on every ORDER_REQ."""
 _POSITION = field_reader(POS_DTYPE, "instrument", "account", "direction", "position",
                          "today_position", "yd_position", "open_cost")
 _TERMINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
@@ -214,7 +216,7 @@ class OrderRouter:
         its instrument waits for its returns instead of sending the same change twice. Its
         fills go to the house party (which child wanted it is not known any more)."""
         flags, source, key, ref, volume, direction = _ADOPT(record)
-        if not flags & OrderFlag.RECOVERED or source != self.source or ref in self.orders:
+        if not flags & _RECOVERED or source != self.source or ref in self.orders:
             return
         instrument = self._lookup(key)
         if instrument is None:
