@@ -448,6 +448,19 @@ def test_loss_limit_lets_only_reducing_orders_pass() -> None:
     assert code(chain.decide_insert(order(6, 4000.0, 1, BUY, offset=CLOSE), T0)) == "loss_limit"
 
 
+def test_the_loss_limit_reached_raises_one_alert_a_day() -> None:
+    alerts: list[tuple[str, str]] = []
+    chain = make(alerts, max_daily_loss=1000)
+    chain.set_position_view(Book(long=2, pnl=-1500.0))
+    for ref in (1, 2, 3):
+        assert code(chain.decide_insert(order(ref, 4000.0), T0)) == "loss_limit"
+    assert len(alerts) == 1
+    assert alerts[0][0] == "loss_limit" and "max_daily_loss 1000" in alerts[0][1]
+    next_day = T0 + 24 * 3600 * 10**9
+    assert code(chain.decide_insert(order(4, 4000.0), next_day)) == "loss_limit"
+    assert [alert_code for alert_code, _ in alerts] == ["loss_limit", "loss_limit"]
+
+
 # --- precedence -----------------------------------------------------------------------------
 
 def test_precedence_when_several_insert_checks_fail() -> None:

@@ -23,6 +23,7 @@ from hft.daemons.refdata.calendar import to_day, trading_day_of
 from hft.daemons.refdata.instruments import Product
 from hft.daemons.risk.checks import (
     KILL_SWITCH,
+    LOSS_LIMIT,
     MALFORMED,
     OPEN,
     UNKNOWN_INSTRUMENT,
@@ -179,6 +180,9 @@ class RiskChain:
             if text is not None:
                 if cancel_first:
                     cancel_first.clear()
+                if code == LOSS_LIMIT and not account.loss_alerted:
+                    account.loss_alerted = True  # once a day: every later order says it too
+                    self._raise_alert(LOSS_LIMIT, f"{account.name}: {text}")
                 return self._refuse_order(account, ref, code, text)
         if checked:
             self.accepted_inserts += 1

@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hft.daemons.refdata.instruments import ProductTable
 from hft.daemons.risk.book_metrics import book_families
 from hft.daemons.risk.chain import Rejection, RiskChain
+from hft.daemons.risk.checks import LOSS_LIMIT
 from hft.daemons.risk.limits import RiskLimits
 from hft.daemons.runtime.events import (
     DTYPES,
@@ -219,7 +220,7 @@ class OrderDesk(Plugin):
         self._out_bytes = {t: records.view(np.uint8).data for t, records in buffers.items()}
         products = ProductTable.load()
         self.positions = LiveBook(products, self.config.fees, self.config.default_fees)
-        self.chain = RiskChain(self.config.limits, products, alert=self._warn)
+        self.chain = RiskChain(self.config.limits, products, alert=self._chain_alert)
         self.chain.set_position_view(self.positions)
         alert = empty(EventType.ALERT)
         self._alert, self._alert_bytes = alert[0], alert.view(np.uint8).data
@@ -384,9 +385,11 @@ class OrderDesk(Plugin):
         self.positions.mark(tick)
         self.chain.on_tick(tick)
 
-    def _warn(self, code: str, text: str) -> None:
-        """The chain's warnings (cancel ratio, daily cancels) as journaled ALERTs."""
-        self._publish_alert(AlertLevel.WARNING, code.encode(), text)
+    def _chain_alert(self, code: str, text: str) -> None:
+        """The chain's alarms as journaled ALERTs: the loss limit reached is critical (the
+        account can only reduce), the cancel ratio and daily cancels are warnings."""
+        level = AlertLevel.CRITICAL if code == LOSS_LIMIT else AlertLevel.WARNING
+        self._publish_alert(level, code.encode(), text)
 
     def _publish_alert(self, level: AlertLevel, code: bytes, text: str) -> None:
         _ALERT.pack_into(self._alert_bytes, 0, time.time_ns(), _ALERT_TYPE, int(level),

@@ -177,6 +177,7 @@ class AccountState:
         "insert_window",
         "inserts_today",
         "limits",
+        "loss_alerted",
         "name",
         "orders",
         "ratio_warned",
@@ -206,6 +207,8 @@ class AccountState:
         self.inserts_today = 0
         self.cancels_today = 0
         self.ratio_warned = False
+        self.loss_alerted = False
+        """The loss limit has refused an order today (and said so in an alert)."""
 
     def roll(self, day: int) -> None:
         """Start trading day ``day``'s counts."""
@@ -213,8 +216,9 @@ class AccountState:
         self.inserts_today = 0
         self.cancels_today = 0
         self.ratio_warned = False
+        self.loss_alerted = False
         self.finished.clear()
 
 
 Alert = Callable[[str, str], None]
-"""Where a warning goes: (code, text), e.g. ("cancel_ratio", "...")."""
+"""Where an alarm goes: (code, text), e.g. ("cancel_ratio", "..."), ("loss_limit", "...")."""
