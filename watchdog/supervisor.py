@@ -134,8 +134,8 @@ class Supervisor:
             daemon.restarts = record.restarts
             process = adopt(daemon.name, record.pid, record.create_time) if record.pid else None
             if process is not None:
-                log.info("adopted a running daemon", extra={"daemon": daemon.name,
-                                                            "pid": process.pid})
+                log.info("adopted a running daemon", extra={"supervised": daemon.name,
+                                                            "child_pid": process.pid})
                 self._attach(daemon, process, now)
                 self._set(daemon, State.RUNNING, "adopted from the previous watchdog")
                 daemon.running_since, daemon.want_running = now, True
@@ -420,7 +420,7 @@ class Supervisor:
             elif daemon.state is State.STOPPING and now >= daemon.deadline:
                 assert daemon.process is not None
                 log.warning("not stopped within kill_timeout_s: SIGKILL", extra={
-                    "daemon": daemon.name, "pid": daemon.process.pid})
+                    "supervised": daemon.name, "child_pid": daemon.process.pid})
                 daemon.process.signal_group(signal.SIGKILL)
                 daemon.deadline = math.inf
 
@@ -444,7 +444,7 @@ class Supervisor:
         except OSError as exc:
             self._failed(daemon, now, f"cannot spawn: {exc}", RestartReason.CRASH)
             return
-        log.info("daemon spawned", extra={"daemon": daemon.name, "pid": process.pid})
+        log.info("daemon spawned", extra={"supervised": daemon.name, "child_pid": process.pid})
         self._attach(daemon, process, now)
         daemon.reason = ""
         daemon.deadline = now + self.config.start_timeout_s
@@ -480,7 +480,7 @@ class Supervisor:
 
     def _set(self, daemon: Supervised, state: State, reason: str) -> None:
         if state is not daemon.state:
-            log.info("daemon state", extra={"daemon": daemon.name, "state": state.value,
+            log.info("daemon state", extra={"supervised": daemon.name, "state": state.value,
                                             "was": daemon.state.value, "reason": reason})
         daemon.state, daemon.reason = state, reason
         daemon.deadline = math.inf
