@@ -7,7 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from hft.ctl.cli import main
-from hft.daemons.runtime.config import default_config_path
+from hft.daemons.runtime.config import DaemonConfig, default_config_path
 
 
 def hftctl(*args: str) -> Result:
@@ -50,10 +50,8 @@ start_limit_burst = 0
         f"{path}: logging.level: Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR' "
         "(got 'LOUD')",
         f"{path}: daemons.engine.heartbeat_interval_s: Input should be greater than 0 (got -1)",
-        f"{path}: daemons.engine.metrics_prot: unknown key; expected one of: enabled, "
-        "metrics_port, grpc_socket, control_tcp, control_token_file, metrics_tls, "
-        "metrics_auth, heartbeat_interval_s, wait_mode, spin_us, yield_us, idle_block_s, "
-        "failing_after, stop_timeout_s, plugins",
+        f"{path}: daemons.engine.metrics_prot: unknown key; expected one of: "
+        f"{', '.join(DaemonConfig.model_fields)}",
         f"{path}: watchdog.start_limit_burst: Input should be greater than or equal to 1 "
         "(got 0)",
     ]
