@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything hft needs on a fresh Debian machine (run as root from anywhere):
 # the zh_CN.GB18030 locale openctp-ctp needs at import, python3-venv where the Python lacks
-# venv, Prometheus (the tests check ops/prometheus with its promtool and server), the tools
+# venv, Prometheus and Alertmanager (the tests check ops/prometheus with promtool and a real
+# server, and send the watchdog's alerts to a real Alertmanager), the tools
 # the tests of the TLS and ops files run (openssl, logrotate, systemd-analyze), and the
 # virtual environment .venv with hft and its Python dependencies.
 # Idempotent: a second run only checks.
@@ -15,6 +16,7 @@ locale -a 2>/dev/null | grep -qi '^zh_CN\.gb18030$' || apt_packages+=(locales)
 "$python" -c "import ensurepip, venv" 2>/dev/null || apt_packages+=(python3-venv)
 command -v openssl >/dev/null || apt_packages+=(openssl)  # the TLS /metrics tests make certificates
 command -v promtool >/dev/null || apt_packages+=(prometheus)  # ops/prometheus is tested with it
+command -v prometheus-alertmanager >/dev/null || apt_packages+=(prometheus-alertmanager)  # webhook test
 command -v logrotate >/dev/null || apt_packages+=(logrotate)  # the tests rotate a live daemon's log
 command -v systemd-analyze >/dev/null || apt_packages+=(systemd)  # the tests verify the unit file
 if [ ${#apt_packages[@]} -gt 0 ]; then
