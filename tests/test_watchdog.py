@@ -171,8 +171,42 @@ def test_a_crash_loop_ends_in_fatal_with_one_alert(suite: SuiteFactory, tmp_path
         assert hook.kinds() == ["fatal"]
         assert hook.alerts[0]["level"] == "critical"
         assert hftctl(config, "status").returncode == 3
+        restarted = restart_the_watchdog_as_systemd_would(config)
+        try:  # FATAL is kept: a watchdog restarted by systemd does not retry a crash loop
+            status = daemon_status(config)["engine"]
+            assert state(status) == "fatal" and status.pid == 0
+            assert "failed 3 times within 60s" in status.reason
+            assert state(daemon_status(config)["hft_md"]) == "running"
+            time.sleep(0.5)
+            assert hook.kinds() == ["fatal"] and daemon_status(config)["engine"].pid == 0
+        finally:
+            restarted.terminate()  # its stop stops hft_md too
+            restarted.wait(30)
         again = hftctl(config, "start", "engine")  # a start takes it out of FATAL: one more try
         assert again.returncode == 1 and "engine: failed to start" in again.stderr
+
+
+def restart_the_watchdog_as_systemd_would(config: Path) -> subprocess.Popen[bytes]:
+    """SIGKILL the watchdog, then start ``hft-watchdog`` as the unit does (autostart on);
+    returns it once it serves."""
+    with watchdog_client(config) as client:
+        pid = client.status().pid
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not psutil.pid_exists(pid)
+             or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, "the watchdog gone")
+    process = subprocess.Popen([sys.executable, "-m", "hft.watchdog", "--config", str(config)],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+
+    def serving() -> bool:
+        try:
+            with watchdog_client(config, timeout_s=1.0) as client:
+                return bool(client.status().pid == process.pid)
+        except ControlError:
+            return False
+
+    wait_for(serving, "the restarted watchdog")
+    return process
 
 
 def test_stop_leaves_no_process_behind(suite: SuiteFactory, tmp_path: Path) -> None:

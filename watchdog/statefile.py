@@ -2,7 +2,8 @@
 to take over where the last one stopped.
 
 Per daemon: the pid and create time of the process it started (to adopt that very process,
-never another with a recycled pid), whether it should run, and its restart count; per alert
+never another with a recycled pid), whether it should run, its restart count and, when it is
+FATAL, why (a FATAL daemon stays so across a restart of the watchdog); per alert
 journal: the next seq to read (so alerts are neither repeated nor skipped). JSON, mode 0600,
 replaced atomically (written to a temporary file, fsynced, renamed over the old one).
 """
@@ -27,6 +28,8 @@ class DaemonRecord:
     create_time: float = 0.0
     want_running: bool = False
     restarts: int = 0
+    fatal: str = ""
+    """Why it is FATAL; empty when it is not."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,8 @@ def load(path: Path) -> SavedState:
             daemons = {str(name): DaemonRecord(pid=int(entry["pid"]),
                                                create_time=float(entry["create_time"]),
                                                want_running=bool(entry["want_running"]),
-                                               restarts=int(entry["restarts"]))
+                                               restarts=int(entry["restarts"]),
+                                               fatal=str(entry.get("fatal", "")))
                        for name, entry in raw["daemons"].items()}
             journals = {str(name): int(seq) for name, seq in raw["journals"].items()}
             return SavedState(daemons, journals)

@@ -141,6 +141,8 @@ class Supervisor:
                 daemon.running_since, daemon.want_running = now, True
                 if not (record.want_running and daemon.enabled):  # being stopped, or disabled
                     self.stop_daemons([daemon.name])
+            elif record.fatal and daemon.enabled:  # a restart of the watchdog is no retry
+                self._set(daemon, State.FATAL, record.fatal)
             elif daemon.enabled and self._autostart and (
                     record.want_running if daemon.name in saved.daemons else True):
                 daemon.want_running = True
@@ -511,7 +513,8 @@ class Supervisor:
         records = {d.name: statefile.DaemonRecord(
             pid=d.process.pid if d.process else 0,
             create_time=d.process.create_time if d.process else 0.0,
-            want_running=d.want_running, restarts=d.restarts) for d in self.daemons.values()}
+            want_running=d.want_running, restarts=d.restarts,
+            fatal=d.reason if d.state is State.FATAL else "") for d in self.daemons.values()}
         journals = {} if self._journals is None else self._journals.positions
         try:
             statefile.save(self._state_path, statefile.SavedState(records, journals))
