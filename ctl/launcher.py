@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import psutil
 
 from hft.ctl.client import ControlError, DaemonClient, WatchdogClient
+from hft.ctl.logs import last_lines
 from hft.daemons.runtime.config import WATCHDOG, SuiteConfig
 from hft.daemons.runtime.socketlock import PROBE_TIMEOUT_S
 from hft.protos import watchdog_pb2
@@ -216,11 +216,15 @@ def _exited(pid: int, deadline: float) -> bool:
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last ``lines`` lines of the log at ``path``, read from its end (none if it does
+    not exist)."""
     try:
-        with path.open(encoding="utf-8", errors="replace") as file:
-            return [line.rstrip("\n") for line in deque(file, maxlen=lines)]
+        with path.open("rb") as file:
+            complete, partial = last_lines(file, lines)
     except FileNotFoundError:
         return []
+    return [line.decode("utf-8", "replace") for line in ([*complete, partial] if partial
+                                                         else complete)]
 
 
 def _failed(suite: SuiteConfig, name: str, reason: str) -> Outcome:

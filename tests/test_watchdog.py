@@ -62,6 +62,7 @@ from {Plugin.__module__} import Plugin
 
 class DiesAtStart(Plugin):
     def start(self):
+        print("dies-at-start: giving up", flush=True)  # the last line of its log
         os._exit(1)
 '''
 
@@ -160,6 +161,8 @@ def test_a_crash_loop_ends_in_fatal_with_one_alert(suite: SuiteFactory, tmp_path
         done = hftctl(config, "start")
         assert done.returncode == 1
         assert "engine: failed to start: backoff: exited with status 1 while starting" in done.stderr
+        assert done.stderr.rstrip().endswith("dies-at-start: giving up")  # its log's end
+        assert "last lines of " in done.stderr and "engine.log" in done.stderr
         assert "hft_md: started" in done.stdout
         wait_for(lambda: state(daemon_status(config)["engine"]) == "fatal", "engine FATAL", 30)
         time.sleep(0.5)  # a storm would go on; FATAL stays
