@@ -24,7 +24,10 @@ handler), counted in ``handler_errors``, and the remaining handlers still run.
 A handler is *failing* (its plugin shows DEGRADED) when it raised on each of the last
 ``failing_after`` events of a type, the latest included; the next event it handles without
 raising ends that. Every handler of a type sees every event of it, so "consecutive" is read
-from the type's publish count at each failure: the success path costs nothing at all.
+from the type's publish count at each failure: the success path costs nothing at all. Read
+from another thread (a /metrics scrape), a failing handler shows as not failing while an
+event of its type is being dispatched (the count is one ahead until the handler raises);
+the main thread (status) always sees it settled.
 """
 
 from __future__ import annotations
