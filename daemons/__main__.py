@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from hft.daemons.runtime.config import DAEMON_NAMES, HOME_ENV, ConfigError, load_config
-from hft.daemons.runtime.host import EXIT_STOP_TIMED_OUT, DaemonHost, StartupError
-from hft.daemons.runtime.logs import configure_logging
-
-EXIT_STARTUP_FAILED = 1
-EXIT_USAGE = 2
+from hft.daemons.runtime.host import (
+    EXIT_STARTUP_FAILED,
+    EXIT_STOP_TIMED_OUT,
+    EXIT_USAGE,
+    run_daemon,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,15 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hft-daemon: {args.name} is disabled in {suite.source} "
               f"(daemons.{args.name}.enabled = false)", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(args.name, level=suite.logging.level, stderr=suite.logging.stderr,
-                      file=suite.json_log_path(args.name) if suite.logging.file else None)
-    try:
-        return DaemonHost(args.name, suite).run()
-    except StartupError as exc:
-        logging.getLogger("hft.daemon").error("cannot start", extra={"error": str(exc)})
-        if not suite.logging.stderr:
-            print(f"hft-daemon {args.name}: cannot start: {exc}", file=sys.stderr)
-        return EXIT_STARTUP_FAILED
+    return run_daemon(f"hft-daemon {args.name}", args.name, suite)
 
 
 if __name__ == "__main__":

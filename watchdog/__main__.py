@@ -4,18 +4,18 @@ supervisor of the daemon suite, itself a daemon named "watchdog"."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from hft.daemons.runtime.config import HOME_ENV, WATCHDOG, ConfigError, load_config
-from hft.daemons.runtime.host import EXIT_STOP_TIMED_OUT, DaemonHost, StartupError
-from hft.daemons.runtime.logs import configure_logging
+from hft.daemons.runtime.host import (
+    EXIT_STARTUP_FAILED,
+    EXIT_STOP_TIMED_OUT,
+    EXIT_USAGE,
+    run_daemon,
+)
 from hft.watchdog.alerts import AlertSender
 from hft.watchdog.supervisor import Supervisor
-
-EXIT_STARTUP_FAILED = 1
-EXIT_USAGE = 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,17 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hft-watchdog: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(WATCHDOG, level=suite.logging.level, stderr=suite.logging.stderr,
-                      file=suite.json_log_path(WATCHDOG) if suite.logging.file else None)
     alerts = AlertSender(suite.watchdog.webhooks, registry=None)  # served by the supervisor
-    supervisor = Supervisor(suite, alerts, args.autostart)
-    try:
-        return DaemonHost(WATCHDOG, suite, supervisor).run()
-    except StartupError as exc:
-        logging.getLogger("hft.watchdog").error("cannot start", extra={"error": str(exc)})
-        if not suite.logging.stderr:
-            print(f"hft-watchdog: cannot start: {exc}", file=sys.stderr)
-        return EXIT_STARTUP_FAILED
+    return run_daemon("hft-watchdog", WATCHDOG, suite, Supervisor(suite, alerts, args.autostart))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from hft.daemons.runtime.heartbeat import DaemonState, HeartbeatWriter
 from hft.daemons.runtime.homedir import prepare_home
 from hft.daemons.runtime.journal import JournalReader, wait_any
 from hft.daemons.runtime.journal.futex import FutexWord
+from hft.daemons.runtime.logs import configure_logging
 from hft.daemons.runtime.metrics import MetricsServer
 from hft.daemons.runtime.plugins import PluginManager, Poller, exception_text
 from hft.daemons.runtime.socketlock import SocketClaim, SocketInUseError
@@ -68,6 +69,10 @@ MAX_BLOCK_NS = 1_000_000_000
 MAX_WAITER_BLOCK_NS = 5_000_000
 """How long a command or signal may wait while the loop sleeps in an idle waiter."""
 _ERROR_LOG_INTERVAL_NS = 1_000_000_000
+EXIT_STARTUP_FAILED = 1
+"""Exit status of a daemon that could not start (the reason is logged)."""
+EXIT_USAGE = 2
+"""Exit status for bad arguments or a bad config."""
 EXIT_STOP_TIMED_OUT = 3
 """Exit status when the shutdown did not finish within daemons.NAME.stop_timeout_s."""
 
@@ -481,3 +486,19 @@ class DaemonHost:
             self._last_error_log_ns[name] = now_ns
             self.log.exception(f"{kind} raised; the loop goes on", extra={
                 "callback": name, "errors": self.callback_errors[(kind, name)]})
+
+
+def run_daemon(prog: str, name: str, suite: SuiteConfig,
+               extension: HostExtension | None = None) -> int:
+    """Run the daemon ``name`` in the foreground with the suite's logging, for the command
+    line ``prog``; its exit status. Why it could not start is logged, and also printed on
+    stderr when the log does not go there."""
+    configure_logging(name, level=suite.logging.level, stderr=suite.logging.stderr,
+                      file=suite.json_log_path(name) if suite.logging.file else None)
+    try:
+        return DaemonHost(name, suite, extension).run()
+    except StartupError as exc:
+        logging.getLogger(f"hft.daemon.{name}").error("cannot start", extra={"error": str(exc)})
+        if not suite.logging.stderr:
+            print(f"{prog}: cannot start: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_FAILED
