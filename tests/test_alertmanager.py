@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 from support.daemons import wait_for
-from support.suite import free_port
+from support.servers import ServerProcess
 from support.watchdog import FAST_WATCHDOG, daemon_status, daemon_table, hftctl, kill_all, suite_config
 
 ALERTMANAGER_CONFIG = """
@@ -27,26 +26,21 @@ receivers:
 """Alertmanager keeps what it receives and sends it nowhere: the test reads its API."""
 
 
-class Alertmanager:
+class Alertmanager(ServerProcess):
     """An Alertmanager process on a free port, clustering off, its data in a temp directory."""
 
     def __init__(self, directory: Path) -> None:
         config = directory / "alertmanager.yml"
         config.write_text(ALERTMANAGER_CONFIG)
-        self.port = free_port()
-        self.log_path = directory / "alertmanager.log"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                ["prometheus-alertmanager", f"--config.file={config}",
-                 f"--storage.path={directory / 'alertmanager-data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address="],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        super().__init__("alertmanager", directory, lambda port: [
+            "prometheus-alertmanager", f"--config.file={config}",
+            f"--storage.path={directory / 'alertmanager-data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="])
         self.url = f"http://127.0.0.1:{self.port}"
         wait_for(self.ready, "alertmanager to be ready", 30)
 
     def ready(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"alertmanager exited: {self.log_path.read_text()[-3000:]}")
+        self.check_running()
         try:
             with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
                 return bool(response.status == 200)
@@ -56,14 +50,6 @@ class Alertmanager:
     def alerts(self) -> list[dict[str, Any]]:
         with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=5) as response:
             return list(json.loads(response.read()))
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture

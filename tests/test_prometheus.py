@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from support.daemons import wait_for
+from support.servers import ServerProcess
 from support.suite import Suite, free_port, running_suite
 
 PROMETHEUS_DIR = Path(__file__).resolve().parents[1] / "ops" / "prometheus"
@@ -74,23 +75,17 @@ def server_config(directory: Path, ports: dict[str, int]) -> Path:
     return path
 
 
-class Prometheus:
+class Prometheus(ServerProcess):
     """A prometheus server process on a free port, its data in a temp directory."""
 
     def __init__(self, directory: Path, config: Path) -> None:
-        self.port = free_port()
-        self.log_path = directory / "prometheus.log"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                ["prometheus", f"--config.file={config}",
-                 f"--storage.tsdb.path={directory / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        super().__init__("prometheus", directory, lambda port: [
+            "prometheus", f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}"])
 
     def api(self, path: str) -> Any:
         """The ``data`` of a /api/v1 answer; None while the server is not answering yet."""
-        if self.process.poll() is not None:
-            raise AssertionError(f"prometheus exited: {self.log_path.read_text()[-3000:]}")
+        self.check_running()
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v1/{path}",
                                         timeout=5) as response:
@@ -99,14 +94,6 @@ class Prometheus:
             return None
         assert answer["status"] == "success", answer
         return answer["data"]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture
