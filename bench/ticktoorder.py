@@ -18,14 +18,19 @@ tick to the strategy's handler (BarGenerator and the decision), one hop inside o
 ``ratio`` is the peer's p99 over ours: above 1, our three-process p99 is below its one-hop p99.
 
 Two results: ``tick-to-order`` with the daemons where the kernel puts them (the default), and
-``tick-to-order.pinned`` with each daemon on a CPU of its own (``cpu_affinity``: the engine
-on the second-to-last CPU this process may use, the risk daemon on the last; this process,
-the feed, is not pinned). ``params.cpu_affinity`` says which ran.
+``tick-to-order.pinned`` in the layout the README recommends for 2 cores (``cpu_affinity``):
+the engine alone on the second-to-last CPU this process may use, the risk daemon on the last,
+and this process, the feed in hft_md's place, pinned beside the risk daemon. The engine is
+then never interrupted by the feed, and the risk daemon has nothing to do while the feed
+works (an order comes only after the tick is committed). ``params.cpu_affinity`` says which
+ran.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,16 +52,18 @@ from hft.daemons.runtime.journal import JournalWriter, WaitMode
 
 MODE = WaitMode.BLOCK
 Pinning = dict[str, list[int]]
-"""daemon name -> its cpu_affinity; a daemon not named runs where the kernel puts it."""
+"""daemon name (or ``feed``, this process while it commits) -> its CPUs; one not named runs
+where the kernel puts it."""
 
 
 def pinnings() -> dict[str, Pinning]:
-    """Result name -> the daemons' CPUs: unpinned, and the engine and the risk daemon each
-    on a CPU of its own, the last two this process may use (one CPU for both where it may
-    use only one)."""
+    """Result name -> the CPUs: unpinned, and the engine alone on the second-to-last CPU this
+    process may use, the risk daemon and the feed on the last (all on one where it may use
+    only one)."""
     usable = sorted(os.sched_getaffinity(0))
     engine, risk = usable[-2:] if len(usable) > 1 else usable * 2
-    return {"tick-to-order": {}, "tick-to-order.pinned": {"engine": [engine], "risk": [risk]}}
+    return {"tick-to-order": {},
+            "tick-to-order.pinned": {"engine": [engine], "risk": [risk], "feed": [risk]}}
 
 
 def run(quick: bool) -> list[Result]:
@@ -104,7 +111,8 @@ def _round_trip(directory: Path, ticks: np.ndarray, interval_ns: int,
             daemon_process("engine", config_path, directory / "engine.sock",
                            [engine_samples]) as engine:
         _check_pinning({"engine": engine, "risk": risk}, pinning)
-        committed, cpu_pct = paced_commits(writer, ticks, interval_ns, [engine, risk])
+        with _feed_on(pinning.get("feed")):
+            committed, cpu_pct = paced_commits(writer, ticks, interval_ns, [engine, risk])
     orders = np.load(engine_samples)  # (tick seq, tick ns, order ns, order_ref)
     check_orders(orders, len(ticks), share=0.2)
     calls = np.load(gateway_samples)  # (order_ref, gateway ns)
@@ -117,6 +125,20 @@ def _round_trip(directory: Path, ticks: np.ndarray, interval_ns: int,
     commits = committed[orders[:, 0]]
     at_gateway = np.array([gateway_ns[ref] for ref in orders[:, 3].tolist()], np.int64)
     return at_gateway - commits, orders[:, 2] - commits, cpu_pct
+
+
+@contextmanager
+def _feed_on(cpus: list[int] | None) -> Iterator[None]:
+    """This process on ``cpus`` (when given) for the block, then back where it was."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def _check_pinning(daemons: dict[str, psutil.Process], pinning: Pinning) -> None:

@@ -138,7 +138,8 @@ def test_tick_to_order_reports_a_pinned_variant(results: list[dict[str, Any]]) -
     assert by_name["tick-to-order"]["params"]["cpu_affinity"].startswith("none")
     usable = sorted(os.sched_getaffinity(0))
     assert by_name["tick-to-order.pinned"]["params"]["cpu_affinity"] == {  # checked by the bench
-        "engine": [usable[-2] if len(usable) > 1 else usable[0]], "risk": [usable[-1]]}
+        "engine": [usable[-2] if len(usable) > 1 else usable[0]], "risk": [usable[-1]],
+        "feed": [usable[-1]]}  # the feed (hft_md's stand-in) beside the risk daemon
     assert by_name["tick-to-order.pinned"]["params"]["orders"] > 0
 
 

@@ -51,6 +51,8 @@ class LiveBook:
             products, {code: Decimal(str(f.margin_rate)) for code, f in fees.items()},
             Decimal(str(default_fees.margin_rate)))
         self._fees, self._default_fees = dict(fees), default_fees
+        self._instrument_fees: dict[str, Fees] = {}
+        """Each instrument's fees, found once (not a product-code match per fill)."""
         self.trading_day = 0
         self._held: dict[bytes, str] = {}
         """Instruments the book has entries in: their id as the book spells it."""
@@ -78,7 +80,10 @@ class LiveBook:
         close-today rates (on SHFE/INE a close_today; elsewhere what yesterday's lots do not
         cover, as the book closes yesterday's first)."""
         contract = self.book.contract(instrument)
-        fees = self._fees.get(product_code(instrument), self._default_fees)
+        fees = self._instrument_fees.get(instrument)
+        if fees is None:
+            fees = self._instrument_fees[instrument] = self._fees.get(
+                product_code(instrument), self._default_fees)
         if offset == Offset.OPEN:
             return fees.open_commission(price, volume, contract.multiplier)
         if contract.split_close:
