@@ -43,7 +43,7 @@ from hft.daemons.runtime.plugins import Plugin, PluginContext
 
 _TICK = field_reader(TICK_DTYPE, "seq", "instrument")
 _ORDER = field_reader(ORDER_DTYPE, "source", "instrument", "exchange", "order_ref", "price",
-                      "volume", "direction", "offset")  # in record order, as they come back
+                      "volume", "direction", "offset", "account")  # in record order
 _RTN_TRADE = int(EventType.RTN_TRADE)
 _RTN_ORDER = int(EventType.RTN_ORDER)
 
@@ -107,10 +107,10 @@ class OrderProbe(Plugin):
         """Fill every order taken since the last call, at its price, in full."""
         fills, self._fills = self._fills, []
         trade = self._trade
-        for source, instrument, exchange, ref, price, volume, direction, offset in fills:
+        for source, instrument, exchange, ref, price, volume, direction, offset, account in fills:
             trade["instrument"], trade["exchange"], trade["order_ref"] = instrument, exchange, ref
             trade["price"], trade["volume"], trade["source"] = price, volume, source
-            trade["direction"], trade["offset"] = direction, offset
+            trade["direction"], trade["offset"], trade["account"] = direction, offset, account
             trade["ts_ns"] = time.time_ns()
             self.ctx.bus.publish(_RTN_TRADE, trade)
         return len(fills)
@@ -136,7 +136,8 @@ class GatewayProbe(Plugin):
 
     def on_order(self, record: Any) -> None:
         now = time.monotonic_ns()
-        source, instrument, exchange, ref, price, volume, direction, offset = _ORDER(record)
+        source, instrument, exchange, ref, price, volume, direction, offset, account = _ORDER(
+            record)
         if self._count < len(self._samples):
             self._samples[self._count] = ref, now
             self._count += 1
@@ -144,6 +145,7 @@ class GatewayProbe(Plugin):
         for out in (trade, status):
             out["source"], out["instrument"], out["exchange"] = source, instrument, exchange
             out["order_ref"], out["direction"], out["offset"] = ref, direction, offset
+            out["account"] = account  # the desk finds its working order by it, as from a gateway
             out["ts_ns"] = time.time_ns()
         trade["price"], trade["volume"] = price, volume
         status["price"], status["volume"], status["volume_traded"] = price, volume, volume

@@ -10,6 +10,7 @@ import json
 import math
 import multiprocessing
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,11 @@ import pytest
 
 from hft import bench
 from hft.bench.common import RESERVED_KEYS, sample_tick
+from hft.daemons.risk.desk import OrderDesk
 from hft.daemons.runtime.config import SuiteConfig
-from hft.daemons.runtime.events import Direction, EventType
+from hft.daemons.runtime.events import Direction, EventType, empty
 from hft.daemons.runtime.host import DaemonHost
+from hft.daemons.runtime.journal import JournalWriter
 
 POSITIVE_SUFFIXES = ("_per_s", "_us", "_ns", "_ns_per_op")
 """Rates, latencies and costs: a zero or negative one means the measurement is broken."""
@@ -160,6 +163,30 @@ def test_the_engine_probe_fills_between_ticks_read_in_one_poll(tmp_path: Path) -
             tick["seq"] = seq
             host.bus.publish(EventType.MARKET_DATA, tick[0])
         assert directions == [Direction.BUY, Direction.SELL, Direction.BUY]
+    finally:
+        host.plugins.stop_all()
+
+
+def test_the_gateway_probe_finishes_the_orders_it_fills(tmp_path: Path) -> None:
+    """Its returns name the order's account, as a gateway's do: without it the desk could
+    not match them and would keep every order working, a leak that makes the risk daemon of
+    ``bench tick-to-order`` collect garbage no real one does."""
+    suite = SuiteConfig.model_validate({"paths": {"home": str(tmp_path)}})
+    host = DaemonHost("risk", suite)
+    try:
+        with JournalWriter(suite.journal_dir, "engine") as engine_journal:
+            desk = host.plugins.load("desk", "order_desk").instance
+            host.plugins.load("gateway", "hft.bench.engine_plugins:GatewayProbe",
+                              {"samples_path": str(tmp_path / "gateway.npy")})
+            orders = empty(EventType.ORDER_REQ, 3)
+            orders["order_ref"] = [1, 2, 3]
+            orders["instrument"], orders["exchange"], orders["account"] = b"IF2101", b"CFFEX", b"a"
+            orders["price"], orders["volume"], orders["ts_ns"] = 5000.0, 1, time.time_ns()
+            for order in orders:
+                engine_journal.append(order)
+            assert isinstance(desk, OrderDesk) and desk.poll() == 3
+        assert desk.sent == 3
+        assert desk.working == {}
     finally:
         host.plugins.stop_all()
 

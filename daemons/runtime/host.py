@@ -9,11 +9,13 @@ self-pipe that commands, signals, ``request_stop`` and ``wake`` write to (or on 
 plugins follow, ``wake_on``, all at once, and on the host's wake word that the same
 ``wake`` bumps), bounded by the next timer and, while pollers exist, by ``idle_block_s``.
 A plugin whose poller is fed by another thread (the CTP API's callbacks) calls ``wake``
-after queuing, so its item is handled now, not at the end of the sleep.
+after queuing, so its item is handled now, not at the end of the sleep. The cyclic garbage
+collector runs in an iteration that found nothing to do, never inside a handler, and never
+walks the startup heap (``gcpolicy``).
 
 Start: claim the socket, heartbeat, signal handlers, /metrics, gRPC, the program's
-extension if it has one (the watchdog's supervisor), the config's plugins, then health
-SERVING. Stop (SIGTERM, SIGINT or Control.Stop): health NOT_SERVING, refuse new commands,
+extension if it has one (the watchdog's supervisor), the config's plugins, the startup heap
+frozen, then health SERVING. Stop (SIGTERM, SIGINT or Control.Stop): health NOT_SERVING, refuse new commands,
 stop the extension, stop plugins in reverse load order, stop gRPC, stop /metrics, remove
 the socket, write the final heartbeat (STOPPED); ``run`` then returns 0.
 
@@ -49,6 +51,7 @@ from prometheus_client.core import Metric
 from hft.daemons.runtime.bus import EventBus, handler_name
 from hft.daemons.runtime.config import SuiteConfig
 from hft.daemons.runtime.control import ControlServer, GrpcService, HostStoppingError
+from hft.daemons.runtime.gcpolicy import IdleCollector, freeze_startup_heap
 from hft.daemons.runtime.heartbeat import DaemonState, HeartbeatWriter
 from hft.daemons.runtime.homedir import prepare_home
 from hft.daemons.runtime.journal import JournalReader, wait_any
@@ -143,6 +146,7 @@ class DaemonHost:
         self._wake_word = FutexWord(mmap.mmap(-1, 4), 0)
         """Bumped by :meth:`wake`; the sleep on the followed journals waits on it too."""
         self._heartbeat: HeartbeatWriter | None = None
+        self._collector = IdleCollector()
         self._last_error_log_ns: dict[str, int] = {}
         self._stop_requested = threading.Event()
         self._stopped = threading.Event()
@@ -324,6 +328,9 @@ class DaemonHost:
         for plugin_name, plugin in self.config.plugins.items():
             self.plugins.load(plugin_name, plugin.spec, plugin.config, start=False)
         self.plugins.start_all()
+        frozen = freeze_startup_heap()
+        self._collector.start()
+        cleanup.callback(self._collector.close)
         self.state = DaemonState.RUNNING
         self._beat()
         control.set_serving(True)
@@ -332,6 +339,7 @@ class DaemonHost:
             "control_tcp": f"{control.tcp_address} (port {control.tcp_port}, token required)"
             if control.tcp_address else "off", "metrics_scheme": metrics.scheme,
             "fd_limit": fd_limit, "cpu_affinity": sorted(os.sched_getaffinity(0)),
+            "gc_frozen_objects": frozen,
             "plugins": [p.name for p in self.plugins], "config": str(self.suite.source)})
 
     def _pin_cpus(self) -> None:
@@ -362,6 +370,7 @@ class DaemonHost:
         spin_ns, yield_ns = self.config.spin_us * 1000, self.config.yield_us * 1000
         timers = self.timers
         commands = self._commands
+        collect_if_due = self._collector.collect_if_due
         last_work_ns = time.monotonic_ns()
         while not self._stop_reason:
             self.iterations += 1
@@ -373,6 +382,8 @@ class DaemonHost:
             if self._poll():
                 last_work_ns = now_ns
                 continue
+            if collect_if_due():
+                continue  # that took a while: look for work again before waiting
             step = idle_step(mode, now_ns - last_work_ns, spin_ns, yield_ns)
             if step is IdleStep.YIELD:
                 os.sched_yield()

@@ -3,7 +3,8 @@
 Nothing on the hot path touches a prometheus_client object: the bus and the main loop keep
 plain integers (``bus.published``, ``host.iterations`` ...) and :class:`HostCollector` turns
 them into metric families when Prometheus scrapes. prometheus-client's ProcessCollector adds
-the process's memory, CPU time and open descriptors (``process_*``). The HTTP side (bounds,
+the process's memory, CPU time and open descriptors (``process_*``), its GCCollector the
+cyclic garbage collector's runs by generation (``python_gc_*``). The HTTP side (bounds,
 TLS, basic auth) is :mod:`hft.daemons.runtime.metrics_http`.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
+from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 import hft
@@ -116,6 +117,7 @@ class MetricsServer:
         if host.extension is not None:
             self.registry.register(host.extension)
         ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         config, suite = host.config, host.suite
         app = make_wsgi_app(self.registry)
         if config.metrics_auth is not None:
