@@ -4,16 +4,18 @@ POS_UPDATE fan-out, PnL attribution on scripted fills, and the two sample strate
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client.core import Metric
 from support.sample_data import IF_DAY
 
 from hft.daemons.engine.strategy.child import Strategy
-from hft.daemons.engine.strategy.container import StrategyContainer
+from hft.daemons.engine.strategy.container import LIVE_TICK_NS, StrategyContainer
 from hft.daemons.engine.strategy.position import Position
 from hft.daemons.md.csvfile import read_ticks
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
@@ -498,3 +500,28 @@ def test_the_container_quotes_and_rebalances_only_on_ticks_that_count(host: Daem
     assert market.orders == []
     market.tick(last=5000.0)
     assert legs(market.orders) == [("BUY", "OPEN", 1)] and float(market.orders[0]["price"]) < 5100
+
+
+def test_a_live_tick_that_makes_orders_samples_its_tick_to_order_latency(
+        host: DaemonHost, scripted: str) -> None:
+    market = Market(host)
+    strat = container(host, {"a": {"spec": scripted, "config": {"targets": {"IF2101": 1}}}})
+    stamped = time.time_ns()
+    market.tick(ts_ns=stamped)  # hft_md's receive time, just now: its order goes out
+    sent = time.time_ns()
+    [order] = market.orders
+    market.fill(order)
+    market.tick(ts_ns=time.time_ns())  # makes no order (the target is reached): no sample
+    child(strat, "a").set_target("IF2101", 2)
+    market.tick(ts_ns=time.time_ns() - 2 * LIVE_TICK_NS)  # a replayed tick's order: no sample
+    assert len(market.orders) == 2
+    samples = {sample.name: sample.value for sample in _tick_to_order(strat).samples
+               if sample.labels.get("le") in (None, "+Inf")}
+    assert samples["hft_strategy_tick_to_order_seconds_count"] == 1
+    assert 0 < samples["hft_strategy_tick_to_order_seconds_sum"] <= (sent - stamped) / 1e9
+
+
+def _tick_to_order(strat: StrategyContainer) -> Metric:
+    [family] = [f for f in strat.metrics() if f.name == "hft_strategy_tick_to_order_seconds"]
+    assert all(sample.labels["container"] == "strat" for sample in family.samples)
+    return family

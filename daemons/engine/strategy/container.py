@@ -15,6 +15,10 @@
 - Children loaded at run time live as long as the container's instance: put them in the
   config to have them back after a reload or restart of the container (its book then starts
   from the account's POS_UPDATE, in the house).
+- A tick that makes orders adds a sample to ``hft_strategy_tick_to_order_seconds``: from the
+  tick's ``ts_ns`` (hft_md's receive time) to its last ORDER_REQ published (and, with the
+  order link, journaled for the risk daemon). A tick made more than ``LIVE_TICK_NS`` earlier
+  is a replayed one (a backtest, a catch-up) and is not counted.
 
 Commands (``hftctl plugins command DAEMON NAME CMD --args JSON``): ``list``; ``load``
 {name, spec, config?, weight?, enabled?}; ``unload``, ``reload``, ``enable``, ``disable``
@@ -24,6 +28,7 @@ Commands (``hftctl plugins command DAEMON NAME CMD --args JSON``): ``list``; ``l
 from __future__ import annotations
 
 import math
+import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -45,6 +50,7 @@ from hft.daemons.runtime.bus import EventBus
 from hft.daemons.runtime.config import PluginName
 from hft.daemons.runtime.events import HEADER_DTYPE, EventType, PriceType, fields_struct
 from hft.daemons.runtime.journal import JournalReader
+from hft.daemons.runtime.latency import LatencySamples
 from hft.daemons.runtime.plugins import (
     HostServices,
     LoadedPlugin,
@@ -57,6 +63,8 @@ from hft.daemons.runtime.plugins import (
 
 _OWN_RETURNS = frozenset({EventType.RTN_ORDER, EventType.RTN_TRADE, EventType.RISK_REJECT})
 _SOURCE = fields_struct(HEADER_DTYPE, ("source",)).unpack_from
+LIVE_TICK_NS = 1_000_000_000
+"""A tick older than this when its orders go out was not live: its latency is not sampled."""
 _PRICE_TYPES = {"limit": PriceType.LIMIT, "market": PriceType.MARKET, "fak": PriceType.FAK,
                 "fok": PriceType.FOK}
 
@@ -123,6 +131,7 @@ class StrategyContainer(Plugin):
             price_type=_PRICE_TYPES[config.price_type], slippage_ticks=config.slippage_ticks,
             retry_after_s=config.retry_after_s, cancel_after_s=config.cancel_after_s,
             house=self.house, on_change=self._mark)
+        self.tick_to_order = LatencySamples()
         self.children_bus = EventBus()
         self.children = PluginManager(self.children_bus, _ChildHost(self, ctx.host),
                                       ctx.log.getChild("child"))
@@ -265,7 +274,9 @@ class StrategyContainer(Plugin):
         """The handler of one event type: book it, hand it to the children, trade. Returns
         of another container's orders (another ``source``) are not its business."""
         publish, kind = self.children_bus.publish, int(event_type)
-        source, own_only = self.router.source, event_type in _OWN_RETURNS
+        router = self.router
+        source, own_only = router.source, event_type in _OWN_RETURNS
+        timed = event_type is EventType.MARKET_DATA
 
         def relay(record: Any) -> None:
             if own_only and _SOURCE(record)[0] != source:
@@ -274,10 +285,18 @@ class StrategyContainer(Plugin):
                 book(record)
             publish(kind, record)
             if self._dirty:
+                sent = router.sent
                 self.flush()
+                if timed and router.sent != sent:
+                    self._sample_tick_to_order()
 
         relay.__qualname__ = f"{type(self).__qualname__}.relay_{event_type.name.lower()}"
         return relay
+
+    def _sample_tick_to_order(self) -> None:
+        latency_ns = time.time_ns() - self.router.tick_ns
+        if latency_ns < LIVE_TICK_NS:
+            self.tick_to_order.add(latency_ns)
 
     def _mark(self, instrument: Instrument) -> None:
         instrument.stale = True
@@ -408,6 +427,10 @@ def _families(containers: Sequence[StrategyContainer]) -> Iterable[Metric]:
                                     labels=["container"])
     errors = CounterMetricFamily("hft_strategy_handler_errors", "Exceptions raised by children's "
                                  "handlers (isolated)", labels=["container", "type", "handler"])
+    latencies = [container.tick_to_order.family(
+        "hft_strategy_tick_to_order_seconds", "A live tick's ts_ns (hft_md's receive time) to "
+        "the last ORDER_REQ it made published (and journaled by the order link)",
+        ["container"], [container.ctx.name]) for container in containers]
     counters = [(CounterMetricFamily(f"hft_strategy_{name}", text, labels=["container"]), attr)
                 for name, text, attr in (("orders", "ORDER_REQs sent", "sent"),
                                          ("fills", "Fills of its orders", "fills"),
@@ -430,7 +453,7 @@ def _families(containers: Sequence[StrategyContainer]) -> Iterable[Metric]:
             errors.add_metric([name, EventType(event_type).name, handler], count)
         for family, attr in counters:
             family.add_metric([name], getattr(container.router, attr))
-    return (pnl, counts, weight, lots, target, position, open_orders, errors,
+    return (pnl, counts, weight, lots, target, position, open_orders, errors, *latencies,
             *(family for family, _ in counters))
 
 

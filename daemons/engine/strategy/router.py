@@ -142,6 +142,8 @@ class OrderRouter:
         self.sent = self.fills = self.rejects = self.cancels = 0
         self.clock_ns = 0
         """The data's clock: the latest ``ts_ns`` of a tick or TIMER."""
+        self.tick_ns = 0
+        """The ``ts_ns`` of the last tick (when its producer made it: hft_md's receive time)."""
         self._bus = bus
         self.source = source
         """The ``source`` of its ORDER_REQs; returns carry it back."""
@@ -229,6 +231,7 @@ class OrderRouter:
 
     def on_tick(self, record: Any) -> None:
         values = _TICK(record)
+        self.tick_ns = values[0]
         if values[0] > self.clock_ns:
             self.clock_ns = values[0]
         if values[1] & UNCOUNTED:  # not a price to trade on (a settlement print, a stale replay)
