@@ -138,7 +138,7 @@ def beats(text: str) -> list[int]:
 
 @pytest.fixture
 def suite(tmp_path: Path) -> Iterator[Path]:
-    """An engine that logs beats, home in tmp_path; stopped afterwards."""
+    """An engine that logs beats, home in tmp_path; it and its watchdog stopped afterwards."""
     (tmp_path / "beat.py").write_text(BEAT)
     path = tmp_path / "hft.toml"
     path.write_text(f'''[paths]
@@ -155,7 +155,7 @@ enabled = false
 enabled = false
 ''')
     yield path
-    launcher.stop(load_config(path), DAEMON_NAMES, timeout_s=10)
+    launcher.stop(load_config(path), [], timeout_s=10)  # every daemon, then the watchdog
 
 
 def installed_logrotate(tmp_path: Path, home: Path) -> Path:

@@ -17,7 +17,7 @@ class Follow:
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hft.ctl", "logs", "-f", *args], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+            stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -43,3 +43,9 @@ class Follow:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT to its default, as in a terminal: a test run started in the background (``&``
+    in a script) ignores it, and the command would inherit that and never see its Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
