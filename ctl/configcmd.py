@@ -5,7 +5,8 @@ path), then each enabled daemon's plugin configs against their plugins' ``Config
 as the daemon checks them when it loads each plugin (a plugin given as a .py file is not
 imported here). Then it warns about what is valid but probably a mistake: alerts sent over
 plain http across the network, a control listener reachable beyond this machine without
-TLS, and secrets in a file every user can read.
+TLS, secrets in a file every user can read, and an engine pinned to a CPU another daemon is
+pinned to.
 """
 
 from __future__ import annotations
@@ -107,12 +108,30 @@ def warnings(suite: SuiteConfig, file: Path) -> Iterator[str]:
         if address is not None and not _is_local(address.rpartition(":")[0].strip("[]")):
             yield (f"{_table(name)}.control_tcp: {address} is reachable beyond this machine over "
                    "plain TCP (no TLS): bind it to a private network or tunnel it")
+    yield from _engine_cpu_warnings(suite)
     mode = file.stat().st_mode & 0o777
     if mode & 0o007:  # the group may read it: root:hft 0640 is how the service reads it
         secrets = sorted(_secret_keys(tomllib.loads(file.read_text(encoding="utf-8")), ""))
         if secrets:
             yield (f"{', '.join(secrets)}: secrets in a file every user can read (mode "
                    f"{mode:04o}): chmod o-rwx {file}")
+
+
+def _engine_cpu_warnings(suite: SuiteConfig) -> Iterator[str]:
+    """A pinned engine sharing a CPU with another pinned daemon waits whenever that one runs:
+    every tick's orders are late by it (README, "Where the daemons run")."""
+    engine = suite.daemon("engine")
+    if not engine.enabled or engine.cpu_affinity is None:
+        return
+    for name in DAEMON_NAMES:
+        other = suite.daemon(name)
+        if name == "engine" or not other.enabled or other.cpu_affinity is None:
+            continue
+        shared = sorted(set(engine.cpu_affinity) & set(other.cpu_affinity))
+        if shared:
+            yield (f"daemons.engine.cpu_affinity: CPU {', '.join(map(str, shared))} is also "
+                   f"daemons.{name}'s: the engine waits whenever {name} runs there; give the "
+                   "engine a CPU of its own")
 
 
 def _table(name: str) -> str:

@@ -121,6 +121,39 @@ url = "http://localhost:9000/alerts"
     assert WEBHOOK_TOKEN not in checked.output and SIGNING_SECRET not in checked.output
 
 
+def test_check_warns_about_an_engine_pinned_beside_another_daemon(tmp_path: Path) -> None:
+    path = config_file(tmp_path, """
+[daemons.hft_md]
+cpu_affinity = [0]
+[daemons.engine]
+cpu_affinity = [0]
+[daemons.risk]
+cpu_affinity = [0]
+[daemons.monitor]
+enabled = false
+cpu_affinity = [0]
+""", mode=0o600)
+    checked = hftctl("check", str(path))
+    assert checked.exit_code == 0
+    assert checked.output.splitlines() == [
+        f"{path}: warning: daemons.engine.cpu_affinity: CPU 0 is also daemons.{name}'s: the "
+        f"engine waits whenever {name} runs there; give the engine a CPU of its own"
+        for name in ("hft_md", "risk")] + [f"{path}: ok"]
+
+
+def test_no_warning_for_the_recommended_two_core_layout(tmp_path: Path) -> None:
+    path = config_file(tmp_path, """
+[daemons.hft_md]
+cpu_affinity = [1]
+[daemons.engine]
+cpu_affinity = [0]
+[daemons.risk]
+cpu_affinity = [1]
+""", mode=0o600)
+    checked = hftctl("check", str(path))
+    assert (checked.exit_code, checked.output) == (0, f"{path}: ok\n")
+
+
 def test_no_warning_for_local_listeners_and_a_private_file(tmp_path: Path) -> None:
     path = config_file(tmp_path, f"""
 [daemons.engine]
