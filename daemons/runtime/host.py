@@ -15,9 +15,9 @@ walks the startup heap (``gcpolicy``).
 
 Start: claim the socket, heartbeat, signal handlers, /metrics, gRPC, the program's
 extension if it has one (the watchdog's supervisor), the config's plugins, the startup heap
-frozen, then health SERVING. Stop (SIGTERM, SIGINT or Control.Stop): health NOT_SERVING, refuse new commands,
-stop the extension, stop plugins in reverse load order, stop gRPC, stop /metrics, remove
-the socket, write the final heartbeat (STOPPED); ``run`` then returns 0.
+frozen, then health SERVING. Stop (SIGTERM, SIGINT or Control.Stop): health NOT_SERVING,
+refuse new commands, stop the extension, stop plugins in reverse load order, stop gRPC, stop
+/metrics, remove the socket, write the final heartbeat (STOPPED); ``run`` then returns 0.
 
 A stop is bounded: plugin code that never returns (a handler in an endless loop) would
 otherwise keep the daemon alive forever. Once a stop is requested a guard thread gives the
