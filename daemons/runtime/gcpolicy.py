@@ -28,9 +28,11 @@ YOUNG_ALLOCATIONS = 700
 """Net allocations of tracked objects between two collections: CPython's own default."""
 OLDER_EVERY = 10
 """Collections of a generation between two of the next older one: CPython's default."""
-BACKSTOP_ALLOCATIONS = 100_000
+BACKSTOP_ALLOCATIONS = 10_000
 """The automatic collector's threshold while an IdleCollector runs: it collects only when a
-loop is never idle for that long (an event storm), so memory stays bounded."""
+loop is never idle for that long (an event storm), so memory stays bounded. A young
+collection costs about 8 µs per 700 objects here, 80 µs per 10,000 and 1 ms per 100,000:
+this bounds the pause a storm can cause to about 0.1 ms."""
 
 
 def freeze_startup_heap() -> int:
