@@ -9,10 +9,11 @@ nothing. So, once a daemon has started:
 - :func:`freeze_startup_heap` collects once and moves everything alive into the permanent
   generation (``gc.freeze``), which no collection walks again: a full collection then costs
   what was allocated since (1 to 8 µs on a fresh engine);
-- :class:`IdleCollector` raises the allocation threshold of the automatic collector to a
-  backstop and runs the collections itself in a loop iteration that found no work, the
-  generation CPython would have chosen (the youngest every ``YOUNG_ALLOCATIONS`` net
-  allocations, the older ones every ``OLDER_EVERY`` collections of the one below).
+- :func:`collect_when_idle` raises the allocation threshold of the automatic collector to a
+  backstop, and :func:`collect_if_due`, called in a loop iteration that found no work, runs
+  the collections itself, the generation CPython would have chosen (the youngest every
+  ``YOUNG_ALLOCATIONS`` net allocations, the older ones every ``OLDER_EVERY`` collections
+  of the one below).
 
 The price: a reference cycle that was alive at startup and becomes garbage later is never
 freed (reference counting still frees everything else). Startup objects (modules, configs,
@@ -29,7 +30,7 @@ YOUNG_ALLOCATIONS = 700
 OLDER_EVERY = 10
 """Collections of a generation between two of the next older one: CPython's default."""
 BACKSTOP_ALLOCATIONS = 10_000
-"""The automatic collector's threshold while an IdleCollector runs: it collects only when a
+"""The automatic collector's threshold after :func:`collect_when_idle`: it collects only when a
 loop is never idle for that long (an event storm), so memory stays bounded. A young
 collection costs about 8 µs per 700 objects here, 80 µs per 10,000 and 1 ms per 100,000:
 this bounds the pause a storm can cause to about 0.1 ms."""
@@ -43,22 +44,22 @@ def freeze_startup_heap() -> int:
     return gc.get_freeze_count()
 
 
-class IdleCollector:
-    """Runs the cyclic collector's due collections when called from an idle loop."""
+def collect_when_idle() -> None:
+    """Leave the automatic collector only its backstop: the loop calls :func:`collect_if_due`."""
+    gc.set_threshold(BACKSTOP_ALLOCATIONS, OLDER_EVERY, OLDER_EVERY)
 
-    def start(self) -> None:
-        """Leave the automatic collector only its backstop."""
-        gc.set_threshold(BACKSTOP_ALLOCATIONS, OLDER_EVERY, OLDER_EVERY)
 
-    def collect_if_due(self) -> bool:
-        """Collect the generation that is due, if one is; whether it did."""
-        young, gen1_runs, gen2_runs = gc.get_count()
-        if young < YOUNG_ALLOCATIONS:
-            return False
-        generation = 2 if gen2_runs >= OLDER_EVERY else 1 if gen1_runs >= OLDER_EVERY else 0
-        gc.collect(generation)  # counted in /metrics: python_gc_collections_total
-        return True
+def collect_if_due() -> bool:
+    """Collect the generation that is due, if one is; whether it did. For a loop iteration
+    that found no work."""
+    young, gen1_runs, gen2_runs = gc.get_count()
+    if young < YOUNG_ALLOCATIONS:
+        return False
+    generation = 2 if gen2_runs >= OLDER_EVERY else 1 if gen1_runs >= OLDER_EVERY else 0
+    gc.collect(generation)  # counted in /metrics: python_gc_collections_total
+    return True
 
-    def close(self) -> None:
-        """Hand collection back to CPython's defaults."""
-        gc.set_threshold(YOUNG_ALLOCATIONS, OLDER_EVERY, OLDER_EVERY)
+
+def collect_automatically() -> None:
+    """Hand collection back to CPython's defaults."""
+    gc.set_threshold(YOUNG_ALLOCATIONS, OLDER_EVERY, OLDER_EVERY)

@@ -51,7 +51,12 @@ from prometheus_client.core import Metric
 from hft.daemons.runtime.bus import EventBus, handler_name
 from hft.daemons.runtime.config import SuiteConfig
 from hft.daemons.runtime.control import ControlServer, GrpcService, HostStoppingError
-from hft.daemons.runtime.gcpolicy import IdleCollector, freeze_startup_heap
+from hft.daemons.runtime.gcpolicy import (
+    collect_automatically,
+    collect_if_due,
+    collect_when_idle,
+    freeze_startup_heap,
+)
 from hft.daemons.runtime.heartbeat import DaemonState, HeartbeatWriter
 from hft.daemons.runtime.homedir import prepare_home
 from hft.daemons.runtime.journal import JournalReader, wait_any
@@ -146,7 +151,6 @@ class DaemonHost:
         self._wake_word = FutexWord(mmap.mmap(-1, 4), 0)
         """Bumped by :meth:`wake`; the sleep on the followed journals waits on it too."""
         self._heartbeat: HeartbeatWriter | None = None
-        self._collector = IdleCollector()
         self._last_error_log_ns: dict[str, int] = {}
         self._stop_requested = threading.Event()
         self._stopped = threading.Event()
@@ -329,8 +333,8 @@ class DaemonHost:
             self.plugins.load(plugin_name, plugin.spec, plugin.config, start=False)
         self.plugins.start_all()
         frozen = freeze_startup_heap()
-        self._collector.start()
-        cleanup.callback(self._collector.close)
+        collect_when_idle()
+        cleanup.callback(collect_automatically)
         self.state = DaemonState.RUNNING
         self._beat()
         control.set_serving(True)
@@ -370,7 +374,6 @@ class DaemonHost:
         spin_ns, yield_ns = self.config.spin_us * 1000, self.config.yield_us * 1000
         timers = self.timers
         commands = self._commands
-        collect_if_due = self._collector.collect_if_due
         last_work_ns = time.monotonic_ns()
         while not self._stop_reason:
             self.iterations += 1
