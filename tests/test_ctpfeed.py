@@ -84,6 +84,26 @@ def test_missing_credentials_are_named_without_showing_the_password(
     assert "instruments or patterns" in load_error(host, {})
 
 
+def test_credentials_from_a_0600_file_where_the_environment_has_none(
+        host: DaemonHost, emulator: CtpMdEmulator, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CTP_PASSWORD")
+    monkeypatch.delenv("CTP_MD_FRONT")
+    secrets = tmp_path / "ctp.json"
+    secrets.write_text(f'{{"password": "{PASSWORD}", "md_fronts": ["tcp://127.0.0.1:10211"]}}')
+    secrets.chmod(0o640)
+    config = {"instruments": ["rb2605"], "credentials_file": str(secrets)}
+    assert "make it 0600" in load_error(host, config)
+    host.plugins.unload("ctp2")
+    secrets.chmod(0o600)
+    entry = load(host, config)
+    assert entry.state is PluginState.RUNNING, entry.error
+    wait_for(lambda: entry.instance.adapter.state is MdState.SUBSCRIBED, "subscribed")
+    assert PASSWORD not in repr(entry.instance.settings)
+    secrets.write_text('{"md_fronts": "tcp://127.0.0.1:10211"}')
+    assert "md_fronts must be a list of strings" in load_error(host, config)
+
+
 def load_error(host: DaemonHost, config: dict[str, Any]) -> str:
     entry = host.plugins.load("ctp2", f"{__name__}:EmulatedCtpFeed", config)
     assert entry.state is PluginState.FAILED

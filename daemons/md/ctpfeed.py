@@ -1,16 +1,16 @@
 """The CTP feed, hft_md's live source: a CTP md front recorded into the md journal.
 
 Credentials come from the plugin config or, better, the environment (CTP_MD_FRONT,
-CTP_BROKER_ID, CTP_USER_ID, CTP_PASSWORD; a config file is easier to leak than a process
-environment). With trader fronts (CTP_TD_FRONT, and CTP_APP_ID/CTP_AUTH_CODE where the broker
+CTP_BROKER_ID, CTP_USER_ID, CTP_PASSWORD) or a 0600 ``credentials_file``: a config file is
+easier to leak than either. With trader fronts (CTP_TD_FRONT, and CTP_APP_ID/CTP_AUTH_CODE where the broker
 requires authentication) the instruments, multipliers and ticks come from ReqQryInstrument
 at start; without, from the shipped product table.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 from openctp_ctp import mdapi, tdapi
@@ -21,6 +21,7 @@ from hft.daemons.md.ctp import CtpMarketData, MdState
 from hft.daemons.md.ctp_instruments import query_instruments, register_listed
 from hft.daemons.md.recorder import Recorder
 from hft.daemons.refdata.instruments import InstrumentTable, ProductTable
+from hft.daemons.runtime.credentials import with_credentials
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.secrets import Secret
 
@@ -39,6 +40,8 @@ class CtpFeedConfig(BaseModel):
     password: Secret = Secret("")
     app_id: str = ""
     auth_code: Secret = Secret("")
+    credentials_file: Path | None = None
+    """JSON with any of the keys above, mode 0600 (checked)."""
     instruments: list[str] = []
     """Instrument ids to subscribe."""
     patterns: list[str] = []
@@ -59,7 +62,7 @@ class CtpFeed(Plugin):
 
     def init(self, ctx: PluginContext) -> None:
         super().init(ctx)
-        self.settings = _with_environment(ctx.config)
+        self.settings = _with_credentials(ctx.config)
 
     def start(self) -> None:
         settings, host = self.settings, self.ctx.host
@@ -99,21 +102,12 @@ class CtpFeed(Plugin):
         yield from _adapter_metrics(self.adapter)
 
 
-def _with_environment(config: CtpFeedConfig) -> CtpFeedConfig:
-    """Fill what the config leaves empty from the environment; name what is still missing."""
-    values: dict[str, Any] = {}
-    for key, variable in ENVIRONMENT.items():
-        if getattr(config, key) in ("", [], Secret("")) and os.environ.get(variable):
-            text = os.environ[variable]
-            values[key] = [f.strip() for f in text.split(",") if f.strip()] \
-                if key.endswith("fronts") else text
-    settings = CtpFeedConfig.model_validate(config.model_dump() | values)
-    missing = [f"{key} (or ${ENVIRONMENT[key]})" for key in ("md_fronts", "broker_id", "user_id")
-               if not getattr(settings, key)]
-    if not settings.password.reveal():
-        missing.append("password (or $CTP_PASSWORD)")
-    if missing:
-        raise ValueError(f"the CTP feed needs {', '.join(missing)}")
+def _with_credentials(config: CtpFeedConfig) -> CtpFeedConfig:
+    """The config with what it leaves empty from the environment, then the credentials
+    file; it must name something to subscribe."""
+    settings = with_credentials(config, ENVIRONMENT, file=config.credentials_file,
+                                needed=("md_fronts", "broker_id", "user_id", "password"),
+                                who="CTP feed")
     if not settings.instruments and not settings.patterns:
         raise ValueError("the CTP feed needs instruments or patterns to subscribe")
     return settings

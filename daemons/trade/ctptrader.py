@@ -46,11 +46,9 @@ never in logs, metrics, reprs or errors.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import queue
-import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -64,6 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hft.daemons.md.ctp import CREDENTIAL_ERRORS, request_field
 from hft.daemons.refdata.instruments import SPLIT_CLOSE_EXCHANGES
+from hft.daemons.runtime.credentials import with_credentials
 from hft.daemons.runtime.events import (
     DTYPES,
     AlertLevel,
@@ -791,38 +790,11 @@ def _int(text: Any) -> int:
 
 
 def _with_credentials(config: CtpTraderConfig) -> CtpTraderConfig:
-    """Fill what the config leaves empty from the environment, then the credentials file;
-    name what is still missing (never a value)."""
-    values: dict[str, Any] = {}
-    for key, variable in ENVIRONMENT.items():
-        if getattr(config, key) in ("", [], Secret("")) and os.environ.get(variable):
-            text = os.environ[variable]
-            values[key] = ([f.strip() for f in text.split(",") if f.strip()]
-                           if key == "fronts" else text)
-    if config.credentials_file is not None:
-        path = config.credentials_file
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise ValueError(f"credentials file {path} is mode {mode:o}: make it 0600")
-        try:
-            stored = json.loads(path.read_text())
-        except ValueError:
-            raise ValueError(f"credentials file {path} is not JSON") from None
-        unknown = set(stored) - set(ENVIRONMENT)
-        if unknown:
-            raise ValueError(f"credentials file {path}: unknown keys {sorted(unknown)}")
-        for key, value in stored.items():
-            if not (isinstance(value, str) or (key == "fronts" and isinstance(value, list))):
-                raise ValueError(f"credentials file {path}: {key} must be a string")
-            if getattr(config, key) in ("", [], Secret("")) and key not in values:
-                values[key] = value
-    settings = CtpTraderConfig.model_validate(config.model_dump() | values)
-    missing = [f"{key} (or ${ENVIRONMENT[key]})" for key in ("fronts", "broker_id", "user_id")
-               if not getattr(settings, key)]
-    if not settings.password.get_secret_value():
-        missing.append("password (or $CTP_PASSWORD)")
-    if missing:
-        raise ValueError(f"the CTP trader needs {', '.join(missing)}")
+    """The config with what it leaves empty from the environment, then the credentials file;
+    the fronts checked."""
+    settings = with_credentials(config, ENVIRONMENT, file=config.credentials_file,
+                                needed=("fronts", "broker_id", "user_id", "password"),
+                                who="CTP trader")
     for front in settings.fronts:
         if not front.startswith(("tcp://", "ssl://")):
             raise ValueError(f"CTP front {front!r} is not tcp://host:port or ssl://host:port")
