@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.daemons import START_TIMEOUT_S, Daemon, serving, spawn_daemon, wait_for
+from support.daemons import Daemon, spawn_daemon, wait_serving
 
 from hft.daemons.runtime.config import HOME_ENV
 
@@ -26,8 +26,7 @@ def start_daemon() -> Iterator[Callable[[str, Path], Daemon]]:
     def start(name: str, config_path: Path) -> Daemon:
         daemon = spawn_daemon(name, config_path)
         started.append(daemon)
-        wait_for(lambda: serving(daemon), f"{name} to be SERVING", START_TIMEOUT_S)
-        return daemon
+        return wait_serving(daemon)
 
     yield start
     for daemon in started:

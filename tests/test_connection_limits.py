@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 from prometheus_client import CollectorRegistry, make_wsgi_app
-from support.daemons import Daemon, serving, wait_for
+from support.daemons import Daemon, wait_for, wait_serving
 from test_control_tcp import _config, _free_port, _token_file
 
 from hft.daemons.runtime.config import load_config
@@ -48,7 +48,7 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, int]]:
             preexec_fn=_limit_descriptors)
     started = Daemon("engine", process, load_config(config), stderr_path)
     try:
-        wait_for(lambda: serving(started), "engine to be SERVING", 20)
+        wait_serving(started)
         yield started, port
     finally:
         started.stop()

@@ -21,7 +21,7 @@ import pytest
 from openctp_ctp import tdapi
 from support import ctp_td_emulator
 from support.ctp_td_emulator import EmulatedCounter, tick
-from support.daemons import serving, spawn_daemon, wait_for, write_config
+from support.daemons import spawn_daemon, wait_for, wait_serving, write_config
 from support.pagecache import file_page_is_dirty
 
 from hft.daemons.runtime import host as host_module
@@ -512,7 +512,7 @@ query_interval_s = 0.05
         else:
             os.environ["CTP_PASSWORD"] = env_password
     try:
-        wait_for(lambda: serving(daemon), "risk to be SERVING", 20)
+        wait_serving(daemon)
         wait_for(lambda: any(line["message"] == "CTP trader ready" for line in daemon.logs()),
                  "the gateway logged in and reconciled", 20)
         request(tmp_path / "home", 1)

@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 from prometheus_client.parser import text_string_to_metric_families
-from support.daemons import Daemon, serving, spawn_daemon, wait_for, write_config
+from support.daemons import Daemon, running_daemon, serving, spawn_daemon, wait_for, write_config
 
 import hft
 from hft.ctl.client import ControlError
@@ -166,12 +166,8 @@ heartbeat_interval_s = 0.05
 spec = "{directory / 'publisher.py'}"
 config = {{ count = 3 }}
 """)
-    daemon = spawn_daemon("engine", config)
-    try:
-        wait_for(lambda: serving(daemon), "engine to be SERVING", 20)
+    with running_daemon("engine", config) as daemon:
         yield daemon
-    finally:
-        daemon.stop()
 
 
 def test_status_reports_the_daemon_and_its_config_plugins(engine: Daemon) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
-from support.daemons import Daemon, serving, spawn_daemon, wait_for, write_config
+from support.daemons import Daemon, running_daemon, write_config
 
 from hft.ctl.cli import main
 from hft.protos import control_pb2
@@ -100,12 +100,8 @@ config = {{ instrument = "IF2101" }}
 spec = "{directory / 'feed.py'}"
 config = {{ instrument = "rb2105", interval_s = 0.002 }}
 """)
-    daemon = spawn_daemon("engine", config)
-    try:
-        wait_for(lambda: serving(daemon), "engine to be SERVING", 20)
+    with running_daemon("engine", config) as daemon:
         yield daemon
-    finally:
-        daemon.stop()
 
 
 def factors(engine: Daemon) -> dict[tuple[str, str], tuple[int, float]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.daemons import Daemon, serving, spawn_daemon, wait_for, write_config
+from support.daemons import Daemon, spawn_daemon, wait_for, wait_serving, write_config
 from support.sample_data import IF_DAY
 from test_factors_daemon import FEED
 from test_strategy import SCRIPTED
@@ -117,8 +117,7 @@ config = {{ crash_file = "{tmp_path / 'crash'}", rest_file = "{tmp_path / 'rest'
 
     def start(name: str) -> Daemon:
         daemon = running[name] = spawn_daemon(name, config, tmp_path / f"{name}.stderr")
-        wait_for(lambda: serving(daemon), f"{name} to be SERVING", 20)
-        return daemon
+        return wait_serving(daemon)
 
     yield start
     for daemon in running.values():
@@ -339,9 +338,7 @@ config = {{ accounts = {{ sim-a = 2000000.0 }} }}
     md = JournalWriter(load_config(config).journal_dir, "md", trading_day=20210104)
     daemons = [spawn_daemon(name, config, tmp_path / f"{name}.stderr") for name in ("risk", "engine")]
     try:
-        for daemon in daemons:
-            wait_for(lambda daemon=daemon: serving(daemon), f"{daemon.name} to be SERVING", 20)
-        risk, engine = daemons
+        risk, engine = map(wait_serving, daemons)
         for tick in ticks:  # the journal existed before they started: both follow from its end
             md.append(tick)
             time.sleep(0.01)

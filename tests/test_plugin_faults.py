@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.daemons import Daemon, serving, spawn_daemon, wait_for, write_config
+from support.daemons import Daemon, running_daemon, spawn_daemon, wait_for, write_config
 from test_daemon import sample, scrape
 
 from hft.ctl.client import ControlError, PluginNotFound
@@ -92,12 +92,8 @@ class Stuck(Plugin):
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     directory = tmp_path_factory.mktemp("faults")
     config = write_config(directory, "[daemons.engine]\nmetrics_port = 0\nfailing_after = 3\n")
-    daemon = spawn_daemon("engine", config)
-    try:
-        wait_for(lambda: serving(daemon), "engine to be SERVING", 20)
+    with running_daemon("engine", config) as daemon:
         yield daemon
-    finally:
-        daemon.stop()
 
 
 @pytest.mark.parametrize("step", sorted(EXITS))

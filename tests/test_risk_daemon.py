@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.daemons import Daemon, serving, spawn_daemon, wait_for, write_config
+from support.daemons import Daemon, spawn_daemon, wait_for, wait_serving, write_config
 from support.sample_data import IF_DAY
 from test_strategy_daemon import metrics
 
@@ -62,7 +62,7 @@ class Rig:
 
     def start(self) -> None:
         risk = self.risk = spawn_daemon("risk", self.config, self.directory / "risk.stderr")
-        wait_for(lambda: serving(risk), "risk to be SERVING", 20)
+        wait_serving(risk)
         self.md.append(self.ticks[0])  # the exchange's book
 
     def stop(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
-from support.daemons import Daemon, serving, spawn_daemon, wait_for, write_config
+from support.daemons import Daemon, running_daemon, write_config
 from test_factors_daemon import FEED
 from test_strategy import SCRIPTED
 
@@ -69,12 +69,8 @@ config.account = "acc1"
 config.children.long = {{ spec = "{directory / 'scripted.py'}", config = {{ targets = {{ IF2101 = 3 }} }} }}
 config.children.short = {{ spec = "{directory / 'scripted.py'}", config = {{ targets = {{ IF2101 = -1 }} }} }}
 """)
-    daemon = spawn_daemon("engine", config)
-    try:
-        wait_for(lambda: serving(daemon), "engine to be SERVING", 20)
+    with running_daemon("engine", config) as daemon:
         yield daemon
-    finally:
-        daemon.stop()
 
 
 def command(engine: Daemon, plugin: str, cmd: str, /, **args: Any) -> Any:

@@ -8,7 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,6 +86,22 @@ def spawn_daemon(name: str, config_path: Path, stderr_path: Path | None = None) 
         process = subprocess.Popen([*command, "--config", str(config_path)],
                                    stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
     return Daemon(name, process, suite, stderr_path)
+
+
+def wait_serving(daemon: Daemon) -> Daemon:
+    """``daemon`` once its health is SERVING (fails if it dies or takes too long)."""
+    wait_for(lambda: serving(daemon), f"{daemon.name} to be SERVING", START_TIMEOUT_S)
+    return daemon
+
+
+@contextmanager
+def running_daemon(name: str, config_path: Path) -> Iterator[Daemon]:
+    """A daemon started and SERVING for the block, stopped after it."""
+    daemon = spawn_daemon(name, config_path)
+    try:
+        yield wait_serving(daemon)
+    finally:
+        daemon.stop()
 
 
 def serving(daemon: Daemon) -> bool:
