@@ -406,6 +406,34 @@ def test_children_are_loaded_unloaded_and_reloaded_by_command(host: DaemonHost,
         strat.command("weight", {"name": "c", "weight": -1})
 
 
+FACTOR_READER = '''
+from hft.daemons.engine.strategy.child import Strategy
+from hft.daemons.runtime.events import EventType
+
+
+class FactorReader(Strategy):
+    def init(self, ctx):
+        super().init(ctx)
+        self.values = []
+        ctx.subscribe(EventType.FACTOR, lambda record: self.values.append(float(record["value"])))
+'''
+
+
+def test_factor_values_are_relayed_while_a_child_reads_them(host: DaemonHost, scripted: str,
+                                                            tmp_path: Path) -> None:
+    strat = container(host, {"plain": {"spec": scripted}})
+    assert host.bus.handlers(EventType.FACTOR) == ()  # no child reads them: no relay
+    reader = tmp_path / "reader.py"
+    reader.write_text(FACTOR_READER)
+    strat.command("load", {"name": "reader", "spec": str(reader)})
+    factor = empty(EventType.FACTOR)[0]
+    factor["value"] = 1.5
+    host.bus.publish(EventType.FACTOR, factor)
+    assert child(strat, "reader").values == [1.5]
+    strat.command("unload", {"name": "reader"})
+    assert host.bus.handlers(EventType.FACTOR) == ()
+
+
 def test_a_failing_child_wants_nothing(host: DaemonHost, scripted: str, tmp_path: Path) -> None:
     market = Market(host, fill_at_once=True)
     strat = container(host, two_children(scripted))

@@ -2,11 +2,11 @@
 
 A child is an ordinary plugin (a ``Config``, ``init``/``start``/``stop``, loaded from an entry
 point, ``module:Class`` or a file) whose ``ctx.bus`` is its container's bus for children:
-the container forwards MARKET_DATA, BAR, FACTOR, TIMER, POS_UPDATE, RTN_ORDER, RTN_TRADE and
-RISK_REJECT to it, and nothing a child publishes there leaves the container. A child does
-not send orders: it says how many lots it wants to hold with :meth:`Strategy.set_target`
-and the container sends the orders for the net of every child, once the event that moved
-them has reached them all.
+the container forwards MARKET_DATA, BAR, FACTOR (while some child subscribes to it), TIMER,
+POS_UPDATE, RTN_ORDER, RTN_TRADE and RISK_REJECT to it, and nothing a child publishes there
+leaves the container. A child does not send orders: it says how many lots it wants to hold
+with :meth:`Strategy.set_target` and the container sends the orders for the net of every
+child, once the event that moved them has reached them all.
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 
 - Children are plugins (entry point, ``module:Class`` or a file, each with its own config), a
   weight and an enabled flag, from the ``children`` table of the config or loaded at run time.
-- The container subscribes to MARKET_DATA, BAR, FACTOR, TIMER, POS_UPDATE, RTN_ORDER,
-  RTN_TRADE and RISK_REJECT, books what concerns it (router), forwards each event to its
-  children's bus, and only then trades: for every instrument whose targets or position
-  moved, the net target is ``round(sum of weight x target)`` over the children that count,
-  and the orders for the difference from the position go out as ORDER_REQ (``source`` = the
-  container's id, a unique ``order_ref``). Two children reacting to one tick never trade
-  against each other.
+- The container subscribes to MARKET_DATA, BAR, TIMER, POS_UPDATE, RTN_ORDER, RTN_TRADE,
+  RISK_REJECT and (while a child handles it) FACTOR, books what concerns it (router),
+  forwards each event to its children's bus, and only then trades: for every instrument
+  whose targets or position moved, the net target is ``round(sum of weight x target)`` over
+  the children that count, and the orders for the difference from the position go out as
+  ORDER_REQ (``source`` = the container's id, a unique ``order_ref``). Two children reacting
+  to one tick never trade against each other.
 - A disabled, unloaded or failed child wants 0: its share is traded out. An unloaded child's
   book (lots, PnL) stays, and a child loaded again under the same name takes it back.
 - Fills are attributed to the children as the ledger module describes.
@@ -46,7 +46,7 @@ from hft.daemons.engine.strategy.ledger import (
     shares,
 )
 from hft.daemons.engine.strategy.router import Instrument, OrderRouter
-from hft.daemons.runtime.bus import EventBus
+from hft.daemons.runtime.bus import EventBus, Handler
 from hft.daemons.runtime.config import PluginName
 from hft.daemons.runtime.events import HEADER_DTYPE, EventType, PriceType, fields_struct
 from hft.daemons.runtime.journal import JournalReader
@@ -132,12 +132,17 @@ class StrategyContainer(Plugin):
             retry_after_s=config.retry_after_s, cancel_after_s=config.cancel_after_s,
             house=self.house, on_change=self._mark)
         self.tick_to_order = LatencySamples()
-        self.children_bus = EventBus()
+        self.children_bus = _ChildrenBus(self._children_subscribed)
+        self._children_only: dict[int, Callable[[Any], None]] = {
+            EventType.FACTOR: self._relay(EventType.FACTOR, None)}
+        """Relays of the types the router does not book: subscribed while a child handles
+        the type (``_children_subscribed``), so no tick pays for relaying factor values
+        nobody reads."""
         self.children = PluginManager(self.children_bus, _ChildHost(self, ctx.host),
                                       ctx.log.getChild("child"))
         router = self.router
         for event_type, book in ((EventType.MARKET_DATA, router.on_tick),
-                                 (EventType.BAR, router.on_bar), (EventType.FACTOR, None),
+                                 (EventType.BAR, router.on_bar),
                                  (EventType.TIMER, router.on_timer),
                                  (EventType.POS_UPDATE, router.on_position),
                                  (EventType.RTN_ORDER, router.on_order),
@@ -293,6 +298,17 @@ class StrategyContainer(Plugin):
         relay.__qualname__ = f"{type(self).__qualname__}.relay_{event_type.name.lower()}"
         return relay
 
+    def _children_subscribed(self, event_type: int) -> None:
+        """A child (un)subscribed ``event_type``: relay it while some child handles it."""
+        relay = self._children_only.get(event_type)
+        if relay is None:
+            return
+        relayed = relay in self.ctx.bus.handlers(event_type)
+        if self.children_bus.handlers(event_type) and not relayed:
+            self.ctx.subscribe(event_type, relay)
+        elif not self.children_bus.handlers(event_type) and relayed:
+            self.ctx.unsubscribe(event_type, relay)
+
     def _sample_tick_to_order(self) -> None:
         latency_ns = time.time_ns() - self.router.tick_ns
         if latency_ns < LIVE_TICK_NS:
@@ -339,6 +355,22 @@ class StrategyContainer(Plugin):
                 "long_today": position.long_today, "long_yesterday": position.long_yesterday,
                 "short_today": position.short_today, "short_yesterday": position.short_yesterday,
                 "open_orders": instrument.open_orders, "last": _json_number(instrument.last)}
+
+
+class _ChildrenBus(EventBus):
+    """The children's bus; tells the container after each (un)subscription."""
+
+    def __init__(self, subscribed: Callable[[int], None]) -> None:
+        super().__init__()
+        self._subscribed = subscribed
+
+    def subscribe(self, event_type: int, handler: Handler) -> None:
+        super().subscribe(event_type, handler)
+        self._subscribed(event_type)
+
+    def unsubscribe(self, event_type: int, handler: Handler) -> None:
+        super().unsubscribe(event_type, handler)
+        self._subscribed(event_type)
 
 
 class _ChildHost(StrategyHost):
