@@ -1,8 +1,8 @@
 """The latest tick of every instrument in shared memory, O(1) by instrument, under a SeqLock.
 
-One writer (hft_md) and any number of lock-free readers in other processes (risk, monitor).
-The file (by default under /dev/shm) holds a header page, a directory of instrument ids and
-one slot per instrument::
+One writer (hft_md) and any number of lock-free readers in other processes. The file (the
+feeds put it at ``<home>/run/<journal>.snap``) holds a header page, a directory of
+instrument ids and one slot per instrument::
 
     slot = [version u64][56 bytes padding][record, RECORD_SIZE bytes]
 
