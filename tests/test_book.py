@@ -25,6 +25,7 @@ from hft.daemons.trade.book import (
     PositionBook,
     PositionEntry,
     PositionError,
+    mismatches,
     money_to_decimal,
     pack_pos_update,
 )
@@ -190,14 +191,16 @@ def test_frozen_lots_cannot_be_closed_again_until_released_or_filled() -> None:
         trade("IF2101", BUY, CLOSE, "4990.0", 1)
 
 
-def test_reconcile_names_every_side_that_differs_from_the_counter() -> None:
+def test_mismatches_name_every_side_that_differs_from_the_counter() -> None:
     book = PositionBook(PRODUCTS)
     trade = Trader(book)
     trade("rb2105", BUY, OPEN, "3500", 2)
     trade("IF2101", SELL, OPEN, "5000.0", 1)
     trade("IF2101", BUY, CLOSE, "4990.0", 1)  # flat short: matches a counter without it
-    assert book.reconcile({("a", "rb2105", LONG): (2, 2), ("a", "IF2101", SHORT): (0, 0)}) == []
-    assert book.reconcile({("a", "rb2105", LONG): (2, 1), ("b", "IF2101", SHORT): (1, 1)}) == [
+    ours = {(e.account, e.contract.instrument, int(e.direction)): (e.position, e.today_position)
+            for e in book.entries()}
+    assert mismatches(ours, {("a", "rb2105", LONG): (2, 2), ("a", "IF2101", SHORT): (0, 0)}) == []
+    assert mismatches(ours, {("a", "rb2105", LONG): (2, 1), ("b", "IF2101", SHORT): (1, 1)}) == [
         ("a", "rb2105", LONG, (2, 2), (2, 1)), ("b", "IF2101", SHORT, (0, 0), (1, 1))]
 
 

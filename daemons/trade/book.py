@@ -70,6 +70,20 @@ class Mismatch(NamedTuple):
     counter: tuple[int, int]
 
 
+Sides = Mapping[tuple[str, str, int], tuple[int, int]]
+"""(account, instrument, direction) -> (position, today_position)."""
+
+
+def mismatches(ours: Sides, counter: Sides) -> list[Mismatch]:
+    """Every side where ``ours`` and the counter's InvestorPosition figures differ, a side
+    only one of them holds included (a flat side counts as absent), in key order."""
+    held = {key: lots for key, lots in ours.items() if lots[0]}
+    theirs = {key: lots for key, lots in counter.items() if lots[0]}
+    return [Mismatch(key[0], key[1], PosDirection(key[2]), held.get(key, (0, 0)),
+                     theirs.get(key, (0, 0)))
+            for key in sorted(held.keys() | theirs.keys()) if held.get(key) != theirs.get(key)]
+
+
 class BookError(ValueError):
     """A trade, freeze or mark the book refuses; nothing was changed."""
 
@@ -422,19 +436,6 @@ class PositionBook:
     def entries_of(self, instrument: str) -> Sequence[PositionEntry]:
         """Every account's entries in ``instrument``."""
         return self._by_instrument.get(instrument, ())
-
-    def reconcile(self, counter: Mapping[tuple[str, str, int], tuple[int, int]]
-                  ) -> list[Mismatch]:
-        """Compare with the counter's positions ((account, instrument, direction) ->
-        (position, today_position), as its InvestorPosition query gives them): every side
-        where they differ, a side only one of them holds included. The gateway alerts on them."""
-        ours = {key: (entry.position, entry.today_position)
-                for key, entry in self._entries.items() if entry.position}
-        theirs = {key: lots for key, lots in counter.items() if lots[0]}
-        return [Mismatch(key[0], key[1], PosDirection(key[2]), ours.get(key, (0, 0)),
-                         theirs.get(key, (0, 0)))
-                for key in sorted(ours.keys() | theirs.keys())
-                if ours.get(key) != theirs.get(key)]
 
     def roll(self) -> None:
         """End of the trading day for every entry (mark them at the settlement first)."""

@@ -80,7 +80,7 @@ from hft.daemons.runtime.journal import JournalNotFound, JournalReader
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.secrets import Secret
 from hft.daemons.runtime.waitmode import WaitMode
-from hft.daemons.trade.book import Mismatch
+from hft.daemons.trade.book import Mismatch, mismatches
 from hft.daemons.trade.ctperrors import PROMPTS, CtpError
 from hft.daemons.trade.ctporders import TERMINAL, CtpKey, CtpOrder, EngineKey, Leg, OrderRefFile
 from hft.daemons.trade.ctpspi import CALLBACK_KINDS, Callback, TraderSpi
@@ -448,13 +448,10 @@ class CtpTrader(Plugin):
     def _reconcile_positions(self) -> None:
         """ALERT each side where the desk and the counter differ, once per difference (the
         same mismatch found by the next query is not alerted again)."""
-        ours = {k: v for k, v in self.published_positions.items() if v[0]}
-        theirs = {k: v for k, v in self.counter_positions.items() if v[0]}
-        found = {Mismatch(key[0], key[1], PosDirection(key[2]), ours.get(key, (0, 0)),
-                          theirs.get(key, (0, 0)))
-                 for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key)}
-        new, self._mismatches = found - self._mismatches, found
-        for mismatch in sorted(new):
+        found = mismatches(self.published_positions, self.counter_positions)
+        new = [mismatch for mismatch in found if mismatch not in self._mismatches]
+        self._mismatches = set(found)
+        for mismatch in new:
             self.stats["position_mismatches"] += 1
             self._alert(AlertLevel.WARNING, b"position_mismatch",
                         f"{mismatch.account} {mismatch.instrument} "
