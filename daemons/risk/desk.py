@@ -71,7 +71,7 @@ from hft.daemons.runtime.journal import (
 from hft.daemons.runtime.latency import LatencySamples
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.waitmode import WaitMode
-from hft.daemons.trade.book import BookError
+from hft.daemons.trade.book import BookError, PositionEntry
 from hft.daemons.trade.fees import Fees
 from hft.daemons.trade.livebook import LiveBook
 
@@ -95,6 +95,10 @@ _REQUEST_HEAD = {t: fields_struct(DTYPES[t], ("trading_day", "instrument_index",
                  for t in (EventType.ORDER_REQ, EventType.CANCEL_REQ)}
 """What a RISK_REJECT repeats of the request it refuses (the two layouts differ)."""
 _STATUS = fields_struct(DTYPES[EventType.RTN_ORDER], ("status",))
+_FILL_KEY = fields_struct(DTYPES[EventType.RTN_TRADE],
+                          ("source", "order_ref", "volume", "account")).unpack_from
+_INDEX = fields_struct(DTYPES[EventType.ORDER_SEND], ("instrument_index",)).unpack_from
+"""A record's instrument_index (the header's, the same in every type)."""
 _ALERT = fields_struct(DTYPES[EventType.ALERT],
                        ("ts_ns", "type", "level", "origin", "code", "message"))
 _CONTROL_CODES = (b"limit_set", b"kill_switch", b"resume")
@@ -136,13 +140,15 @@ OrderKey = tuple[int, int, bytes]
 class WorkingOrder:
     """An order sent and not finished: its ORDER_SEND's bytes and what the returns said."""
 
-    __slots__ = ("order_sys_id", "raw", "status")
+    __slots__ = ("filled", "order_sys_id", "raw", "status")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
         """The ORDER_SEND as bytes: a copy costs a tenth of a numpy record's on the hot path."""
         self.status = int(OrderStatus.SUBMITTING)
         self.order_sys_id = b""
+        self.filled = 0
+        """Lots of its RTN_TRADEs so far."""
 
     @property
     def record(self) -> Any:
@@ -288,9 +294,15 @@ class OrderDesk(Plugin):
         committed = time.time_ns()
         self.decision_latency.add(committed - now)
         self.request_latency.add(committed - requested)
-        self.working[_KEY[EventType.ORDER_REQ].unpack_from(record)] = WorkingOrder(record.tobytes())
+        key = _KEY[EventType.ORDER_REQ].unpack_from(record)
+        self.working[key] = WorkingOrder(record.tobytes())
         self.sent += 1
         self.ctx.bus.publish(_ORDER_SEND, record)
+        working = self.working.get(key)
+        if working is not None:  # still working after the gateway call: freeze what is left
+            frozen = self.positions.freeze(working.raw, working.filled)
+            if frozen is not None:
+                self._publish_position(frozen, _INDEX(working.raw)[0])
 
     def _decide_cancel(self, cancel: Any, origin_seq: int) -> None:
         now = time.time_ns()
@@ -362,8 +374,15 @@ class OrderDesk(Plugin):
         if event_type == _RTN_ORDER:
             self._track(record)
             self.chain.on_order(record)
+            released = self.positions.settle(record)
+            if released is not None:
+                self._publish_position(released, _INDEX(record)[0])
         elif event_type == _RTN_TRADE:
             self.chain.on_trade(record)
+            source, ref, volume, account = _FILL_KEY(record)
+            working = self.working.get((source, ref, account))
+            if working is not None:
+                working.filled += volume
             self._book_fill(record, publish=True)
 
     def _book_fill(self, trade: Any, *, publish: bool) -> None:
@@ -377,8 +396,11 @@ class OrderDesk(Plugin):
                 self._publish_alert(AlertLevel.CRITICAL, b"position_mismatch", str(exc))
             return
         if publish:
-            self.ctx.bus.publish(_POS_UPDATE, self.positions.record(
-                entry, ts_ns=time.time_ns(), instrument_index=int(trade["instrument_index"])))
+            self._publish_position(entry, _INDEX(trade)[0])
+
+    def _publish_position(self, entry: PositionEntry, instrument_index: int) -> None:
+        self.ctx.bus.publish(_POS_UPDATE, self.positions.record(
+            entry, ts_ns=time.time_ns(), instrument_index=instrument_index))
 
     def _on_tick(self, tick: Any) -> None:
         """Bus handler: the book's marks and the checks' prices."""
@@ -421,6 +443,7 @@ class OrderDesk(Plugin):
                     self.working[key] = WorkingOrder(record.tobytes())
                     in_flight[key] = self.working[key].record
                     self.chain.restore_insert(record, int(record["ts_ns"]))
+                    self.positions.freeze(record)
                 elif event_type == _CANCEL_REQ:
                     self.chain.restore_cancel(record, int(record["ts_ns"]))
                 elif event_type in (_RTN_ORDER, _RTN_TRADE):
@@ -429,8 +452,11 @@ class OrderDesk(Plugin):
                     if event_type == _RTN_ORDER:
                         self._track(record)
                         self.chain.on_order(record)
+                        self.positions.settle(record)
                     else:
                         self.chain.on_trade(record)
+                        if (working := self.working.get(key)) is not None:
+                            working.filled += int(record["volume"])
                         self._book_fill(record, publish=False)
                 elif event_type == int(EventType.ALERT):
                     self._replay_control(record)

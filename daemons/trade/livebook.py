@@ -7,6 +7,13 @@ margin rate. Ticks mark the book; the first tick or fill of a new trading day ro
 lot becomes yesterday's, at the settlement price last seen for its instrument, else its last
 price). It hands out the POS_UPDATE record of a side that moved, and it is the position view
 the pre-trade checks read (lots held, the day's PnL).
+
+Frozen lots, as a counter keeps them: a close order sent freezes the lots it will take
+(``freeze``), each of its fills releases what it books, and its final status releases what
+will never fill (``settle``: the volume it did not trade; CTP may report the final status
+before the last trades, whose lots stay frozen until they come). A close the book cannot
+cover (lots it does not hold: the position predates the journal) freezes nothing; the
+counter judges it, and a fill the book cannot take is reported by the desk.
 """
 
 from __future__ import annotations
@@ -19,16 +26,20 @@ import numpy as np
 
 from hft.daemons.refdata.instruments import ProductTable, product_code
 from hft.daemons.runtime.events import (
+    ORDER_DTYPE,
+    RTN_ORDER_DTYPE,
     RTN_TRADE_DTYPE,
     TICK_DTYPE,
     EventType,
     Offset,
+    OrderStatus,
     PosDirection,
     empty,
     fields_struct,
 )
 from hft.daemons.trade.book import (
     MONEY_SCALE,
+    BookError,
     PositionBook,
     PositionEntry,
     float_to_money,
@@ -36,8 +47,36 @@ from hft.daemons.trade.book import (
 )
 from hft.daemons.trade.fees import Fees
 
-_FILL = fields_struct(RTN_TRADE_DTYPE, ("trading_day", "instrument", "price", "volume",
-                                        "direction", "offset", "account")).unpack_from
+# fields_struct reads fields in their record order
+_FILL = fields_struct(RTN_TRADE_DTYPE, ("trading_day", "source", "instrument", "order_ref",
+                                        "price", "volume", "direction", "offset",
+                                        "account")).unpack_from
+_CLOSE_ORDER = fields_struct(ORDER_DTYPE, ("trading_day", "source", "instrument", "order_ref",
+                                           "volume", "direction", "offset",
+                                           "account")).unpack_from
+_OFFSET = fields_struct(ORDER_DTYPE, ("offset",)).unpack_from
+_OPEN = int(Offset.OPEN)
+_FINAL = fields_struct(RTN_ORDER_DTYPE, ("source", "order_ref", "volume_traded", "status",
+                                         "account")).unpack_from
+_TERMINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
+                       OrderStatus.LOST})
+OrderKey = tuple[bytes, int, int]
+"""(account, source, order_ref) as the records carry them."""
+
+
+class _Frozen:
+    """The lots one working close order holds frozen."""
+
+    __slots__ = ("account", "direction", "filled", "instrument", "lots", "offset")
+
+    def __init__(self, account: str, instrument: str, direction: int, offset: int,
+                 lots: int, filled: int) -> None:
+        self.account, self.instrument = account, instrument
+        self.direction, self.offset = direction, offset
+        self.lots = lots
+        """Still frozen."""
+        self.filled = filled
+        """Lots of its fills booked so far."""
 _MARK = fields_struct(TICK_DTYPE, ("trading_day", "instrument", "last_price",
                                    "settlement_price")).unpack_from
 
@@ -57,15 +96,19 @@ class LiveBook:
         self._held: dict[bytes, str] = {}
         """Instruments the book has entries in: their id as the book spells it."""
         self._settlements: dict[bytes, float] = {}
+        self._frozen: dict[OrderKey, _Frozen] = {}
+        """Working close orders' frozen lots, by order."""
         record = empty(EventType.POS_UPDATE)
         self._record, self._bytes = record[0], record.view(np.uint8).data
 
     def fill(self, trade: Any) -> PositionEntry:
-        """Book one RTN_TRADE; BookError (naming why) for a fill the book cannot take, e.g. a
-        close of lots it does not hold (the position predates this journal)."""
-        day, key, price, volume, direction, offset, account = _FILL(trade)
+        """Book one RTN_TRADE (releasing the lots its order froze); BookError (naming why) for
+        a fill the book cannot take, e.g. a close of lots it does not hold (the position
+        predates this journal)."""
+        day, source, key, ref, price, volume, direction, offset, account = _FILL(trade)
         self.roll_to(day)
-        instrument = self._held.get(key) or key.rstrip(b"\0").decode()
+        self._release_filled((account, source, ref), volume)
+        instrument = self._instrument(key)
         contract = self.book.contract(instrument)
         owner = account.rstrip(b"\0").decode()
         commission = self._commission(owner, instrument, direction, offset, price, volume)
@@ -73,6 +116,61 @@ class LiveBook:
                                 volume, float_to_money(commission))
         self._held[key] = instrument
         return entry
+
+    def freeze(self, order: Any, filled: int = 0) -> PositionEntry | None:
+        """Freeze the lots a close ORDER_SEND (a record or its bytes) of which ``filled``
+        lots are booked already will still take while it works; the side it froze, or None
+        (an open, a close filled already, or one the book cannot cover: nothing frozen)."""
+        if _OFFSET(order)[0] == _OPEN:  # most orders: one field read
+            return None
+        day, source, key, ref, volume, direction, offset, account = _CLOSE_ORDER(order)
+        if volume <= filled:
+            return None
+        if day:
+            self.roll_to(day)
+        owner, instrument = account.rstrip(b"\0").decode(), self._instrument(key)
+        try:
+            entry = self.book.freeze(owner, instrument, direction, offset, volume - filled)
+        except BookError:
+            return None
+        self._frozen[(account, source, ref)] = _Frozen(owner, instrument, direction, offset,
+                                                       volume - filled, filled)
+        return entry
+
+    def settle(self, rtn_order: Any) -> PositionEntry | None:
+        """An RTN_ORDER: once final, release the frozen lots its order will never fill; the
+        side released, or None."""
+        source, ref, traded, status, account = _FINAL(rtn_order)
+        frozen = self._frozen.get((account, source, ref))
+        if frozen is None or status not in _TERMINAL:
+            return None
+        release = frozen.lots - max(0, traded - frozen.filled)  # fills still on their way
+        entry = None
+        if release > 0:
+            entry = self._unfreeze(frozen, release)
+        if not frozen.lots:
+            del self._frozen[(account, source, ref)]
+        return entry
+
+    def _release_filled(self, key: OrderKey, volume: int) -> None:
+        frozen = self._frozen.get(key)
+        if frozen is None:
+            return
+        frozen.filled += volume
+        release = min(volume, frozen.lots)
+        if release:
+            self._unfreeze(frozen, release)
+        if not frozen.lots:
+            del self._frozen[key]
+
+    def _unfreeze(self, frozen: _Frozen, lots: int) -> PositionEntry:
+        frozen.lots -= lots
+        return self.book.unfreeze(frozen.account, frozen.instrument, frozen.direction,
+                                  frozen.offset, lots)
+
+    def _instrument(self, key: bytes) -> str:
+        """The instrument id as the book spells it."""
+        return self._held.get(key) or key.rstrip(b"\0").decode()
 
     def _commission(self, account: str, instrument: str, direction: int, offset: int,
                     price: float, volume: int) -> float:
