@@ -56,10 +56,11 @@ class RestingGateway(Plugin):
         self.ctx.bus.publish(EventType.RTN_ORDER, rtn)
 
 
-def request(ref: int, direction: Direction, offset: Offset, volume: int) -> Any:
+def request(ref: int, direction: Direction, offset: Offset, volume: int,
+            price: float = 5000.0) -> Any:
     order = empty(EventType.ORDER_REQ)[0]
     order["ts_ns"], order["order_ref"], order["volume"], order["price"] = (
-        time.time_ns(), ref, volume, 5000.0)
+        time.time_ns(), ref, volume, price)
     order["instrument"], order["exchange"], order["account"] = b"IF2101", b"CFFEX", b"sim-a"
     order["direction"], order["offset"] = direction, offset
     return order
@@ -117,3 +118,28 @@ def test_lots_filled_during_the_gateway_call_are_not_frozen(desk_host: DaemonHos
     assert frozen_lots(desk) == [(0, 0)]
     desk_host.plugins.unload("desk")
     assert frozen_lots(load_desk(desk_host)) == [(0, 0)]  # the journal replays to the same
+
+
+def tick(host: DaemonHost, trading_day: int, last: float) -> None:
+    record = empty(EventType.MARKET_DATA)[0]
+    record["trading_day"], record["instrument"], record["exchange"] = trading_day, b"IF2101", b"CFFEX"
+    record["last_price"] = last
+    host.bus.publish(EventType.MARKET_DATA, record)
+
+
+def test_a_new_trading_day_publishes_every_side_it_moves(desk_host: DaemonHost) -> None:  # noqa: F811
+    published: list[tuple[int, int, int, float]] = []
+    desk_host.bus.subscribe(EventType.POS_UPDATE, lambda r: published.append(
+        (int(r["position"]), int(r["today_position"]), int(r["yd_position"]),
+         float(r["close_profit_by_date"]))))
+    load_gateway(desk_host, {"fill_at_once": 1})
+    with JournalWriter(desk_host.journal_dir, "engine") as engine:
+        engine.append(request(1, Direction.BUY, Offset.OPEN, 3))
+        engine.append(request(2, Direction.SELL, Offset.CLOSE, 1, 5010.0))  # filled at once
+        desk = load_desk(desk_host)
+    tick(desk_host, 20210104, 5000.0)
+    tick(desk_host, 20210104, 5010.0)  # a mark within the day publishes nothing
+    assert published == [(3, 3, 0, 0.0), (2, 2, 0, 10.0 * 300)]
+    tick(desk_host, 20210105, 5020.0)  # the night session opens the next trading day
+    assert published[-1] == (2, 0, 2, 0.0)  # yesterday's lots now, the day's profit gone
+    assert len(published) == 3 and desk.positions.trading_day == 20210105

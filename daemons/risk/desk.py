@@ -97,6 +97,8 @@ _REQUEST_HEAD = {t: fields_struct(DTYPES[t], ("trading_day", "instrument_index",
 _STATUS = fields_struct(DTYPES[EventType.RTN_ORDER], ("status",))
 _FILL_KEY = fields_struct(DTYPES[EventType.RTN_TRADE],
                           ("source", "order_ref", "volume", "account")).unpack_from
+_DAY = fields_struct(DTYPES[EventType.ORDER_SEND], ("trading_day",)).unpack_from
+"""A record's trading_day (the header's, the same in every type)."""
 _INDEX = fields_struct(DTYPES[EventType.ORDER_SEND], ("instrument_index",)).unpack_from
 """A record's instrument_index (the header's, the same in every type)."""
 _ALERT = fields_struct(DTYPES[EventType.ALERT],
@@ -300,6 +302,7 @@ class OrderDesk(Plugin):
         self.ctx.bus.publish(_ORDER_SEND, record)
         working = self.working.get(key)
         if working is not None:  # still working after the gateway call: freeze what is left
+            self._roll_to(_DAY(working.raw)[0])
             frozen = self.positions.freeze(working.raw, working.filled)
             if frozen is not None:
                 self._publish_position(frozen, _INDEX(working.raw)[0])
@@ -388,6 +391,8 @@ class OrderDesk(Plugin):
     def _book_fill(self, trade: Any, *, publish: bool) -> None:
         """Move the book by one fill and publish the side's POS_UPDATE; a fill the book cannot
         take is reported (log and ALERT), not booked."""
+        if publish:
+            self._roll_to(_DAY(trade)[0])
         try:
             entry = self.positions.fill(trade)
         except BookError as exc:
@@ -403,9 +408,19 @@ class OrderDesk(Plugin):
             entry, ts_ns=time.time_ns(), instrument_index=instrument_index))
 
     def _on_tick(self, tick: Any) -> None:
-        """Bus handler: the book's marks and the checks' prices."""
+        """Bus handler: the book's marks (its day roll on the first tick of a trading day)
+        and the checks' prices."""
+        self._roll_to(_DAY(tick)[0])
         self.positions.mark(tick)
         self.chain.on_tick(tick)
+
+    def _roll_to(self, day: int) -> None:
+        """Publish the POS_UPDATE of every side a new trading day moves (today's lots become
+        yesterday's, the day's profits and commission start again): without it the engine,
+        ``hftctl positions`` and the CTP gateway's reconciliation would see yesterday's."""
+        if day > self.positions.trading_day:
+            for entry in self.positions.roll_to(day):
+                self._publish_position(entry, -1)
 
     def _chain_alert(self, code: str, text: str) -> None:
         """The chain's alarms as journaled ALERTs: the loss limit reached is critical (the

@@ -5,8 +5,9 @@ Fills move the exact book (``book.py``), each with its commission from the produ
 OnRtnTrade carries none, so the book computes it as a counter would); margins are the fees'
 margin rate. Ticks mark the book; the first tick or fill of a new trading day rolls it (every
 lot becomes yesterday's, at the settlement price last seen for its instrument, else its last
-price). It hands out the POS_UPDATE record of a side that moved, and it is the position view
-the pre-trade checks read (lots held, the day's PnL).
+price), and ``roll_to`` names the sides that moved, for the desk to publish. It hands out
+the POS_UPDATE record of a side that moved, and it is the position view the pre-trade checks
+read (lots held, the day's PnL).
 
 Frozen lots, as a counter keeps them: a close order sent freezes the lots it will take
 (``freeze``), each of its fills releases what it books, and its final status releases what
@@ -205,17 +206,22 @@ class LiveBook:
         if last == last:
             self.book.mark(instrument, self.book.contract(instrument).ticks(last))
 
-    def roll_to(self, day: int) -> None:
-        """A new trading day: mark at the settlements seen, then every lot is yesterday's."""
+    def roll_to(self, day: int) -> list[PositionEntry]:
+        """A new trading day: mark at the settlements seen, then every lot is yesterday's and
+        the day's figures start from zero; the sides that moved (held, or traded the day
+        before), for their POS_UPDATEs."""
         if day <= self.trading_day:
-            return
+            return []
+        moved: list[PositionEntry] = []
         if self.trading_day:
             for key, settlement in self._settlements.items():
                 instrument = self._held[key]
                 self.book.mark(instrument, self.book.contract(instrument).ticks(settlement))
+            moved = [entry for entry in self.book.entries() if entry.position or entry.traded]
             self.book.roll()
             self._settlements.clear()
         self.trading_day = day
+        return moved
 
     def record(self, entry: PositionEntry, *, ts_ns: int, instrument_index: int) -> Any:
         """The POS_UPDATE record of one side (a buffer reused by the next call)."""
