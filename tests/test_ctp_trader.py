@@ -155,6 +155,16 @@ def test_an_order_fills_through_the_counter_and_the_book_moves(
     assert counter.api.topics["private"] == tdapi.THOST_TERT_RESUME
 
 
+def test_order_refs_start_above_the_logins_max_order_ref(
+        counter: EmulatedCounter, risks: list[Risk], tmp_path: Path) -> None:
+    counter.max_order_ref_elsewhere = 5000  # another terminal of the user ordered today
+    risk = start(risks, tmp_path)
+    risk.ready()
+    request(tmp_path, 1)
+    risk.until(lambda: OrderStatus.ALL_TRADED in statuses(risk, 1), "the fill")
+    assert list(counter.orders) == [5001]  # a ref at or below 5000 the counter refuses
+
+
 def test_a_refused_insert_is_rejected_with_the_counters_error(
         counter: EmulatedCounter, risks: list[Risk], tmp_path: Path) -> None:
     risk = start(risks, tmp_path)

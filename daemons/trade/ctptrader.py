@@ -27,10 +27,9 @@ Restart: the desk republishes an ORDER_SEND that never got a return, flagged REC
 the counter's orders are queried, the gateway answers it with what the counter knows of it,
 or, if it never reached the counter, with RTN_ORDER status LOST and an ALERT ``order_lost``.
 
-SHFE/INE: an engine CLOSE is sent as close-yesterday when yesterday's free lots cover it,
-else as close-today when today's do (lots from the position query, moved by every fill and
-frozen by working closes); when neither side covers it alone it goes as close-yesterday and
-the counter refuses it (no split into two CTP orders).
+SHFE/INE: an engine CLOSE takes yesterday's free lots first, as a close-yesterday order, and
+the rest as a close-today order (lots from the position query, moved by every fill and
+frozen by working closes): one engine order, one or two CTP orders (``_legs``).
 
 Positions: after each position query (at login and every ``reconcile_interval_s``) the
 counter's (position, today_position) per account, instrument and direction are compared

@@ -68,6 +68,9 @@ class EmulatedCounter:
         """Accept ReqOrderInsert and never deliver it (lost on the wire)."""
         self.refusals = 0
         """Refuse this many of the next logins with ErrorID 7 (not ready)."""
+        self.max_order_ref_elsewhere = 0
+        """The highest OrderRef another terminal of the user sent today: every login's
+        MaxOrderRef is at least this, as a counter's is."""
         self._pending: dict[int, tuple[TraderApi, Any]] = {}
 
     def factory(self, flow_path: str = "", *_: object) -> TraderApi:
@@ -229,7 +232,8 @@ class TraderApi(CtpTraderEmulator):
                 self.counter.sessions += 1
                 self.session = self.counter.sessions
                 self.max_order_ref = max((int(o["OrderRef"]) for o in self.counter.orders.values()
-                                          if o["SessionID"] == self.session), default=0)
+                                          if o["SessionID"] == self.session),
+                                         default=self.counter.max_order_ref_elsewhere)
         login = tdapi.CThostFtdcRspUserLoginField()
         if refusal is None:
             login.TradingDay, login.BrokerID, login.UserID = (self.trading_day, self.broker_id,
