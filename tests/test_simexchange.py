@@ -27,7 +27,12 @@ from hft.daemons.runtime.events import (
 from hft.daemons.trade.ctperrors import PROMPTS, CtpError
 from hft.daemons.trade.fees import Fees
 from hft.daemons.trade.simaccount import Contract, SimpleAccounts
-from hft.daemons.trade.simexchange import FLAG_CANCEL_REFUSED, SimExchange, SimExchangeConfig
+from hft.daemons.trade.simexchange import (
+    ENDED_KEPT,
+    FLAG_CANCEL_REFUSED,
+    SimExchange,
+    SimExchangeConfig,
+)
 
 DAY = 20210104
 T0 = 1_609_723_800_000_000_000  # 2021-01-04 09:30 +08:00, ns
@@ -618,6 +623,23 @@ def test_restore_continues_with_the_same_working_orders(model: str) -> None:
     assert restored.take() == continued
     assert any(entry[0] == "trade" for entry in continued)
     assert json.dumps(restored.sim.snapshot()) == json.dumps(original.sim.snapshot())
+
+
+def test_a_snapshot_keeps_the_working_orders_and_the_latest_ended_ones(market: Market) -> None:
+    resting = market.order(Direction.BUY, 4999.8, 1)  # the oldest order, still working
+    ended = [market.order(Direction.BUY, 5000.2, 1, price_type=PriceType.FAK)
+             for _ in range(ENDED_KEPT + 10)]  # two fill the 2 lots offered, the rest cancel
+    state = json.loads(json.dumps(market.sim.snapshot()))
+    assert [order[2] for order in state["orders"]] == [resting, *ended[-ENDED_KEPT:]]
+    restored = Market(exchange=SimExchange.restore(SimExchangeConfig(accounts={"sim": 1e9}),
+                                                   state, lambda record: None))
+    restored.sim._on_return = restored.keep
+    restored.cancel(ended[-1])  # ended, kept: refused as before the restart
+    restored.cancel(ended[0])  # ended long ago, forgotten: not found
+    restored.cancel(resting)
+    assert [entry[1:] for entry in restored.take()] == [
+        (ended[-1], "CANCELLED", 0, 26), (ended[0], "REJECTED", 0, 25),
+        (resting, "CANCELLED", 0, 0)]
 
 
 def test_an_order_right_after_a_restore_meets_the_restored_book(market: Market) -> None:
