@@ -125,7 +125,7 @@ def cancel_passed_by_the_desk(risk: Risk, ref: int) -> None:
 
 def held(risk: Risk, instrument: str) -> int:
     """Long lots in the desk's book, as its last POS_UPDATE said."""
-    return risk.gateway.published_positions.get((USER, instrument, 0), (0, 0))[0]
+    return risk.gateway.position_check.published.get((USER, instrument, 0), (0, 0))[0]
 
 
 def statuses(risk: Risk, ref: int) -> list[int]:

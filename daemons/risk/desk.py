@@ -50,6 +50,7 @@ from hft.daemons.risk.book_metrics import book_families
 from hft.daemons.risk.chain import Rejection, RiskChain
 from hft.daemons.risk.checks import LOSS_LIMIT
 from hft.daemons.risk.limits import RiskLimits
+from hft.daemons.runtime.alerts import AlertPublisher
 from hft.daemons.runtime.events import (
     DTYPES,
     RECORD_SIZE,
@@ -78,7 +79,7 @@ from hft.daemons.trade.livebook import LiveBook
 _ORDER_REQ, _CANCEL_REQ = int(EventType.ORDER_REQ), int(EventType.CANCEL_REQ)
 _ORDER_SEND, _REJECT = int(EventType.ORDER_SEND), int(EventType.RISK_REJECT)
 _RTN_ORDER, _RTN_TRADE = int(EventType.RTN_ORDER), int(EventType.RTN_TRADE)
-_POS_UPDATE, _ALERT_TYPE = int(EventType.POS_UPDATE), int(EventType.ALERT)
+_POS_UPDATE = int(EventType.POS_UPDATE)
 _TS_TYPE = struct.Struct("<qH")  # ts_ns, type: the header fields after the seq
 _SEQ = struct.Struct("<Q")
 _TS = fields_struct(DTYPES[EventType.ORDER_REQ], ("ts_ns",)).unpack_from
@@ -101,8 +102,7 @@ _DAY = fields_struct(DTYPES[EventType.ORDER_SEND], ("trading_day",)).unpack_from
 """A record's trading_day (the header's, the same in every type)."""
 _INDEX = fields_struct(DTYPES[EventType.ORDER_SEND], ("instrument_index",)).unpack_from
 """A record's instrument_index (the header's, the same in every type)."""
-_ALERT = fields_struct(DTYPES[EventType.ALERT],
-                       ("ts_ns", "type", "level", "origin", "code", "message"))
+_ALERT_TEXT = fields_struct(DTYPES[EventType.ALERT], ("code", "message")).unpack_from
 _CONTROL_CODES = (b"limit_set", b"kill_switch", b"resume")
 """ALERT codes of control actions, replayed on restart so they persist."""
 _TERMINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
@@ -230,8 +230,7 @@ class OrderDesk(Plugin):
         self.positions = LiveBook(products, self.config.fees, self.config.default_fees)
         self.chain = RiskChain(self.config.limits, products, alert=self._chain_alert)
         self.chain.set_position_view(self.positions)
-        alert = empty(EventType.ALERT)
-        self._alert, self._alert_bytes = alert[0], alert.view(np.uint8).data
+        self._alerts = AlertPublisher(ctx.bus, ctx.name)
         for event_type in (EventType.RTN_ORDER, EventType.RTN_TRADE, EventType.ALERT,
                            EventType.POS_UPDATE):
             ctx.subscribe(event_type, self._journal_return)
@@ -398,7 +397,7 @@ class OrderDesk(Plugin):
         except BookError as exc:
             self.ctx.log.error("a fill the position book cannot take", extra={"error": str(exc)})
             if publish:
-                self._publish_alert(AlertLevel.CRITICAL, b"position_mismatch", str(exc))
+                self._alerts.publish(AlertLevel.CRITICAL, b"position_mismatch", str(exc))
             return
         if publish:
             self._publish_position(entry, _INDEX(trade)[0])
@@ -426,12 +425,7 @@ class OrderDesk(Plugin):
         """The chain's alarms as journaled ALERTs: the loss limit reached is critical (the
         account can only reduce), the cancel ratio and daily cancels are warnings."""
         level = AlertLevel.CRITICAL if code == LOSS_LIMIT else AlertLevel.WARNING
-        self._publish_alert(level, code.encode(), text)
-
-    def _publish_alert(self, level: AlertLevel, code: bytes, text: str) -> None:
-        _ALERT.pack_into(self._alert_bytes, 0, time.time_ns(), _ALERT_TYPE, int(level),
-                         self.ctx.name.encode()[:32], code, text.encode()[:128])
-        self.ctx.bus.publish(int(EventType.ALERT), self._alert)
+        self._alerts.publish(level, code.encode(), text)
 
     def _track(self, rtn: Any) -> None:
         key = _KEY[EventType.RTN_ORDER].unpack_from(rtn)
@@ -537,7 +531,7 @@ class OrderDesk(Plugin):
     def _kill(self, args: Mapping[str, Any]) -> dict[str, Any]:
         request = _KillCommand.model_validate(args)
         working = self.chain.kill(request.cancel_all, time.time_ns())
-        self._publish_alert(AlertLevel.CRITICAL, b"kill_switch", json.dumps(
+        self._alerts.publish(AlertLevel.CRITICAL, b"kill_switch", json.dumps(
             {"cancel_all": request.cancel_all, "by": request.by}))
         for order in working:
             self._cancel_working(order.account, order.order_ref, 0)
@@ -546,7 +540,7 @@ class OrderDesk(Plugin):
     def _resume(self, args: Mapping[str, Any]) -> dict[str, Any]:
         by = _By.model_validate(args).by
         self.chain.resume()
-        self._publish_alert(AlertLevel.WARNING, b"resume", json.dumps({"by": by}))
+        self._alerts.publish(AlertLevel.WARNING, b"resume", json.dumps({"by": by}))
         return {"killed": False}
 
     def _set(self, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -557,12 +551,12 @@ class OrderDesk(Plugin):
         if len(change.encode()) > 128:
             raise ValueError("the change does not fit the journal's ALERT message (128 bytes); "
                              "use shorter names")
-        self._publish_alert(AlertLevel.WARNING, b"limit_set", change)
+        self._alerts.publish(AlertLevel.WARNING, b"limit_set", change)
         return table
 
     def _replay_control(self, alert: Any) -> None:
         """A switch or limit change journaled before the restart, applied again."""
-        _, _, _, _, code, message = _ALERT.unpack_from(alert)
+        code, message = _ALERT_TEXT(alert)
         code = code.rstrip(b"\0")
         if code not in _CONTROL_CODES:
             return

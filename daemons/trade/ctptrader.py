@@ -61,6 +61,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hft.daemons.md.ctp import CREDENTIAL_ERRORS, request_field
 from hft.daemons.refdata.instruments import SPLIT_CLOSE_EXCHANGES
+from hft.daemons.runtime.alerts import AlertPublisher
 from hft.daemons.runtime.credentials import with_credentials
 from hft.daemons.runtime.events import (
     DTYPES,
@@ -79,10 +80,10 @@ from hft.daemons.runtime.journal import JournalNotFound, JournalReader
 from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.secrets import Secret
 from hft.daemons.runtime.waitmode import WaitMode
-from hft.daemons.trade.book import Mismatch, mismatches
 from hft.daemons.trade.ctperrors import PROMPTS, CtpError
 from hft.daemons.trade.ctporders import TERMINAL, CtpKey, CtpOrder, EngineKey, Leg, OrderRefFile
 from hft.daemons.trade.ctpspi import CALLBACK_KINDS, Callback, TraderSpi
+from hft.daemons.trade.poscheck import PositionCheck
 from hft.daemons.trade.simexchange import FLAG_CANCEL_REFUSED
 
 ENVIRONMENT = {"fronts": "CTP_TD_FRONT", "broker_id": "CTP_BROKER_ID", "user_id": "CTP_USER_ID",
@@ -173,16 +174,15 @@ class CtpTrader(Plugin):
         self.instrument_status: dict[bytes, str] = {}
         self._trades_seen: set[tuple[int, bytes, bytes, int]] = set()
         """(trading day, ExchangeID, TradeID, direction): exchanges reuse TradeIDs each day."""
-        self._mismatches: set[Mismatch] = set()
-        self.published_positions: dict[tuple[str, str, int], tuple[int, int]] = {}
-        self.counter_positions: dict[tuple[str, str, int], tuple[int, int]] = {}
         self._closable: dict[tuple[bytes, int], list[int]] = {}
         """(instrument, held side) -> [today, yesterday] lots, for SHFE/INE offsets."""
         self.account: dict[str, float] = {}
         self._recovered: list[Any] = []
         self._order_out = empty(EventType.RTN_ORDER)[0]
         self._trade_out = empty(EventType.RTN_TRADE)[0]
-        self._alert_out = empty(EventType.ALERT)[0]
+        self._alerts = AlertPublisher(ctx.bus, ctx.name)
+        self.position_check = PositionCheck(self._alerts)
+        """The desk's published positions, checked against the counter's after each query."""
         self._login_request = request_field(
             tdapi.CThostFtdcReqUserLoginField, BrokerID=settings.broker_id,
             UserID=settings.user_id, Password=settings.password.get_secret_value())
@@ -197,7 +197,7 @@ class CtpTrader(Plugin):
                                  durable=settings.durable)
         ctx.subscribe(EventType.ORDER_SEND, self.on_order)
         ctx.subscribe(EventType.CANCEL_REQ, self.on_cancel)
-        ctx.subscribe(EventType.POS_UPDATE, self._on_position_published)
+        ctx.subscribe(EventType.POS_UPDATE, self.position_check.on_published)
 
     def __repr__(self) -> str:
         return (f"CtpTrader(fronts={self.settings.fronts}, broker_id={self.settings.broker_id!r},"
@@ -334,7 +334,7 @@ class CtpTrader(Plugin):
             self._credentials_refused = True
             self.ctx.log.error(f"CTP trader {step} refused: check the credentials; not "
                                "retrying until restarted", extra=extra)
-            self._alert(AlertLevel.CRITICAL, b"login_refused",
+            self._alerts.publish(AlertLevel.CRITICAL, b"login_refused",
                         f"{step} refused: ErrorID {error[0]} {error[1]}")
             return
         delay = min(self.settings.login_retry_s * 2.0 ** self._retries, 60.0)
@@ -439,29 +439,10 @@ class CtpTrader(Plugin):
             lots[0] += position
             lots[1] += today
             self._closable[(instrument.encode(), int(side))] = [lots[1], lots[0] - lots[1]]
-        self.counter_positions = {key: (lots[0], lots[1]) for key, lots in counter.items()}
-        if not self._fill_during_query:
-            self._reconcile_positions()
+        if not self._fill_during_query:  # else the two may be a fill apart: the next query
+            self.stats["position_mismatches"] += len(self.position_check.compare(
+                {key: (lots[0], lots[1]) for key, lots in counter.items()}))
         self._next_reconcile_at = time.monotonic() + self.settings.reconcile_interval_s
-
-    def _reconcile_positions(self) -> None:
-        """ALERT each side where the desk and the counter differ, once per difference (the
-        same mismatch found by the next query is not alerted again)."""
-        found = mismatches(self.published_positions, self.counter_positions)
-        new = [mismatch for mismatch in found if mismatch not in self._mismatches]
-        self._mismatches = set(found)
-        for mismatch in new:
-            self.stats["position_mismatches"] += 1
-            self._alert(AlertLevel.WARNING, b"position_mismatch",
-                        f"{mismatch.account} {mismatch.instrument} "
-                        f"{mismatch.direction.name.lower()}: desk {mismatch.ours} "
-                        f"counter {mismatch.counter} (position, today)")
-
-    def _on_position_published(self, record: Any) -> None:
-        """Bus handler: the desk's POS_UPDATE, the book's side as published."""
-        key = (bytes(record["account"]).decode(), bytes(record["instrument"]).decode(),
-               int(record["direction"]))
-        self.published_positions[key] = (int(record["position"]), int(record["today_position"]))
 
     # --- orders out ------------------------------------------------------------------------
 
@@ -693,12 +674,6 @@ class CtpTrader(Plugin):
         out["account"] = order.engine[2]
         self.ctx.bus.publish(int(EventType.RTN_ORDER), out)
 
-    def _alert(self, level: AlertLevel, code: bytes, message: str) -> None:
-        out = self._alert_out
-        out["ts_ns"], out["level"], out["origin"] = time.time_ns(), level, self.ctx.name.encode()
-        out["code"], out["message"] = code, message.encode()[:128]
-        self.ctx.bus.publish(int(EventType.ALERT), out)
-
     # --- restart ---------------------------------------------------------------------------
 
     def _read_journal(self) -> None:
@@ -717,7 +692,7 @@ class CtpTrader(Plugin):
                     self._trades_seen.add((int(record["trading_day"]), bytes(record["exchange"]),
                                            bytes(record["trade_id"]), int(record["direction"])))
                 elif kind == EventType.POS_UPDATE:
-                    self._on_position_published(record)
+                    self.position_check.on_published(record)
                 elif kind in (EventType.ORDER_SEND, EventType.RTN_ORDER):
                     order = self.orders.get((int(record["source"]), int(record["order_ref"]),
                                              bytes(record["account"])))
@@ -762,7 +737,7 @@ class CtpTrader(Plugin):
         self.stats["lost"] += 1
         self._publish_order(order, 0, 0, why)
         source, ref, account = order.engine
-        self._alert(AlertLevel.CRITICAL, b"order_lost",
+        self._alerts.publish(AlertLevel.CRITICAL, b"order_lost",
                     f"order {ref} of source {source} ({account.decode()}): {why}")
 
     # --- metrics ---------------------------------------------------------------------------
