@@ -1,9 +1,12 @@
 """The simulated exchange as the risk daemon's gateway plugin (``sim_exchange``): an order the
 desk asks about again after a restart (RECOVERED) is answered with what the exchange knows of
-it, or LOST, and the exchange's state survives a reload of the plugin."""
+it, or LOST; the exchange's state survives a reload of the plugin; the desk's published
+positions are checked against the exchange's accounts."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ from hft.daemons.runtime.events import (
     empty,
 )
 from hft.daemons.runtime.host import DaemonHost
+from hft.daemons.runtime.journal import JournalWriter
+from hft.daemons.trade.simgateway import SimGateway
 
 
 def host_with_exchange(tmp_path: Path) -> tuple[DaemonHost, list[Any]]:
@@ -75,5 +80,40 @@ def test_a_recovered_order_is_answered_with_what_the_exchange_knows_or_lost(
         assert answers(returns) == [(1, "NOT_TRADED"), (2, "LOST")]
         send(host, 1, recovered=True)  # asking again changes nothing at the exchange
         assert answers(returns) == [(1, "NOT_TRADED")]
+    finally:
+        host.plugins.stop_all()
+
+
+def test_positions_that_differ_from_the_exchanges_accounts_are_alerted_once(
+        tmp_path: Path) -> None:
+    host, _ = host_with_exchange(tmp_path)
+    alerts: list[str] = []
+    host.bus.subscribe(EventType.ALERT, lambda r: alerts.append(
+        f"{bytes(r['code']).decode()}: {bytes(r['message']).decode()}"))
+    try:
+        with JournalWriter(host.journal_dir, "engine") as engine:
+            order = empty(EventType.ORDER_REQ)[0]
+            order["ts_ns"], order["order_ref"], order["volume"] = time.time_ns(), 1, 2
+            order["instrument"], order["exchange"], order["account"] = b"IF2101", b"CFFEX", b"sim"
+            order["price"], order["direction"], order["price_type"] = (
+                5000.2, Direction.BUY, PriceType.FAK)
+            engine.append(order)
+            desk = host.plugins.load("desk", "order_desk", {}).instance
+            assert desk is not None and desk.poll() == 1  # type: ignore[attr-defined]
+        gateway = host.plugins.get("exchange").instance
+        assert isinstance(gateway, SimGateway)
+        gateway.reconcile()  # the desk's book and the exchange agree: 2 lots long
+        assert alerts == []
+        host.plugins.unload("exchange")  # its state file loses the fill, as a crash could
+        state_path = host.run_dir / "exchange.json"
+        state = json.loads(state_path.read_text())
+        for side in state["accounts"]["sim"]["sides"]:
+            side[2] = side[3] = 0  # no lots today or yesterday
+        state_path.write_text(json.dumps(state))
+        load_exchange(host)  # the check runs at start
+        assert alerts == ["position_mismatch: sim IF2101 long: desk (2, 2) counter (0, 0) "
+                          "(position, today)"]
+        host.plugins.get("exchange").instance.reconcile()  # type: ignore[union-attr]
+        assert len(alerts) == 1  # the same difference is not alerted again
     finally:
         host.plugins.stop_all()

@@ -59,6 +59,10 @@ class Accounts(Protocol):
     def new_day(self) -> None:
         """A new trading day: today's lots become yesterday's."""
 
+    def holdings(self) -> dict[tuple[str, str, int], tuple[int, int]]:
+        """(account, instrument, held direction) -> (position, today's lots) of every side
+        held: what a counter's position query answers."""
+
     def snapshot(self) -> Any:
         """Plain data (JSON-able) to rebuild this view with ``restore``."""
 
@@ -197,6 +201,12 @@ class SimpleAccounts:
         """(today, yesterday) lots held in ``direction``."""
         side = self._accounts[account.encode()].side(_key(instrument), int(direction))
         return side.today, side.yesterday
+
+    def holdings(self) -> dict[tuple[str, str, int], tuple[int, int]]:
+        return {(name.decode(), key.rstrip(b"\0").decode(), direction):
+                (side.today + side.yesterday, side.today)
+                for name, book in self._accounts.items()
+                for (key, direction), side in book.sides.items() if side.today + side.yesterday}
 
     def set_position(self, account: str, contract: Contract, direction: Direction, *,
                      yesterday: int, price: float) -> None:

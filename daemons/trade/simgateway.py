@@ -12,6 +12,12 @@ positions advance between two returns without a write: a restored order stands n
 the front than it did (conservative). An order the desk asks about again after a restart
 (``OrderFlag.RECOVERED``: journaled, no return seen) is answered with its current status if
 the exchange knows it, or LOST if it never arrived.
+
+Positions: at start (after the positions the desk journaled are read) and every
+``reconcile_interval_s``, the desk's published positions are compared with the exchange's
+accounts, as the CTP gateway compares them with the counter's; each difference is an ALERT
+``position_mismatch`` (after a crash between the desk journaling a return and the state's
+write, this is how the two are seen to disagree).
 """
 
 from __future__ import annotations
@@ -22,8 +28,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
+from hft.daemons.runtime.alerts import AlertPublisher
 from hft.daemons.runtime.events import DTYPES, EventType, OrderFlag, OrderStatus, empty, fields_struct
+from hft.daemons.runtime.journal import JournalNotFound, JournalReader
 from hft.daemons.runtime.plugins import Plugin, PluginContext
+from hft.daemons.runtime.waitmode import WaitMode
+from hft.daemons.trade.poscheck import PositionCheck
 from hft.daemons.trade.simexchange import SimExchange, SimExchangeConfig
 
 _RECOVERED = int(OrderFlag.RECOVERED)
@@ -32,15 +44,25 @@ _ORDER_KEY = fields_struct(DTYPES[EventType.ORDER_SEND],
                             "volume", "direction", "offset", "account")).unpack_from
 
 
+class SimGatewayConfig(SimExchangeConfig):
+    """The simulated exchange's own settings, and the gateway's."""
+
+    journal: str = Field(default="risk", min_length=1)
+    """The risk journal, read at start for the positions the desk published."""
+    reconcile_interval_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    """How often the desk's positions are compared with the exchange's accounts."""
+
+
 class SimGateway(Plugin):
     """Risk daemon plugin: the simulated exchange behind the order desk."""
 
-    Config = SimExchangeConfig
-    """The simulated exchange's own settings; its state file is ``<run>/<plugin name>.json``."""
+    Config = SimGatewayConfig
+    """Its state file is ``<run>/<plugin name>.json``."""
 
     def init(self, ctx: PluginContext) -> None:
         super().init(ctx)
-        self.config: SimExchangeConfig = ctx.config
+        self.config: SimGatewayConfig = ctx.config
+        self.position_check = PositionCheck(AlertPublisher(ctx.bus, ctx.name))
         self._returned = False
         self._state_path = Path(ctx.host.run_dir) / f"{ctx.name}.json"
         self.exchange = self._restored() or SimExchange(self.config, self._publish)
@@ -48,6 +70,16 @@ class SimGateway(Plugin):
         ctx.subscribe(EventType.TIMER, self.on_timer)
         ctx.subscribe(EventType.ORDER_SEND, self.on_order)
         ctx.subscribe(EventType.CANCEL_REQ, self.on_cancel)
+        ctx.subscribe(EventType.POS_UPDATE, self.position_check.on_published)
+
+    def start(self) -> None:
+        self._read_published_positions()
+        self.reconcile()
+        self.ctx.call_every(self.config.reconcile_interval_s, self.reconcile)
+
+    def reconcile(self) -> None:
+        """ALERT each side where the desk's published position and the exchange's differ."""
+        self.position_check.compare(self.exchange.accounts.holdings())
 
     def stop(self) -> None:
         self._save()
@@ -92,6 +124,17 @@ class SimGateway(Plugin):
         lost["message"] = b"the simulated exchange never received it"
         lost["ts_ns"] = self.exchange.clock_ns
         self._publish(lost)
+
+    def _read_published_positions(self) -> None:
+        try:
+            reader = JournalReader(self.ctx.host.journal_dir, self.config.journal,
+                                   start="begin", wait_mode=WaitMode.BUSY)
+        except JournalNotFound:
+            return
+        with reader:
+            for kind, record in reader.committed():
+                if kind == EventType.POS_UPDATE:
+                    self.position_check.on_published(record)
 
     def _save_if_returned(self) -> None:
         if self._returned:
