@@ -24,7 +24,8 @@ from hft.daemons.runtime.events import (
     empty,
 )
 from hft.daemons.runtime.host import DaemonHost
-from hft.daemons.runtime.journal import JournalWriter
+from hft.daemons.runtime.journal import JournalReader, JournalWriter
+from hft.daemons.runtime.waitmode import WaitMode
 from hft.daemons.trade.simgateway import SimGateway
 
 
@@ -45,9 +46,39 @@ def host_with_exchange(tmp_path: Path) -> tuple[DaemonHost, list[Any]]:
     return host, returns
 
 
-def load_exchange(host: DaemonHost) -> None:
+def load_exchange(host: DaemonHost, *, then_run_the_loop: bool = True) -> SimGateway:
+    """The plugin loaded, and (unless a test loads more first) the loop's next turn run, when
+    a daemon's plugins have all started."""
     entry = host.plugins.load("exchange", "sim_exchange", {"accounts": {"sim": 1e9}})
-    assert entry.error == ""
+    assert entry.error == "" and isinstance(entry.instance, SimGateway)
+    if then_run_the_loop:
+        host.timers.run_due(time.monotonic_ns())
+    return entry.instance
+
+
+def load_desk(host: DaemonHost) -> Any:
+    """The order desk loaded, the engine journal's requests decided."""
+    entry = host.plugins.load("desk", "order_desk", {})
+    assert entry.error == "" and entry.instance is not None
+    while entry.instance.poll():  # type: ignore[attr-defined]
+        pass
+    return entry.instance
+
+
+def buy_at_the_ask(host: DaemonHost, ref: int, volume: int) -> None:
+    """A FAK buy of IF2101 at the ask, as the engine journals it."""
+    with JournalWriter(host.journal_dir, "engine") as engine:
+        order = empty(EventType.ORDER_REQ)[0]
+        order["ts_ns"], order["order_ref"], order["volume"] = time.time_ns(), ref, volume
+        order["instrument"], order["exchange"], order["account"] = b"IF2101", b"CFFEX", b"sim"
+        order["price"], order["direction"], order["price_type"] = (
+            5000.2, Direction.BUY, PriceType.FAK)
+        engine.append(order)
+
+
+def journaled(host: DaemonHost, kind: EventType) -> list[Any]:
+    with JournalReader(host.journal_dir, "risk", start="begin", wait_mode=WaitMode.BUSY) as reader:
+        return [record.copy() for k, record in reader.committed() if k == kind]
 
 
 def send(host: DaemonHost, ref: int, *, recovered: bool = False) -> None:
@@ -91,15 +122,8 @@ def test_positions_that_differ_from_the_exchanges_accounts_are_alerted_once(
     host.bus.subscribe(EventType.ALERT, lambda r: alerts.append(
         f"{bytes(r['code']).decode()}: {bytes(r['message']).decode()}"))
     try:
-        with JournalWriter(host.journal_dir, "engine") as engine:
-            order = empty(EventType.ORDER_REQ)[0]
-            order["ts_ns"], order["order_ref"], order["volume"] = time.time_ns(), 1, 2
-            order["instrument"], order["exchange"], order["account"] = b"IF2101", b"CFFEX", b"sim"
-            order["price"], order["direction"], order["price_type"] = (
-                5000.2, Direction.BUY, PriceType.FAK)
-            engine.append(order)
-            desk = host.plugins.load("desk", "order_desk", {}).instance
-            assert desk is not None and desk.poll() == 1  # type: ignore[attr-defined]
+        buy_at_the_ask(host, 1, 2)
+        load_desk(host)
         gateway = host.plugins.get("exchange").instance
         assert isinstance(gateway, SimGateway)
         gateway.reconcile()  # the desk's book and the exchange agree: 2 lots long
@@ -110,10 +134,47 @@ def test_positions_that_differ_from_the_exchanges_accounts_are_alerted_once(
         for side in state["accounts"]["sim"]["sides"]:
             side[2] = side[3] = 0  # no lots today or yesterday
         state_path.write_text(json.dumps(state))
-        load_exchange(host)  # the check runs at start
+        restarted = load_exchange(host)  # the check runs once it has started
         assert alerts == ["position_mismatch: sim IF2101 long: desk (2, 2) counter (0, 0) "
                           "(position, today)"]
-        host.plugins.get("exchange").instance.reconcile()  # type: ignore[union-attr]
+        restarted.reconcile()
         assert len(alerts) == 1  # the same difference is not alerted again
+    finally:
+        host.plugins.stop_all()
+
+
+def test_returns_written_with_the_state_but_never_published_are_published_after_a_restart(
+        tmp_path: Path) -> None:
+    host, _ = host_with_exchange(tmp_path)
+    alerts: list[Any] = []
+    host.bus.subscribe(EventType.ALERT, alerts.append)
+    try:
+        gateway = host.plugins.get("exchange").instance
+        assert isinstance(gateway, SimGateway)
+        gateway._save_then_publish = gateway._save  # type: ignore[method-assign]
+        buy_at_the_ask(host, 1, 2)  # filled, written ahead, then the daemon dies unpublished
+        desk = load_desk(host)
+        assert journaled(host, EventType.RTN_TRADE) == [] and desk.positions.lots("sim", "IF2101") == (0, 0)
+        host.plugins.unload("desk")
+        host.plugins.unload("exchange")
+        load_exchange(host, then_run_the_loop=False)  # a daemon starts all its plugins,
+        desk = load_desk(host)  # the desk asking about its order in flight,
+        host.timers.run_due(time.monotonic_ns())  # then its loop turns
+        [trade] = journaled(host, EventType.RTN_TRADE)  # the fill, once
+        assert (int(trade["order_ref"]), int(trade["volume"])) == (1, 2)
+        assert desk.positions.lots("sim", "IF2101") == (2, 0)
+        assert alerts == []  # the desk's book and the exchange agree
+        buy_at_the_ask(host, 2, 1)  # filled, written ahead and published (journaled) ...
+        while desk.poll():
+            pass
+        state_path = host.run_dir / "exchange.json"
+        killed_state = state_path.read_bytes()  # ... and the daemon dies before a next write
+        host.plugins.unload("desk")
+        host.plugins.unload("exchange")
+        state_path.write_bytes(killed_state)
+        load_exchange(host, then_run_the_loop=False)
+        load_desk(host)
+        host.timers.run_due(time.monotonic_ns())
+        assert [int(t["order_ref"]) for t in journaled(host, EventType.RTN_TRADE)] == [1, 2]
     finally:
         host.plugins.stop_all()

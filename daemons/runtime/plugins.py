@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from hft.daemons.runtime.journal import JournalReader
 
 ENTRY_POINT_GROUP = "hft.plugins"
+_SOON_S = 1e-9
+"""``call_soon``'s timer: due at once, so it runs at the loop's next look at its timers."""
 
 Poller = Callable[[], int]
 """Called from the host's main loop; returns how many events it handled (0 = idle)."""
@@ -164,6 +166,16 @@ class PluginContext:
         timer_id = self.host.call_every(interval_s, callback)
         self._timers.append(timer_id)
         return timer_id
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once from the main loop, at its next turn: asked from
+        ``start()``, after every plugin of the host has started."""
+        def once() -> None:
+            self.host.cancel_timer(timer_id)
+            self._timers.remove(timer_id)
+            callback()
+
+        timer_id = self.call_every(_SOON_S, once)
 
     def call_until(self, interval_s: float, attempt: Callable[[], bool]) -> bool:
         """Call ``attempt`` now and, until it returns True, every ``interval_s`` (e.g. to
