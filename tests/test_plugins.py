@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,22 @@ def test_a_host_starts_its_plugins_only_after_every_init(host: DaemonHost, tmp_p
     assert [(name, step) for name, _, step in calls] == [
         ("first", "init"), ("second", "init"), ("first", "start"), ("second", "start")]
     assert {p.state for p in host.plugins} == {PluginState.RUNNING}
+
+
+SOON = """
+from hft.daemons.runtime.plugins import Plugin
+
+class Soon(Plugin):
+    def start(self):
+        self.ctx.call_soon(lambda: self.ctx.config["calls"].append("soon"))
+"""
+
+
+def test_call_soon_runs_once_at_the_loops_next_turn(host: DaemonHost, tmp_path: Path) -> None:
+    (tmp_path / "soon.py").write_text(SOON)
+    calls: list[str] = []
+    host.plugins.load("soon", str(tmp_path / "soon.py"), {"calls": calls})
+    assert calls == [] and len(host.timers) == 1  # not from start() itself
+    for _ in range(2):
+        host.timers.run_due(time.monotonic_ns())
+    assert calls == ["soon"] and len(host.timers) == 0  # once, and its timer is gone
