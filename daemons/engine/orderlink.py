@@ -26,7 +26,13 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import BaseModel, ConfigDict, Field
 
-from hft.daemons.runtime.events import DTYPES, EventType, OrderFlag, OrderStatus, fields_struct
+from hft.daemons.runtime.events import (
+    DTYPES,
+    FINAL_STATUSES,
+    EventType,
+    OrderFlag,
+    fields_struct,
+)
 from hft.daemons.runtime.journal import (
     ATTACH_INTERVAL_S,
     JournalLapped,
@@ -44,8 +50,6 @@ _POS_UPDATE, _ORDER_REQ = int(EventType.POS_UPDATE), int(EventType.ORDER_REQ)
 _REJECT, _RTN_ORDER, _RTN_TRADE = (int(EventType.RISK_REJECT), int(EventType.RTN_ORDER),
                                    int(EventType.RTN_TRADE))
 _RECOVERED = int(OrderFlag.RECOVERED)
-_FINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
-                    OrderStatus.LOST})
 _ANSWERS = frozenset({_RTN_ORDER, _RTN_TRADE, _REJECT})
 _KEY = {t: fields_struct(DTYPES[EventType(t)], ("source", "order_ref", "account")).unpack_from
         for t in (_ORDER_REQ, _REJECT, _RTN_ORDER, _RTN_TRADE)}
@@ -146,7 +150,7 @@ class OrderLink(Plugin):
                 if key in self._sent:
                     publish(event_type, record)
                 if event_type == _REJECT or (event_type == _RTN_ORDER
-                                             and _STATUS(record)[0] in _FINAL):
+                                             and _STATUS(record)[0] in FINAL_STATUSES):
                     settled.add(key)
         return settled
 

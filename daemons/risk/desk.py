@@ -53,6 +53,7 @@ from hft.daemons.risk.limits import RiskLimits
 from hft.daemons.runtime.alerts import AlertPublisher
 from hft.daemons.runtime.events import (
     DTYPES,
+    FINAL_STATUSES,
     RECORD_SIZE,
     AlertLevel,
     EventType,
@@ -105,8 +106,6 @@ _INDEX = fields_struct(DTYPES[EventType.ORDER_SEND], ("instrument_index",)).unpa
 _ALERT_TEXT = fields_struct(DTYPES[EventType.ALERT], ("code", "message")).unpack_from
 _CONTROL_CODES = (b"limit_set", b"kill_switch", b"resume")
 """ALERT codes of control actions, replayed on restart so they persist."""
-_TERMINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
-                       OrderStatus.LOST})
 
 
 class DeskConfig(BaseModel):
@@ -430,7 +429,7 @@ class OrderDesk(Plugin):
     def _track(self, rtn: Any) -> None:
         key = _KEY[EventType.RTN_ORDER].unpack_from(rtn)
         (status,) = _STATUS.unpack_from(rtn)
-        if status in _TERMINAL:
+        if status in FINAL_STATUSES:
             self.working.pop(key, None)
         elif (order := self.working.get(key)) is not None:
             order.status = status

@@ -113,6 +113,11 @@ class OrderStatus(IntEnum):
     LOST = 6  # terminal: in flight when a daemon crashed and never confirmed
 
 
+FINAL_STATUSES = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
+                            OrderStatus.LOST})
+"""The terminal statuses: an order in one of them trades no more."""
+
+
 class AlertLevel(IntEnum):
     INFO = 0
     WARNING = 1

@@ -25,16 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from hft.daemons.runtime.events import OrderStatus
+from hft.daemons.runtime.events import FINAL_STATUSES, OrderStatus
 from hft.daemons.runtime.files import sync_directory
 
 EngineKey = tuple[int, int, bytes]
 """(source, order_ref, account) as ORDER_SEND carries them."""
 CtpKey = tuple[int, int, int]
 """(FrontID, SessionID, OrderRef)."""
-
-TERMINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
-                      OrderStatus.LOST})
 
 
 @dataclass
@@ -53,7 +50,7 @@ class Leg:
 
     @property
     def working(self) -> bool:
-        return self.status not in TERMINAL
+        return self.status not in FINAL_STATUSES
 
 
 @dataclass
@@ -80,7 +77,7 @@ class CtpOrder:
 
     @property
     def working(self) -> bool:
-        return self.status not in TERMINAL
+        return self.status not in FINAL_STATUSES
 
     @property
     def seen_by_counter(self) -> bool:
@@ -95,7 +92,7 @@ class CtpOrder:
         self.traded = sum(leg.traded for leg in legs)
         self.order_sys_id = legs[0].order_sys_id
         statuses = {leg.status for leg in legs}
-        if statuses <= TERMINAL:
+        if statuses <= FINAL_STATUSES:
             wanted = sum(leg.volume for leg in legs)
             self.status = int(OrderStatus.ALL_TRADED if self.traded >= wanted else
                               OrderStatus.REJECTED if statuses == {OrderStatus.REJECTED} else

@@ -65,6 +65,7 @@ from hft.daemons.runtime.alerts import AlertPublisher
 from hft.daemons.runtime.credentials import with_credentials
 from hft.daemons.runtime.events import (
     DTYPES,
+    FINAL_STATUSES,
     AlertLevel,
     Direction,
     EventType,
@@ -81,7 +82,7 @@ from hft.daemons.runtime.plugins import Plugin, PluginContext
 from hft.daemons.runtime.secrets import Secret
 from hft.daemons.runtime.waitmode import WaitMode
 from hft.daemons.trade.ctperrors import PROMPTS, CtpError
-from hft.daemons.trade.ctporders import TERMINAL, CtpKey, CtpOrder, EngineKey, Leg, OrderRefFile
+from hft.daemons.trade.ctporders import CtpKey, CtpOrder, EngineKey, Leg, OrderRefFile
 from hft.daemons.trade.ctpspi import CALLBACK_KINDS, Callback, TraderSpi
 from hft.daemons.trade.poscheck import PositionCheck
 from hft.daemons.trade.simexchange import FLAG_CANCEL_REFUSED
@@ -586,7 +587,7 @@ class CtpTrader(Plugin):
         mapped = _STATUS.get(status, OrderStatus.SUBMITTING)
         if submit == _INSERT_REJECTED:
             mapped = OrderStatus.REJECTED
-        if not leg.working and mapped not in TERMINAL:
+        if not leg.working and mapped not in FINAL_STATUSES:
             return  # an older state replayed after a terminal one
         leg.traded = max(leg.traded, traded)
         leg.status = int(mapped)

@@ -27,13 +27,13 @@ import numpy as np
 
 from hft.daemons.refdata.instruments import ProductTable, product_code
 from hft.daemons.runtime.events import (
+    FINAL_STATUSES,
     ORDER_DTYPE,
     RTN_ORDER_DTYPE,
     RTN_TRADE_DTYPE,
     TICK_DTYPE,
     EventType,
     Offset,
-    OrderStatus,
     PosDirection,
     empty,
     fields_struct,
@@ -55,12 +55,12 @@ _FILL = fields_struct(RTN_TRADE_DTYPE, ("trading_day", "source", "instrument", "
 _CLOSE_ORDER = fields_struct(ORDER_DTYPE, ("trading_day", "source", "instrument", "order_ref",
                                            "volume", "direction", "offset",
                                            "account")).unpack_from
+_MARK = fields_struct(TICK_DTYPE, ("trading_day", "instrument", "last_price",
+                                   "settlement_price")).unpack_from
 _OFFSET = fields_struct(ORDER_DTYPE, ("offset",)).unpack_from
 _OPEN = int(Offset.OPEN)
-_FINAL = fields_struct(RTN_ORDER_DTYPE, ("source", "order_ref", "volume_traded", "status",
-                                         "account")).unpack_from
-_TERMINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
-                       OrderStatus.LOST})
+_ORDER_STATUS = fields_struct(RTN_ORDER_DTYPE, ("source", "order_ref", "volume_traded",
+                                                "status", "account")).unpack_from
 OrderKey = tuple[bytes, int, int]
 """(account, source, order_ref) as the records carry them."""
 
@@ -78,8 +78,6 @@ class _Frozen:
         """Still frozen."""
         self.filled = filled
         """Lots of its fills booked so far."""
-_MARK = fields_struct(TICK_DTYPE, ("trading_day", "instrument", "last_price",
-                                   "settlement_price")).unpack_from
 
 
 class LiveBook:
@@ -141,9 +139,9 @@ class LiveBook:
     def settle(self, rtn_order: Any) -> PositionEntry | None:
         """An RTN_ORDER: once final, release the frozen lots its order will never fill; the
         side released, or None."""
-        source, ref, traded, status, account = _FINAL(rtn_order)
+        source, ref, traded, status, account = _ORDER_STATUS(rtn_order)
         frozen = self._frozen.get((account, source, ref))
-        if frozen is None or status not in _TERMINAL:
+        if frozen is None or status not in FINAL_STATUSES:
             return None
         release = frozen.lots - max(0, traded - frozen.filled)  # fills still on their way
         entry = None

@@ -34,6 +34,7 @@ from hft.daemons.refdata.instruments import Product
 from hft.daemons.runtime.bus import EventBus
 from hft.daemons.runtime.events import (
     BAR_DTYPE,
+    FINAL_STATUSES,
     ORDER_DTYPE,
     POS_DTYPE,
     REJECT_DTYPE,
@@ -68,8 +69,6 @@ _RECOVERED = int(OrderFlag.RECOVERED)
 """A plain int: ``int & IntFlag`` runs enum's Python ``__and__`` (0.7 µs) on every ORDER_REQ."""
 _POSITION = field_reader(POS_DTYPE, "instrument", "account", "direction", "position",
                          "today_position", "yd_position", "open_cost")
-_TERMINAL = frozenset({OrderStatus.ALL_TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED,
-                       OrderStatus.LOST})
 
 
 class Instrument:
@@ -293,7 +292,7 @@ class OrderRouter:
     def on_order(self, record: Any) -> None:
         ref, traded, status = _ORDER(record)
         order = self.orders.get(ref)
-        if order is not None and status in _TERMINAL:
+        if order is not None and status in FINAL_STATUSES:
             order.final = traded
             if status == OrderStatus.REJECTED:
                 self._hold_back(order.instrument)
