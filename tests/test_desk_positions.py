@@ -73,6 +73,7 @@ def load_gateway(host: DaemonHost, config: dict[str, Any]) -> RestingGateway:
 
 
 def load_desk(host: DaemonHost) -> Any:
+    """The order desk loaded, the engine journal's requests decided."""
     entry = host.plugins.load("desk", "order_desk", {})
     assert entry.error == "" and entry.instance is not None
     while entry.instance.poll():  # type: ignore[attr-defined]

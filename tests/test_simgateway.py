@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from test_desk_positions import load_desk
 from test_simexchange import DAY, T0
 
 from hft.daemons.runtime.config import SuiteConfig
@@ -53,15 +54,6 @@ def load_exchange(host: DaemonHost, *, then_run_the_loop: bool = True) -> SimGat
     assert entry.error == "" and isinstance(entry.instance, SimGateway)
     if then_run_the_loop:
         host.timers.run_due(time.monotonic_ns())
-    return entry.instance
-
-
-def load_desk(host: DaemonHost) -> Any:
-    """The order desk loaded, the engine journal's requests decided."""
-    entry = host.plugins.load("desk", "order_desk", {})
-    assert entry.error == "" and entry.instance is not None
-    while entry.instance.poll():  # type: ignore[attr-defined]
-        pass
     return entry.instance
 
 
